@@ -1,0 +1,278 @@
+"""The ELECTRA model: a BERT encoder, a small generator that fills in masked tokens, and a
+discriminator that tells which tokens were replaced (PAPER.md §2-§3; ELECTRA, Clark et al. 2020).
+
+This file holds only the networks and their checkpoints. The training objective (masking, sampling,
+losses) lives in train_pretrain.py; task heads for fine-tuning live in finetune.py.
+
+    python -c "import electramed as em; print(em.count_parameters(em.Discriminator(em.model_config('base', 31090))))"
+    python -c "import electramed as em; d = em.load_hf_checkpoint('path/to/electramed_base'); print(d.config)"
+
+Checkpoints are read and written in the Hugging Face layout (config.json + pytorch_model.bin or
+model.safetensors), so the released ELECTRAMed weights run here and our weights run in transformers.
+References: google-research/electra (model/modeling.py, run_pretraining.py), BERT (Devlin et al. 2019),
+transformers/models/electra/modeling_electra.py (the key names of the released checkpoints).
+"""
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, fields
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Shapes in comments: B batch, L sequence length, D hidden size, E embedding size,
+# H attention heads, K head size (D // H), N masked positions per example, V vocabulary size.
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Configuration and sizes                                                      (PAPER.md §2)
+#    Field names are the keys of Hugging Face's ElectraConfig, so config.json maps both ways.
+#    The generator keeps the layer count and embedding size; its width is a fraction of the
+#    discriminator's, with FFN = 4 * hidden and one head per 64 dimensions (Google's code).
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    vocab_size: int = 31090                 # SciBERT scivocab, uncased (PAPER.md §1)
+    embedding_size: int = 768               # Small uses 128 and a linear projection up to hidden_size
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+
+
+# Discriminator sizes from PAPER.md §2. "tiny" exists only for tests and CPU demos; its embedding
+# size differs from its hidden size so that the projection path is exercised as in Small.
+SIZES = {
+    "tiny":  dict(hidden_size=64,   num_hidden_layers=2,  num_attention_heads=2,  intermediate_size=256,  embedding_size=32),
+    "small": dict(hidden_size=256,  num_hidden_layers=12, num_attention_heads=4,  intermediate_size=1024, embedding_size=128),
+    "base":  dict(hidden_size=768,  num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, embedding_size=768),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, embedding_size=1024),
+}
+GENERATOR_FRACTION = {"tiny": 1 / 2, "small": 1 / 4, "base": 1 / 3, "large": 1 / 4}
+
+
+def model_config(size: str, vocab_size: int, **overrides) -> ModelConfig:
+    """The discriminator config of a named size (PAPER.md §2), with any field overridden."""
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
+    return ModelConfig(**{**SIZES[size], "vocab_size": vocab_size, **overrides})
+
+
+def generator_config(config: ModelConfig, fraction: float) -> ModelConfig:
+    """The generator's config: `fraction` of the width, same depth and embedding size.
+
+    Follows google-research/electra:run_pretraining.py, get_generator_config.
+    """
+    hidden = int(round(config.hidden_size * fraction))
+    return ModelConfig(**{**asdict(config), "hidden_size": hidden, "intermediate_size": 4 * hidden,
+                          "num_attention_heads": max(1, hidden // 64)})
+
+
+def _init_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation: normal(0, 0.02) for every matrix, zero biases, LayerNorm at identity."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)   # truncated normal in Google's TF; HF uses plain normal
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Embeddings                                                                (PAPER.md §2; BERT)
+#    word + learned absolute position + token type, then LayerNorm and dropout, all of size E.
+#    This whole block is what the generator shares with the discriminator (PAPER.md §3).
+# ---------------------------------------------------------------------------------------------
+class Embeddings(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        E = config.embedding_size
+        # CHOICE: no padding_idx (HF sets one): as in Google's code, the [PAD] row is an ordinary row.
+        self.word_embeddings = nn.Embedding(config.vocab_size, E)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, E)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, E)
+        self.LayerNorm = nn.LayerNorm(E, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids=None):
+        L = input_ids.shape[1]
+        x = self.word_embeddings(input_ids) + self.position_embeddings.weight[:L]   # (B, L, E)
+        if token_type_ids is None:
+            x = x + self.token_type_embeddings.weight[0]     # no segment ids: everything is segment A
+        else:
+            x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Self-attention (SDPA)                                                     (PAPER.md §5; BERT)
+#    One fused q/k/v projection and one scaled_dot_product_attention call. The mask hides padded
+#    keys only; with no padding the caller passes None, so the flash kernel can run on GPU.
+# ---------------------------------------------------------------------------------------------
+class SelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        D, H = config.hidden_size, config.num_attention_heads
+        if D % H:
+            raise ValueError(f"hidden_size {D} is not a multiple of num_attention_heads {H}")
+        self.num_heads = H
+        self.dropout_p = config.attention_probs_dropout_prob
+        self.qkv = nn.Linear(D, 3 * D)          # rows: [query; key; value], as HF's three Linears stacked
+        self.proj = nn.Linear(D, D)
+
+    def forward(self, x, mask=None):
+        """x: (B, L, D); mask: None or (B, 1, 1, L) bool, True = a real key. Returns (B, L, D)."""
+        B, L, D = x.shape
+        qkv = self.qkv(x).view(B, L, 3, self.num_heads, D // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)               # 3 x (B, H, L, K)
+        dropout_p = self.dropout_p if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, H, L, K)
+        return self.proj(y.transpose(1, 2).reshape(B, L, D))
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Feed-forward and the post-LN block                                        (PAPER.md §2; BERT)
+#    Post-LN, the way BERT and ELECTRA do it: x = LN(x + Dropout(sublayer(x))). Most modern code
+#    (GPT-2, nanoGPT) is pre-LN; the released weights only work with post-LN. GELU is the exact
+#    erf form (HF's "gelu"), not the tanh approximation.
+# ---------------------------------------------------------------------------------------------
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.dense_in = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense_out = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x):
+        return self.dense_out(F.gelu(self.dense_in(x)))           # (B, L, D) -> (B, L, 4D) -> (B, L, D)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x, mask=None):
+        x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Encoder                                                                   (PAPER.md §2; BERT)
+#    embeddings -> (linear E -> D when the sizes differ) -> num_hidden_layers blocks.
+# ---------------------------------------------------------------------------------------------
+class Encoder(nn.Module):
+    def __init__(self, config: ModelConfig, init: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.embeddings_project = (nn.Linear(config.embedding_size, config.hidden_size)
+                                   if config.embedding_size != config.hidden_size else None)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
+        if init:
+            self.apply(partial(_init_weights, std=config.initializer_range))
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        """input_ids, token_type_ids: (B, L) long; attention_mask: None (no padding) or (B, L),
+        True/1 = real token. Returns the last hidden states (B, L, D)."""
+        x = self.embeddings(input_ids, token_type_ids)                     # (B, L, E)
+        if self.embeddings_project is not None:
+            x = self.embeddings_project(x)                                 # (B, L, D)
+        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Generator and its MLM head                                                   (PAPER.md §3)
+#    A narrower encoder over the shared embedding block. MLM head: dense (D -> E) -> GELU ->
+#    LayerNorm -> matmul with the shared word-embedding matrix + bias, evaluated only at the
+#    masked positions: a fixed-size gather (N per example), so shapes stay static under compile.
+# ---------------------------------------------------------------------------------------------
+class MaskedLMHead(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, h, word_embeddings):
+        """h: (B, N, D); word_embeddings: (V, E), the shared input matrix. Returns logits (B, N, V)."""
+        x = self.LayerNorm(F.gelu(self.dense(h)))                     # (B, N, E)
+        return F.linear(x, word_embeddings, self.bias)                # (B, N, V)
+
+
+class Generator(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config, init=False)
+        self.head = MaskedLMHead(config)
+        self.apply(partial(_init_weights, std=config.initializer_range))
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, positions=None):
+        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V)."""
+        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D)
+        if positions is not None:
+            h = h.gather(1, positions[:, :, None].expand(-1, -1, h.shape[-1]))  # (B, N, D)
+        return self.head(h, self.encoder.embeddings.word_embeddings.weight)
+
+
+def tie_generator_to(generator: Generator, discriminator: "Discriminator") -> None:
+    """Make the generator use the discriminator's whole embedding block (word, position, token
+    type, LayerNorm): the very same module, so one parameter and one gradient (PAPER.md §3).
+    The MLM output matrix is always the generator's word-embedding matrix, so it follows."""
+    g, d = generator.config, discriminator.config
+    for name in ("vocab_size", "embedding_size", "max_position_embeddings", "type_vocab_size"):
+        if getattr(g, name) != getattr(d, name):
+            raise ValueError(f"cannot share embeddings: generator {name}={getattr(g, name)}, "
+                             f"discriminator {name}={getattr(d, name)}")
+    generator.encoder.embeddings = discriminator.encoder.embeddings
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Discriminator and its RTD head                                               (PAPER.md §3)
+#    One logit per token, "was this token replaced?": dense (D -> D) -> GELU -> dense (D -> 1).
+# ---------------------------------------------------------------------------------------------
+class ReplacedTokenHead(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.prediction = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, h):
+        return self.prediction(F.gelu(self.dense(h))).squeeze(-1)      # (B, L, D) -> (B, L)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config, init=False)
+        self.head = ReplacedTokenHead(config)
+        self.apply(partial(_init_weights, std=config.initializer_range))
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        return self.head(self.encoder(input_ids, token_type_ids, attention_mask))   # (B, L) logits
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of distinct parameters (a shared tensor counts once)."""
+    return sum(p.numel() for p in module.parameters())
