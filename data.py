@@ -19,11 +19,19 @@ References: google-research/electra build_pretraining_dataset.py (ExampleBuilder
 conlleval (chunks); BLUE benchmark TSV files; SQuAD v1.1 JSON; BioASQ task B JSON.
 """
 import argparse
+import gzip
+import hashlib
 import json
 import os
+import random
 import re
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
 
 
 class DataError(ValueError):
@@ -58,6 +66,268 @@ def _text_lines(path):
             except UnicodeDecodeError as e:
                 _fail(path, line_no, f"not UTF-8 ({e.reason} at byte {e.start})")
             yield line_no, line.rstrip("\n").rstrip("\r")
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Reading PubMed documents                                                        (PAPER.md §1)
+#    The paper's corpus (BlueBERT's PubMed abstracts): one sentence per line, a blank line between
+#    documents, UTF-8, plain or gzipped, one or many files. A file's end also ends a document.
+# ---------------------------------------------------------------------------------------------
+MAX_DOCUMENT_LINES = 10_000   # a longer run of lines is cut, so memory never holds a whole file
+
+
+def _open_binary(path):
+    path = require_file(path)
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_documents(paths) -> Iterator[list[str]]:
+    """Documents (lists of sentences) of one or many corpus files, in order.
+    # CHOICE: a file without blank lines is one document per file, as ELECTRA's builder reads it
+    # (no blank line, no flush); it is cut every MAX_DOCUMENT_LINES lines to keep memory flat.
+    Empty corpus files are an error: they almost always mean a wrong path or a failed download."""
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        document, line_no = [], 0
+        with _open_binary(path) as f:
+            for line_no, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as e:
+                    _fail(path, line_no, f"not UTF-8 ({e.reason})")
+                if line:
+                    document.append(line)
+                if document and (not line or len(document) >= MAX_DOCUMENT_LINES):
+                    yield document
+                    document = []
+        if document:
+            yield document
+        if line_no == 0:
+            raise DataError(f"{path}: empty corpus file")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Packing sentences into examples                     (PAPER.md §3; ELECTRA's ExampleBuilder)
+#    Sentences of one document are collected until they reach the target length (max_len, or 5% of
+#    the time a random length in [5, max_len]); the end of a document flushes what is collected, so
+#    no example spans two documents. 10% of examples are one segment; otherwise the first segment
+#    aims at (target - 3) // 2 tokens. Example = [CLS] A [SEP] B [SEP], token types 0 ... 0 1 ... 1.
+# ---------------------------------------------------------------------------------------------
+def split_segments(sentences, target_length, max_len, rng):
+    """ELECTRA's _create_example: the sentences (token id lists) -> first and second segment."""
+    if rng.random() < 0.1:   # a small chance of one segment, as in classification tasks
+        first_target = 100_000
+    else:
+        first_target = (target_length - 3) // 2   # -3 for the [CLS] and two [SEP] still to come
+    first, second = [], []
+    for sentence in sentences:
+        # into the first segment if it is empty, if the sentence fits, or 50% of the time when it
+        # does not fit (only while the second segment is empty and the first is short of its target)
+        if (not first or len(first) + len(sentence) < first_target
+                or (not second and len(first) < first_target and rng.random() < 0.5)):
+            first += sentence
+        else:
+            second += sentence
+    first = first[:max_len - 2]
+    second = second[:max(0, max_len - len(first) - 3)]
+    return first, second
+
+
+def pack_examples(documents_ids, max_len, rng, cls_id, sep_id) -> Iterator[tuple[list[int], list[int]]]:
+    """(input_ids, token_type_ids) of each example, unpadded, from documents of tokenized sentences.
+    `rng` is a random.Random: the same seed gives the same examples. Sentences with no tokens are
+    dropped (in ELECTRA they add nothing and draw no random number)."""
+    if max_len < 5:
+        raise ValueError(f"max_len must be at least 5 (ELECTRA draws lengths in [5, max_len]), got {max_len}")
+    target_length = max_len
+    for document in documents_ids:
+        sentences, length = [], 0
+        for i, sentence in enumerate(document):
+            if sentence:
+                sentences.append(sentence)
+                length += len(sentence)
+            if length >= target_length or (i == len(document) - 1 and length > 0):
+                first, second = split_segments(sentences, target_length, max_len, rng)
+                sentences, length = [], 0
+                # a small chance of a random-length target for the NEXT example
+                target_length = rng.randint(5, max_len) if rng.random() < 0.05 else max_len
+                input_ids = [cls_id] + first + [sep_id]
+                token_types = [0] * len(input_ids)
+                if second:
+                    input_ids += second + [sep_id]
+                    token_types += [1] * (len(second) + 1)
+                yield input_ids, token_types
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Shards on disk and a resumable reader                                      (PAPER.md §3, §5)
+#    prepare_corpus tokenizes in parallel and streams the packed examples to out_dir:
+#      examples.bin  (N, max_len) token ids, padded with [PAD]=0, uint16 (int32 if the vocab is larger)
+#      index.bin     (N, 2) int32: real length, length of the type-0 part ([CLS] A [SEP])
+#      meta.json     counts, max_len, vocab size and hash, and the inputs (the cache key), written last
+#    PretrainingData reads them through np.memmap: global batch s of an epoch is examples
+#    [s*B*W, (s+1)*B*W) of a permutation seeded by (seed, epoch); rank r takes [r*B, (r+1)*B).
+# ---------------------------------------------------------------------------------------------
+SHARD_FORMAT = 1
+WRITE_CHUNK = 4096   # examples buffered before a write: memory does not grow with the corpus
+
+
+def _sha256(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tokenized_documents(tokenizer, paths, workers, progress):
+    """Documents of token id lists. Lines go to the tokenizer's worker pool one stream; the number
+    of sentences of each document rides alongside in a queue to regroup them."""
+    sizes = deque()
+
+    def lines():
+        for document in read_documents(paths):
+            sizes.append(len(document))
+            yield from document
+
+    ids = tokenizer.encode_lines(lines(), workers=workers, progress=False)
+    with tqdm(desc="documents", unit=" doc", disable=not progress) as bar:
+        for sentence in ids:
+            document = [sentence] + [next(ids) for _ in range(sizes.popleft() - 1)]
+            bar.update()
+            yield document
+
+
+class _ExampleWriter:
+    """Appends padded examples to examples.bin and index.bin, WRITE_CHUNK at a time."""
+
+    def __init__(self, out_dir, max_len, dtype):
+        self.max_len, self.dtype, self.n = max_len, dtype, 0
+        self.files = [open(out_dir / "examples.bin.tmp", "wb"), open(out_dir / "index.bin.tmp", "wb")]
+        self.buffer = []
+
+    def add(self, input_ids, token_types):
+        self.buffer.append((input_ids, token_types))
+        if len(self.buffer) == WRITE_CHUNK:
+            self.flush()
+
+    def flush(self):
+        rows = np.zeros((len(self.buffer), self.max_len), dtype=self.dtype)
+        index = np.zeros((len(self.buffer), 2), dtype=np.int32)
+        for i, (input_ids, token_types) in enumerate(self.buffer):
+            rows[i, :len(input_ids)] = input_ids
+            index[i] = len(input_ids), token_types.count(0)
+        self.files[0].write(rows.tobytes())
+        self.files[1].write(index.tobytes())
+        self.n += len(self.buffer)
+        self.buffer = []
+
+    def close(self):
+        self.flush()
+        for f in self.files:
+            f.close()
+
+
+def _cache_key(corpus_paths, vocab_file, max_len, seed, lowercase):
+    inputs = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_paths]
+    return {"format": SHARD_FORMAT, "inputs": inputs, "vocab_sha256": _sha256(vocab_file),
+            "max_len": max_len, "seed": seed, "lowercase": lowercase}
+
+
+def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, seed=0, lowercase=True,
+                   progress=False) -> Path:
+    """Tokenize, pack and write the corpus to out_dir; return out_dir. Reuses out_dir when its
+    meta.json was written from the same inputs (paths, sizes, mtimes), vocab, max_len and seed."""
+    from tokenizer import Tokenizer   # the tokenizer chapter; imported here so readers need no vocab
+
+    paths = [require_file(p) for p in ([corpus_paths] if isinstance(corpus_paths, (str, Path)) else corpus_paths)]
+    vocab_file, out_dir = require_file(vocab_file, "a WordPiece vocab, one token a line"), Path(out_dir)
+    key = _cache_key(paths, vocab_file, max_len, seed, lowercase)
+    if (out_dir / "meta.json").is_file() and json.loads((out_dir / "meta.json").read_text()).get("key") == key:
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "meta.json").unlink(missing_ok=True)
+    tokenizer = Tokenizer.from_vocab_file(vocab_file, lowercase=lowercase)
+    dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
+    writer, counts = _ExampleWriter(out_dir, max_len, dtype), Counter()
+
+    def counted(documents):
+        for document in documents:
+            counts.update(documents=1, sentences=len(document), tokens=sum(map(len, document)))
+            yield document
+
+    documents = counted(_tokenized_documents(tokenizer, paths, workers, progress))
+    for input_ids, token_types in pack_examples(documents, max_len, random.Random(seed),
+                                                tokenizer.cls_id, tokenizer.sep_id):
+        counts.update(kept_tokens=len(input_ids) - (3 if token_types[-1] else 2))   # minus [CLS], [SEP]s
+        writer.add(input_ids, token_types)
+    writer.close()
+    if writer.n == 0:
+        raise DataError(f"{paths[0]}: no examples (the corpus has no tokens)")
+    for name in ("examples.bin", "index.bin"):
+        os.replace(out_dir / f"{name}.tmp", out_dir / name)
+    meta = {"num_examples": writer.n, "max_len": max_len, "vocab_size": len(tokenizer),
+            "dtype": np.dtype(dtype).name, "pad_id": tokenizer.pad_id, **counts,
+            "truncated_tokens": counts["tokens"] - counts["kept_tokens"], "key": key}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    return out_dir
+
+
+class PretrainingData:
+    """Batches of packed examples for one process of a (possibly multi-process) run.
+
+    batch_size is per process. The position (`step`, global batches served) is the whole state:
+    save state_dict() in the checkpoint and load_state_dict() on resume to continue with the very
+    next examples. Every epoch is a new permutation; the last partial global batch is dropped."""
+
+    def __init__(self, shard_dir, batch_size, rank=0, world_size=1, seed=0):
+        shard_dir = Path(shard_dir)
+        meta = json.loads(require_file(shard_dir / "meta.json", "run `python data.py prepare`").read_text())
+        self.max_len, self.vocab_size = meta["max_len"], meta["vocab_size"]
+        self.num_examples, self.pad_id = meta["num_examples"], meta["pad_id"]
+        self.examples = np.memmap(shard_dir / "examples.bin", dtype=meta["dtype"], mode="r",
+                                  shape=(self.num_examples, self.max_len))
+        self.index = np.memmap(shard_dir / "index.bin", dtype=np.int32, mode="r", shape=(self.num_examples, 2))
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
+        self.global_batch = batch_size * world_size
+        if self.num_examples < self.global_batch:
+            raise DataError(f"{shard_dir}: {self.num_examples} examples, fewer than one global batch "
+                            f"({batch_size} x {world_size} processes)")
+        self.steps_per_epoch = self.num_examples // self.global_batch
+        self.step, self._order = 0, (None, None)
+
+    def _permutation(self, epoch):
+        if self._order[0] != epoch:
+            self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+        return self._order[1]
+
+    def next_batch(self) -> dict:
+        epoch, s = divmod(self.step, self.steps_per_epoch)
+        start = s * self.global_batch + self.rank * self.batch_size
+        rows = self._permutation(epoch)[start:start + self.batch_size]
+        self.step += 1
+        input_ids = torch.from_numpy(self.examples[rows].astype(np.int64))           # (B, L)
+        length, first = torch.from_numpy(self.index[rows].astype(np.int64)).unbind(1)  # (B,), (B,)
+        position = torch.arange(self.max_len)
+        attention_mask = position < length[:, None]                                    # (B, L) bool
+        token_type_ids = ((position >= first[:, None]) & attention_mask).long()        # (B, L)
+        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+
+    @property
+    def epoch(self) -> int:
+        return self.step // self.steps_per_epoch
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "seed": self.seed, "global_batch": self.global_batch,
+                "num_examples": self.num_examples}
+
+    def load_state_dict(self, state) -> None:
+        for name in ("seed", "global_batch", "num_examples"):
+            if state[name] != getattr(self, name):
+                raise DataError(f"data position saved with {name}={state[name]}, but this run has "
+                                f"{getattr(self, name)}: resume with the same data, seed and global batch")
+        self.step = state["step"]
 
 
 # ---------------------------------------------------------------------------------------------

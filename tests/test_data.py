@@ -8,6 +8,7 @@ exactly, and downloads are verified against checksums (local HTTP server on 127.
     python -m pytest tests/test_data.py -m slow    # full-corpus preparation
 """
 import json
+import random
 from collections import Counter
 
 import pytest
@@ -15,6 +16,144 @@ from seqeval.metrics.sequence_labeling import get_entities
 
 import data
 from data import DataError
+
+CLS, SEP = 102, 103   # ids in the scivocab; packing tests use ids >= 1000 for text
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Reading documents
+# ---------------------------------------------------------------------------------------------
+def test_read_documents_plain_gz_and_many_files(tmp_path, data_dir):
+    import gzip
+    text = "First sentence .\nSecond one .\n\n\nOther doc .\n"
+    (tmp_path / "a.txt").write_text(text)
+    with gzip.open(tmp_path / "b.txt.gz", "wt") as f:
+        f.write("  Last doc .  \n")
+    docs = list(data.read_documents([tmp_path / "a.txt", tmp_path / "b.txt.gz"]))
+    assert docs == [["First sentence .", "Second one ."], ["Other doc ."], ["Last doc ."]]
+    sample = list(data.read_documents(data_dir / "pubmed/pubmed_sample.txt"))
+    assert (len(sample), sum(map(len, sample))) == (1518, 6334)   # README: 1,518 documents / 6,334 sentences
+
+
+def test_read_documents_errors_and_no_blank_lines(tmp_path, monkeypatch):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DataError, match="empty.txt: empty corpus file"):
+        list(data.read_documents(tmp_path / "empty.txt"))
+    with pytest.raises(DataError, match="missing.txt: file not found"):
+        list(data.read_documents(tmp_path / "missing.txt"))
+    (tmp_path / "latin.txt").write_bytes(b"ok\n\nbad \xff\n")
+    with pytest.raises(DataError, match="latin.txt:3: not UTF-8"):
+        list(data.read_documents(tmp_path / "latin.txt"))
+    # no blank lines: one document per file, cut every MAX_DOCUMENT_LINES lines
+    monkeypatch.setattr(data, "MAX_DOCUMENT_LINES", 4)
+    (tmp_path / "flat.txt").write_text("".join(f"s{i}\n" for i in range(10)))
+    assert [len(d) for d in data.read_documents(tmp_path / "flat.txt")] == [4, 4, 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Packing: ELECTRA's ExampleBuilder rules on many random documents
+# ---------------------------------------------------------------------------------------------
+def random_documents(n_docs, seed, max_sentences=15, max_sentence_len=60):
+    """Documents whose token ids count up from 1000, so every token names its document and place."""
+    rng, next_id, docs = random.Random(seed), 1000, []
+    for _ in range(n_docs):
+        doc = []
+        for _ in range(rng.randint(1, max_sentences)):
+            n = rng.randint(1, max_sentence_len)
+            doc.append(list(range(next_id, next_id + n)))
+            next_id += n
+        docs.append(doc)
+    return docs
+
+
+def split_example(ids, types):
+    """[CLS] A [SEP] (B [SEP]) -> A, B, checking the layout and the token types on the way."""
+    assert ids[0] == CLS and ids[-1] == SEP
+    n_a = types.count(0)
+    assert types == [0] * n_a + [1] * (len(ids) - n_a) and ids[n_a - 1] == SEP
+    a, b = ids[1:n_a - 1], ids[n_a:-1]
+    assert len(a) > 0 and (len(b) > 0) == (len(ids) > n_a)
+    assert SEP not in a + b and CLS not in a + b
+    return a, b
+
+
+@pytest.mark.parametrize("max_len", [16, 128])
+def test_packing_never_crosses_documents_and_keeps_order(max_len):
+    docs = random_documents(400, seed=max_len)
+    doc_of = {t: d for d, doc in enumerate(docs) for s in doc for t in s}
+    sentence_starts = {s[0] for doc in docs for s in doc}
+    examples = list(data.pack_examples(docs, max_len, random.Random(0), CLS, SEP))
+    seen_docs = []
+    for ids, types in examples:
+        assert len(ids) <= max_len and len(ids) == len(types)
+        a, b = split_example(ids, types)
+        assert len({doc_of[t] for t in a + b}) == 1, "an example spans two documents"
+        assert a[0] in sentence_starts and (not b or b[0] in sentence_starts)
+        # each segment keeps text order; a short sentence can still join A after a longer one went
+        # to B (ELECTRA's rule checks only the length), so A and B may interleave
+        assert all(x < y for s in (a, b) for x, y in zip(s, s[1:])), "tokens out of order"
+        seen_docs.append(doc_of[a[0]])
+    assert seen_docs == sorted(seen_docs) and set(seen_docs) == set(range(len(docs)))
+
+
+def test_packing_drops_only_what_exceeds_max_len():
+    """Each example takes the sentences from its first token up to the next example's first token
+    (or the document's end), and keeps all of them unless [CLS] A [SEP] B [SEP] would exceed max_len:
+    then exactly max_len tokens remain (A is cut to max_len - 2, B to what is left)."""
+    max_len = 64
+    docs = random_documents(300, seed=1, max_sentences=40, max_sentence_len=8)
+    examples = list(data.pack_examples(docs, max_len, random.Random(1), CLS, SEP))
+    starts = [min(t for t in ids if t >= 1000) for ids, _ in examples]
+    dropped = 0
+    for doc in docs:
+        tokens = [t for s in doc for t in s]
+        mine = [k for k, s in enumerate(starts) if tokens[0] <= s <= tokens[-1]]
+        assert starts[mine[0]] == tokens[0]
+        for k in mine:
+            end = starts[k + 1] if k + 1 in mine else tokens[-1] + 1
+            collected = set(range(starts[k], end))
+            a, b = split_example(*examples[k])
+            assert set(a + b) <= collected
+            assert len(a) + len(b) + 2 + bool(b) == min(len(collected) + 2 + bool(b), max_len)
+            dropped += len(collected) - len(a) - len(b)
+    assert dropped > 0   # the case under test happened
+
+
+def test_packing_fractions_single_segment_random_length_and_coin():
+    """1-token sentences in long documents: every example holds >= 5 sentences, so an example has
+    no second segment only by the 10% single-segment draw; a non-final example shorter than its
+    full target only by the 5% random target (randint(5, 32) < 29 with probability 24/28); and the
+    first segment of a full example ends on T-1 or T tokens with the 50% coin, T = (32 - 3) // 2."""
+    max_len, T = 32, (32 - 3) // 2
+    docs = [[[1000 + i] for i in range(4000)] for _ in range(60)]
+    examples = list(data.pack_examples(docs, max_len, random.Random(7), CLS, SEP))
+    single, short, full_pairs = 0, 0, []
+    for ids, types in examples:
+        a, b = split_example(ids, types)
+        single += not b
+        short += len(a) + len(b) < max_len - 3
+        if b and len(a) + len(b) == max_len - 3:
+            full_pairs.append(len(a))
+    n = len(examples)
+    assert n > 7000
+    assert abs(single / n - 0.10) < 0.012, single / n
+    assert abs(short / n - 0.05 * 24 / 28) < 0.01, short / n
+    coin = Counter(full_pairs)   # a few come from random targets 29..32, whose T is 13 or 14
+    assert coin[T - 1] + coin[T] > 0.97 * len(full_pairs), coin
+    assert abs(coin[T] / (coin[T - 1] + coin[T]) - 0.5) < 0.03, coin
+
+
+def test_packing_truncates_long_sentences_and_is_deterministic():
+    docs = [[list(range(1000, 1500))], [list(range(2000, 2010)), list(range(3000, 3300))]]
+    examples = list(data.pack_examples(docs, 128, random.Random(3), CLS, SEP))
+    assert all(len(ids) <= 128 for ids, _ in examples) and len(examples) == 2
+    assert examples[0][0][1:-1] == list(range(1000, 1126))   # first segment cut to max_len - 2
+    many = random_documents(200, seed=5)
+    run = lambda seed: list(data.pack_examples(many, 64, random.Random(seed), CLS, SEP))
+    assert run(11) == run(11) and run(11) != run(12)
+    with pytest.raises(ValueError, match="at least 5"):
+        list(data.pack_examples(many, 4, random.Random(0), CLS, SEP))
+
 
 # ---------------------------------------------------------------------------------------------
 # 4. Benchmark readers: counts from ../shared/data/README.md (and each folder's SOURCE.md)
