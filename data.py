@@ -228,7 +228,7 @@ class _ExampleWriter:
 
 
 def _cache_key(corpus_paths, vocab_file, max_len, seed, lowercase):
-    inputs = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_paths]
+    inputs = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in corpus_paths]
     return {"format": SHARD_FORMAT, "inputs": inputs, "vocab_sha256": _sha256(vocab_file),
             "max_len": max_len, "seed": seed, "lowercase": lowercase}
 
@@ -487,6 +487,15 @@ def print_counts(data_dir):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("prepare", help="tokenize and pack a corpus into shards (PAPER.md §3)")
+    c.add_argument("--corpus", nargs="+", required=True, help="text files, one sentence a line, .gz ok")
+    c.add_argument("--vocab", default=None, help="default: DATA_DIR/vocab/scivocab_uncased.txt")
+    c.add_argument("--data-dir", default=default_data_dir())
+    c.add_argument("--out-dir", default="data/shards")
+    c.add_argument("--max-len", type=int, default=128, help="sequence length (paper: 128, then 512)")
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     c = sub.add_parser("counts", help="print the counts of every benchmark split")
     c.add_argument("--data-dir", default=default_data_dir())
     return p.parse_args(argv)
@@ -494,7 +503,14 @@ def parse_args(argv=None):
 
 def main(args):
     try:
-        if args.command == "counts":
+        if args.command == "prepare":
+            print(f"writing shards to {args.out_dir}")
+            vocab = args.vocab or Path(args.data_dir) / "vocab" / "scivocab_uncased.txt"
+            out = prepare_corpus(args.corpus, vocab, args.out_dir, args.max_len, args.workers, args.seed,
+                                 args.lowercase, progress=True)
+            meta = json.loads((out / "meta.json").read_text())
+            print({k: v for k, v in meta.items() if k != "key"})
+        elif args.command == "counts":
             print_counts(args.data_dir)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None

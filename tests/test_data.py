@@ -12,10 +12,12 @@ import random
 from collections import Counter
 
 import pytest
+import torch
 from seqeval.metrics.sequence_labeling import get_entities
 
 import data
 from data import DataError
+from tokenizer import Tokenizer
 
 CLS, SEP = 102, 103   # ids in the scivocab; packing tests use ids >= 1000 for text
 
@@ -153,6 +155,87 @@ def test_packing_truncates_long_sentences_and_is_deterministic():
     assert run(11) == run(11) and run(11) != run(12)
     with pytest.raises(ValueError, match="at least 5"):
         list(data.pack_examples(many, 4, random.Random(0), CLS, SEP))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Shards on disk and the resumable reader
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sample_shards(tmp_path_factory, data_dir, scivocab):
+    out = tmp_path_factory.mktemp("shards")
+    return data.prepare_corpus([data_dir / "pubmed/pubmed_sample.txt"], scivocab, out, max_len=128, workers=2)
+
+
+def rows_of(batch):
+    return sorted(tuple(map(tuple, (i.tolist(), t.tolist(), m.tolist())))
+                  for i, t, m in zip(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]))
+
+
+def test_prepare_writes_exactly_the_packed_examples(sample_shards, data_dir, scivocab):
+    """The parallel, streamed shards hold what a plain single-process loop packs, padded to max_len."""
+    tok = Tokenizer.from_vocab_file(scivocab)
+    docs = ([tok.encode_text(s) for s in doc] for doc in data.read_documents(data_dir / "pubmed/pubmed_sample.txt"))
+    expected = []
+    for ids, types in data.pack_examples(docs, 128, random.Random(0), tok.cls_id, tok.sep_id):
+        pad = [0] * (128 - len(ids))
+        expected.append((tuple(ids + pad), tuple(types + pad), tuple([True] * len(ids) + [False] * len(pad))))
+    meta = json.loads((sample_shards / "meta.json").read_text())
+    assert (meta["documents"], meta["sentences"], meta["num_examples"]) == (1518, 6334, len(expected))
+    everything = data.PretrainingData(sample_shards, batch_size=len(expected)).next_batch()
+    assert rows_of(everything) == sorted(expected)
+    assert everything["attention_mask"].dtype == torch.bool and everything["input_ids"].dtype == torch.long
+
+
+def test_reader_splits_ranks_covers_epochs_and_resumes(sample_shards):
+    one = data.PretrainingData(sample_shards, batch_size=8, seed=3)
+    ranks = [data.PretrainingData(sample_shards, batch_size=4, rank=r, world_size=2, seed=3) for r in (0, 1)]
+    for _ in range(5):   # 1 process with 2b sees exactly what 2 processes with b see
+        parts = [r.next_batch() for r in ranks]
+        whole = one.next_batch()
+        for key in whole:
+            assert torch.equal(whole[key], torch.cat([p[key] for p in parts]))
+    epoch = data.PretrainingData(sample_shards, batch_size=1000, seed=3)
+    first = rows_of(epoch.next_batch()) + rows_of(epoch.next_batch())
+    assert epoch.steps_per_epoch == 2 and len(set(first)) == 2000   # no example twice in an epoch
+    assert epoch.next_batch()["input_ids"].shape == (1000, 128) and epoch.epoch == 1
+    reader = data.PretrainingData(sample_shards, batch_size=8, seed=3)
+    for _ in range(5):
+        reader.next_batch()
+    state = json.loads(json.dumps(reader.state_dict()))   # plain numbers: fits any checkpoint
+    after = [reader.next_batch() for _ in range(3)]
+    resumed = data.PretrainingData(sample_shards, batch_size=8, seed=3)
+    resumed.load_state_dict(state)
+    for a, b in zip(after, [resumed.next_batch() for _ in range(3)]):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(DataError, match="global_batch=8"):
+        data.PretrainingData(sample_shards, batch_size=16, seed=3).load_state_dict(state)
+    with pytest.raises(DataError, match="fewer than one global batch"):
+        data.PretrainingData(sample_shards, batch_size=2000, world_size=2)
+
+
+def test_prepare_cache_and_bad_corpora(tmp_path, data_dir, scivocab):
+    lines = (data_dir / "pubmed/pubmed_sample.txt").read_text().splitlines()[:200]
+    flat = tmp_path / "flat.txt"   # no blank lines: one document (packed like ELECTRA, never split)
+    flat.write_text("\n".join(l for l in lines if l) + "\n")
+    out = data.prepare_corpus(flat, scivocab, tmp_path / "flat", workers=1)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["documents"] == 1 and meta["sentences"] == sum(1 for l in lines if l)
+    stamp = (out / "examples.bin").stat().st_mtime_ns
+    assert data.prepare_corpus(flat, scivocab, out, workers=1) == out
+    assert (out / "examples.bin").stat().st_mtime_ns == stamp           # reused, not rewritten
+    data.prepare_corpus(flat, scivocab, out, workers=1, seed=1)
+    assert json.loads((out / "meta.json").read_text())["key"]["seed"] == 1   # new seed: rebuilt
+    long = tmp_path / "long.txt"   # one line of 1000 words: cut to max_len by the packing rules
+    long.write_text(" ".join(["protein"] * 1000) + "\n")
+    meta = json.loads((data.prepare_corpus(long, scivocab, tmp_path / "long", max_len=64, workers=1)
+                       / "meta.json").read_text())
+    assert (meta["num_examples"], meta["tokens"], meta["truncated_tokens"]) == (1, 1000, 1000 - 62)
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.txt").write_text("\n\n  \n")
+    for name, message in [("empty.txt", "empty corpus file"), ("blank.txt", "no examples"),
+                          ("missing.txt", "file not found")]:
+        with pytest.raises(DataError, match=f"{name}: {message}"):
+            data.prepare_corpus(tmp_path / name, scivocab, tmp_path / name.split(".")[0], workers=1)
 
 
 # ---------------------------------------------------------------------------------------------
