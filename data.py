@@ -21,15 +21,22 @@ conlleval (chunks); BLUE benchmark TSV files; SQuAD v1.1 JSON; BioASQ task B JSO
 import argparse
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import random
 import re
+import shutil
+import time
+import urllib.error
+import urllib.request
 from collections import Counter, deque
 from pathlib import Path
 from typing import Iterator
+from xml.etree import ElementTree
 
 import numpy as np
+import regex
 import torch
 from tqdm import tqdm
 
@@ -103,6 +110,70 @@ def read_documents(paths) -> Iterator[list[str]]:
             yield document
         if line_no == 0:
             raise DataError(f"{path}: empty corpus file")
+
+
+# PubMed's own distribution: NCBI's yearly baseline, ~1,300 files pubmedYYnNNNN.xml.gz, each ~30,000
+# <PubmedArticle> records. Only the abstract is kept (every <AbstractText> section, in order), split
+# into sentences by the rules below; records without an abstract are skipped.
+ABBREVIATIONS = {  # a period after these does not end a sentence (lower-cased, without the final ".")
+    "e.g", "i.e", "al", "fig", "figs", "vs", "cf", "approx", "ca", "no", "nos", "dr", "mr",
+    "mrs", "ms", "prof", "st", "vol", "ref", "refs", "eq", "eqs", "sp", "spp", "var", "subsp", "resp",
+    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "inc", "ltd", "co"}
+SENTENCE_END = regex.compile(r"""[.?!]['")\]]*\s+(?=['"(\[]?[\p{Lu}\d])""")   # end mark, then a capital/digit
+
+
+def split_sentences(text) -> list[str]:
+    """Rule-based sentence splitter for abstracts: split after . ? ! (and closing quotes or
+    brackets) when whitespace and then an upper-case letter, a digit or an opening bracket follow,
+    unless the period ends an abbreviation ("e.g.", "et al.", "Fig.", "vs."), a single initial
+    ("J. Smith") or a dotted acronym ("U.S."). Decimals ("0.5 mg") have no space after the period.
+    "Doses were 5 mg vs. 10 mg. Fig. 2 shows it." -> ["Doses were 5 mg vs. 10 mg.", "Fig. 2 shows it."]"""
+    text = " ".join(text.split())
+    sentences, start = [], 0
+    for match in SENTENCE_END.finditer(text):
+        before = text[start:match.start() + 1]
+        last_word = before.rsplit(" ", 1)[-1].lstrip("([\"'").lower()
+        if match.group()[0] == "." and (last_word[:-1] in ABBREVIATIONS
+                                        or regex.fullmatch(r"(\p{L}\.)+", last_word)):
+            continue
+        sentences.append(text[start:match.end()].strip())
+        start = match.end()
+    if text[start:].strip():
+        sentences.append(text[start:].strip())
+    return sentences
+
+
+def pubmed_xml_to_documents(xml_path) -> Iterator[list[str]]:
+    """Sentences of each abstract of a PubMed XML file (.xml or .xml.gz), streamed record by record."""
+    with _open_binary(xml_path) as f:
+        try:
+            for _, element in ElementTree.iterparse(f, events=("end",)):
+                if element.tag != "PubmedArticle":
+                    continue
+                sections = [" ".join("".join(a.itertext()).split()) for a in element.iter("AbstractText")]
+                sentences = split_sentences(" ".join(s for s in sections if s))
+                element.clear()   # keep memory flat over a 30,000-record file
+                if sentences:
+                    yield sentences
+        except ElementTree.ParseError as e:
+            raise DataError(f"{xml_path}:{e.position[0]}: bad XML ({e})") from None
+
+
+def write_corpus(xml_paths, out_path, progress=False) -> dict:
+    """The corpus format (one sentence a line, blank line between documents) from PubMed XML files."""
+    out_path, counts = Path(out_path), Counter()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            for path in tqdm(xml_paths, desc="xml files", disable=not progress):
+                for sentences in pubmed_xml_to_documents(path):
+                    out.write("\n".join(sentences) + "\n\n")
+                    counts.update(documents=1, sentences=len(sentences))
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dict(counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,20 +534,194 @@ def count_split(path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# 5. Downloads                                                                  (PAPER.md §1, §4)
+#    Every file is checked against a published or recorded checksum before it is kept. Network
+#    errors are retried with exponential backoff; a partial file (dest.part) resumes with an HTTP
+#    Range request. PubMed: NCBI's baseline, BASE/pubmedYYnNNNN.xml.gz beside NCBI's
+#    pubmedYYnNNNN.xml.gz.md5 ("MD5(pubmedYYnNNNN.xml.gz)= <hex>"). Benchmarks: the public GitHub
+#    commits named in each ../shared/data/*/SOURCE.md, as raw.githubusercontent.com URLs
+#    (BASE/owner/repo/commit/path), with the sha256 of the files ELECTRAMed evaluated on.
+# ---------------------------------------------------------------------------------------------
+PUBMED_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline"
+PUBMED_YEAR = "26"   # NCBI replaces the whole baseline each December (pubmed25n... -> pubmed26n...)
+GITHUB_RAW_URL = "https://raw.githubusercontent.com"
+REPOS = {
+    "electramed": "gmpoli/electramed/674c6151001cae52d2abba7b4d0c0677a7c5f01a",
+    "bio_electra": "SciCrunch/bio_electra/7a53526773e047c02f03400f61a906a636b9054d",
+    "biobert": "issifuabdulmajeed/EDANER_4_BioBERT/832b988e2ab8a88be7247283a4d82bfbf449cb9a",
+}
+BENCHMARKS = {  # task -> (file in the data dir, repository, path there, sha256)
+    "bc5cdr": [
+        ("train.txt", "electramed", "data/NER/bc5cdr/train.txt", "cc95011df5d0eba32a10ed201db448993183e465643c4eaf8dfc2987423e418f"),
+        ("dev.txt", "electramed", "data/NER/bc5cdr/dev.txt", "0ec1066941e69fec660ea503033127d8826ee237c12b319a421a4ccfe431179f"),
+        ("test.txt", "electramed", "data/NER/bc5cdr/test.txt", "256b185cca1f096d12622c75f9c5ee0b0f2b8432a71170f4ea74778b99785894")],
+    "ncbi_disease": [
+        ("train.txt", "electramed", "data/NER/NCBI-disease/train.txt", "e8197dcd8d9d7bef03bbff8786d948f642aa83e83c6261e4e2b077a535106742"),
+        ("dev.txt", "electramed", "data/NER/NCBI-disease/dev.txt", "9acfc0954164b27e5a4e33a825c05641920e7ca823ffbd6a7198f402484a388a"),
+        ("test.txt", "electramed", "data/NER/NCBI-disease/test.txt", "30c7944720f51be84dfc599a325a7a2577085fa00e084edec08c4e7cbdbf44dc")],
+    "chemprot": [
+        ("train.tsv", "bio_electra", "electra/data/finetuning_data/chemprot/train.tsv", "f69f85e7b449defe6bec4eea7005114293c2fc4919b9fb474411b9120239439b"),
+        ("dev.tsv", "bio_electra", "electra/data/finetuning_data/chemprot/dev.tsv", "71be2ade9dce952da88f09dc61fbc309f96d9698fbd64e6ef4cb597f3d87c3be"),
+        ("test.tsv", "bio_electra", "electra/data/finetuning_data/chemprot/test.tsv", "9b9774a598cbdbeb89894b4117cf35d102331860e91f4aed1e2ff8cc839cf2f0"),
+        ("blue/dev.tsv", "electramed", "data/RE/chemprot/dev.csv", "b6879bf179b82f294bc7c4d106e54ebdcf6521a92d0774c9a2b876e327e67fdf")],
+    "ddi": [
+        # CHOICE: BLUE's DDI train file has no public copy; ours was rebuilt from isegura/DDICorpus
+        # (see ddi/SOURCE.md), so it comes only from a mirror of the project's data directory.
+        ("train.tsv", None, "rebuilt from isegura/DDICorpus@819b0fa5 DDICorpus-2013.zip (ddi/SOURCE.md)", "e19a3f16e69a9f6284e7768490fcebd704302c791587697ca1bd83fa7fb5e321"),
+        ("dev.tsv", "electramed", "data/RE/ddi-2013/dev.csv", "350d725f5f6e001a5d40471828a5b7e0a177e4d0f4cbb08b37f9869aa347f2b4"),
+        ("test.tsv", "electramed", "data/RE/ddi-2013/test.csv", "9a67da1c6bb9c8a4109356f1275ceaae306a142d26beedc42ef636d07847c27b")],
+    "bioasq": [
+        ("train.json", "biobert", "datasets/QA/BioASQ/BioASQ-train-factoid-7b.json", "d0541552f185efddc2741792f268d975308878dd6e9f801ee0841332ae81a276"),
+        *[(f"test-7b-{i}.json", "electramed", f"data/QA/BioASQ/BioASQ-test-factoid-7b-{i}.json", h) for i, h in enumerate([
+            "c5fb7b98a79ef72cd9b7599fb367fc571aadabd8f0dc0e7ebd657701b4e6e345", "6426e6863642e6d89948f108a0abcde29122c9a5493d5cb6415afdd250549087",
+            "6268b8f9313a17cd71a109459f9b112625df2dcf5f865871f06e339fe6a76c8b", "3b592a61c4d60e2269eb7c47ff764a431fb233a19235fb116955c16e8c1f33ec",
+            "bb8950a6d480ace98e40f30886fc231f1e36703d36133f7b41bf5151b7ba9013"], 1)],
+        *[(f"golden-7b-{i}.json", "electramed", f"data/QA/BioASQ/7B{i}_golden.json", h) for i, h in enumerate([
+            "4a1982648f96559a7daae4c58f2c3528b3301b5a06334220413367fd45271cb9", "86d745d419f2099101112d501abd5b4e9304c5a65484317fdf3994e8f885618d",
+            "15596ea3dbbe4be8124db84b4c7c7c76fb3f1ce8a4bd7cc8f830727a4ec1c0ff", "2e6b4b710c70cd82f5a131a7a9c0acdebe918b5858cf0c33178bdf698b657b27",
+            "857442af3d6e11d49abe37f0539785f56cc53e872a95c55d442d644c35fb0926"], 1)]],
+    "vocab": [
+        ("scivocab_uncased.txt", "electramed", "data/vocab/vocab.txt", "f0a650346e51ede8996710f79ba65d83fdb8da05b159f17037b74ba4e3a36c6f")],
+}
+BIOASQ_TERMS = ("BioASQ data needs registration: register at https://participants-area.bioasq.org, accept "
+                "its terms, then either pass --accept-bioasq-terms (fetches BioBERT's and ELECTRAMed's "
+                "preprocessed 7b files from GitHub) or --bioasq-dir DIR with train.json, test-7b-N.json "
+                "and golden-7b-N.json (N = 1..5)")
+
+
+class _Retry(Exception):
+    """A transient failure: try again (resuming what was already written)."""
+
+
+def _file_digest(path, algorithm):
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _retrying(action, what, retries, backoff):
+    for attempt in range(retries + 1):
+        try:
+            return action()
+        except urllib.error.HTTPError as e:
+            if e.code < 500 and e.code not in (408, 429):
+                raise DataError(f"{what}: HTTP {e.code} {e.reason}") from None
+            error = e
+        except (_Retry, urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            error = e
+        if attempt < retries:
+            time.sleep(backoff * 2 ** attempt)
+    raise DataError(f"{what}: failed after {retries + 1} tries ({error})")
+
+
+def _download_once(url, part, progress):
+    """Append url's bytes to `part`, asking only for the missing tail when part already has some."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as e:
+        if e.code == 416:   # nothing left past `have`: the partial file is suspect, start over
+            part.unlink()
+            raise _Retry("range not satisfiable") from None
+        raise
+    with response, tqdm(unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress) as bar:
+        if response.status != 206:   # server ignored the range: start from byte 0
+            have = 0
+        expected = int(response.headers.get("Content-Length", -1))
+        written = 0
+        with open(part, "ab" if have else "wb") as f:
+            while block := response.read(1 << 20):
+                f.write(block)
+                written += len(block)
+                bar.update(len(block))
+        if expected >= 0 and written < expected:
+            raise _Retry(f"connection closed after {written} of {expected} bytes")
+
+
+def fetch(url, dest, algorithm, checksum, retries=4, backoff=1.0, progress=False) -> Path:
+    """Download url to dest (kept as dest.part until complete) and check its md5/sha256 digest.
+    A dest that already has the right digest is not fetched again."""
+    dest = Path(dest)
+    if dest.is_file() and _file_digest(dest, algorithm) == checksum:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    _retrying(lambda: _download_once(url, part, progress), url, retries, backoff)
+    got = _file_digest(part, algorithm)
+    if got != checksum:
+        part.unlink()
+        raise DataError(f"{url}: {algorithm} checksum mismatch (got {got}, expected {checksum}); "
+                        f"the download was deleted")
+    os.replace(part, dest)
+    return dest
+
+
+def parse_file_numbers(spec) -> list[int]:
+    """"1-3,7" -> [1, 2, 3, 7]: baseline file numbers."""
+    numbers = []
+    for piece in spec.split(","):
+        low, _, high = piece.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()) or int(high or low) < int(low):
+            raise DataError(f"bad file numbers {spec!r}: use e.g. 1-10,15")
+        numbers += range(int(low), int(high or low) + 1)
+    return numbers
+
+
+def download_pubmed(numbers, out_dir, year=PUBMED_YEAR, base_url=PUBMED_BASE_URL, retries=4, backoff=1.0,
+                    progress=False) -> list[Path]:
+    """Baseline files pubmed{year}n{NNNN}.xml.gz, each checked against NCBI's .md5 beside it."""
+    paths = []
+    for number in numbers:
+        name = f"pubmed{year}n{number:04d}.xml.gz"
+        url = f"{base_url.rstrip('/')}/{name}"
+        md5_text = _retrying(lambda: urllib.request.urlopen(url + ".md5", timeout=60).read().decode(),
+                             url + ".md5", retries, backoff)
+        match = re.fullmatch(r"MD5\((.+)\)= ?([0-9a-f]{32})\s*", md5_text)
+        if not match or match.group(1) != name:
+            raise DataError(f"{url}.md5: expected 'MD5({name})= <32 hex digits>', got {md5_text[:80]!r}")
+        paths.append(fetch(url, Path(out_dir) / name, "md5", match.group(2), retries, backoff, progress))
+    return paths
+
+
+def _copy_checked(source, dest, checksum):
+    source, part = require_file(source), Path(f"{dest}.part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, part)
+    if _file_digest(part, "sha256") != checksum:
+        part.unlink()
+        raise DataError(f"{source}: sha256 checksum mismatch: not the file ELECTRAMed used")
+    os.replace(part, dest)
+
+
+def download_benchmark(task, out_dir, mirror=None, base_url=GITHUB_RAW_URL, bioasq_dir=None,
+                       accept_bioasq_terms=False, retries=4, backoff=1.0) -> list[str]:
+    """Fetch (or copy from `mirror`, a directory laid out like the data directory) every file of
+    one task into out_dir/task/. Returns what could not be fetched, with how to get it."""
+    missing = []
+    for name, repo, path, checksum in BENCHMARKS[task]:
+        dest = Path(out_dir) / task / name
+        if mirror:
+            _copy_checked(Path(mirror) / task / name, dest, checksum)
+        elif task == "bioasq" and bioasq_dir:
+            _copy_checked(Path(bioasq_dir) / name, dest, checksum)
+        elif task == "bioasq" and not accept_bioasq_terms:
+            return [f"{task}: {BIOASQ_TERMS}"]
+        elif repo is None:
+            missing.append(f"{task}/{name}: no public copy ({path}); copy it with --mirror")
+        else:
+            fetch(f"{base_url.rstrip('/')}/{REPOS[repo]}/{path}", dest, "sha256", checksum, retries, backoff)
+    return missing
+
+
+# ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
-BENCHMARK_FILES = {
-    "bc5cdr": ["train.txt", "dev.txt", "test.txt"],
-    "ncbi_disease": ["train.txt", "dev.txt", "test.txt"],
-    "chemprot": ["train.tsv", "dev.tsv", "test.tsv", "blue/dev.tsv"],
-    "ddi": ["train.tsv", "dev.tsv", "test.tsv"],
-    "bioasq": ["train.json"] + [f"{kind}-7b-{i}.json" for i in range(1, 6) for kind in ("test", "golden")],
-}
-
-
 def print_counts(data_dir):
-    for task, names in BENCHMARK_FILES.items():
-        for name in names:
+    for task, files in BENCHMARKS.items():
+        for name, *_ in files if task != "vocab" else []:
             path = Path(data_dir) / task / name
             if path.is_file():
                 print(f"{task}/{name}: {count_split(path)}")
@@ -496,6 +741,23 @@ def parse_args(argv=None):
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    c = sub.add_parser("pubmed", help="download NCBI PubMed baseline XML files, md5-checked")
+    c.add_argument("--files", default="1", help="file numbers, e.g. 1-10,15 (the 2026 baseline has ~1,300)")
+    c.add_argument("--out-dir", default="data/pubmed")
+    c.add_argument("--year", default=PUBMED_YEAR, help="two-digit baseline year in the file names")
+    c.add_argument("--base-url", default=PUBMED_BASE_URL)
+    c.add_argument("--retries", type=int, default=4)
+    c = sub.add_parser("pubmed-xml", help="PubMed XML (.xml or .xml.gz) -> corpus text, abstracts only")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--out", default="data/pubmed/corpus.txt")
+    c = sub.add_parser("download", help="fetch the benchmark files, sha256-checked")
+    c.add_argument("task", choices=[*BENCHMARKS, "all"])
+    c.add_argument("--out-dir", default=default_data_dir())
+    c.add_argument("--mirror", default=None, help="copy from this directory (laid out like the data dir)")
+    c.add_argument("--base-url", default=GITHUB_RAW_URL)
+    c.add_argument("--bioasq-dir", default=None, help="your registered copy of the BioASQ files")
+    c.add_argument("--accept-bioasq-terms", action="store_true", help=BIOASQ_TERMS)
+    c.add_argument("--retries", type=int, default=4)
     c = sub.add_parser("counts", help="print the counts of every benchmark split")
     c.add_argument("--data-dir", default=default_data_dir())
     return p.parse_args(argv)
@@ -510,6 +772,23 @@ def main(args):
                                  args.lowercase, progress=True)
             meta = json.loads((out / "meta.json").read_text())
             print({k: v for k, v in meta.items() if k != "key"})
+        elif args.command == "pubmed":
+            print(f"downloading to {args.out_dir}")
+            for path in download_pubmed(parse_file_numbers(args.files), args.out_dir, args.year,
+                                        args.base_url, args.retries, progress=True):
+                print(f"{path}: md5 ok")
+        elif args.command == "pubmed-xml":
+            print(f"writing {args.out}")
+            print(write_corpus(args.files, args.out, progress=True))
+        elif args.command == "download":
+            print(f"downloading to {args.out_dir}")
+            missing = []
+            for task in BENCHMARKS if args.task == "all" else [args.task]:
+                missing += download_benchmark(task, args.out_dir, args.mirror, args.base_url, args.bioasq_dir,
+                                              args.accept_bioasq_terms, args.retries)
+                print(f"{task}: done")
+            if missing:
+                raise DataError("not downloaded:\n  " + "\n  ".join(missing))
         elif args.command == "counts":
             print_counts(args.data_dir)
     except DataError as e:

@@ -7,9 +7,15 @@ exactly, and downloads are verified against checksums (local HTTP server on 127.
     python -m pytest tests/test_data.py            # default set
     python -m pytest tests/test_data.py -m slow    # full-corpus preparation
 """
+import gzip
+import hashlib
+import http.server
 import json
 import random
+import shutil
+import threading
 from collections import Counter
+from xml.dom import minidom
 
 import pytest
 import torch
@@ -26,7 +32,6 @@ CLS, SEP = 102, 103   # ids in the scivocab; packing tests use ids >= 1000 for t
 # 1. Reading documents
 # ---------------------------------------------------------------------------------------------
 def test_read_documents_plain_gz_and_many_files(tmp_path, data_dir):
-    import gzip
     text = "First sentence .\nSecond one .\n\n\nOther doc .\n"
     (tmp_path / "a.txt").write_text(text)
     with gzip.open(tmp_path / "b.txt.gz", "wt") as f:
@@ -50,6 +55,48 @@ def test_read_documents_errors_and_no_blank_lines(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "MAX_DOCUMENT_LINES", 4)
     (tmp_path / "flat.txt").write_text("".join(f"s{i}\n" for i in range(10)))
     assert [len(d) for d in data.read_documents(tmp_path / "flat.txt")] == [4, 4, 2]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Doses were 5 mg vs. 10 mg. Fig. 2 shows it.", ["Doses were 5 mg vs. 10 mg.", "Fig. 2 shows it."]),
+    ("As Smith et al. (2005) found, it works. J. Smith and A. B. Jones agreed.",
+     ["As Smith et al. (2005) found, it works.", "J. Smith and A. B. Jones agreed."]),
+    ("Cytokines, e.g. IL-6, rose (P<0.01). In the U.S. FDA data, i.e. Table 1, 3.5% died.",
+     ["Cytokines, e.g. IL-6, rose (P<0.01).", "In the U.S. FDA data, i.e. Table 1, 3.5% died."]),
+    ("Is it safe? Yes! 12 patients died. \"Quoted.\" (Funded by NIH.) done.",
+     ["Is it safe?", "Yes!", "12 patients died.", "\"Quoted.\"", "(Funded by NIH.) done."]),
+    ("  Spaces\n and\ttabs.   Éclair follows. ", ["Spaces and tabs.", "Éclair follows."]),
+])
+def test_split_sentences(text, expected):
+    assert data.split_sentences(text) == expected
+
+
+def abstract_text(xml_path):
+    """Oracle: the AbstractText of every record through xml.dom.minidom, whitespace collapsed."""
+    def text_of(node):
+        return node.data if node.nodeType == node.TEXT_NODE else "".join(map(text_of, node.childNodes))
+    dom = minidom.parse(str(xml_path))
+    return [" ".join(" ".join(text_of(a) for a in art.getElementsByTagName("AbstractText")).split())
+            for art in dom.getElementsByTagName("PubmedArticle")]
+
+
+def test_pubmed_xml_to_corpus(tmp_path, data_dir):
+    xml = data_dir / "pubmed/pubmed-29768149.xml"
+    [sentences] = list(data.pubmed_xml_to_documents(xml))
+    assert " ".join(sentences) == abstract_text(xml)[0]
+    assert len(sentences) == 1 + 3 + 5 + 4   # by hand: BACKGROUND, METHODS, RESULTS, CONCLUSIONS
+    assert "34.4% vs. 31.1% of weeks" in sentences[5] and "\u03b2 2-agonist" in sentences[0]
+    record = xml.read_text().split("<PubmedArticle>")[1].split("</PubmedArticle>")[0]
+    no_abstract = record.split("<Abstract>")[0] + record.split("</Abstract>")[1]
+    articles = "".join(f"<PubmedArticle>{r}</PubmedArticle>" for r in (record, no_abstract, record))
+    with gzip.open(tmp_path / "two.xml.gz", "wt") as f:
+        f.write(f"<?xml version=\"1.0\"?><PubmedArticleSet>{articles}</PubmedArticleSet>")
+    data.main(data.parse_args(["pubmed-xml", str(xml), str(tmp_path / "two.xml.gz"),
+                               "--out", str(tmp_path / "corpus.txt")]))
+    assert list(data.read_documents(tmp_path / "corpus.txt")) == [sentences] * 3   # record w/o abstract skipped
+    (tmp_path / "bad.xml").write_text("<PubmedArticleSet>\n<PubmedArticle>\n</Pubmed>")
+    with pytest.raises(DataError, match="bad.xml:3: bad XML"):
+        list(data.pubmed_xml_to_documents(tmp_path / "bad.xml"))
 
 
 # ---------------------------------------------------------------------------------------------
