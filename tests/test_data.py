@@ -14,6 +14,7 @@ import json
 import random
 import shutil
 import threading
+from pathlib import Path
 from collections import Counter
 from xml.dom import minidom
 
@@ -398,3 +399,136 @@ def test_json_errors(tmp_path):
         data.read_bioasq_golden(golden)
     with pytest.raises(DataError, match="missing.json: file not found"):
         data.read_squad(tmp_path / "missing.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Downloads, against a local HTTP server on 127.0.0.1 (Range requests, dropped connections)
+# ---------------------------------------------------------------------------------------------
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files with HTTP Range support; a path in `cut_once` loses its connection half-way once."""
+    cut_once, requests = set(), []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        RangeHandler.requests.append((self.path, self.headers.get("Range")))
+        path = Path(self.directory) / self.path.lstrip("/")
+        if not path.is_file():
+            return self.send_error(404)
+        body, start = path.read_bytes(), 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+            if start >= len(body):
+                return self.send_error(416)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if self.path in self.cut_once:
+            self.cut_once.discard(self.path)
+            body = body[:start + (len(body) - start) // 2]
+        self.wfile.write(body[start:])
+
+
+@pytest.fixture()
+def server(tmp_path):
+    from functools import partial
+    root = tmp_path / "served"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    RangeHandler.requests.clear()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def serve_pubmed(root, data_dir, number, corrupt=False):
+    name = f"pubmed26n{number:04d}.xml.gz"
+    body = gzip.compress((data_dir / "pubmed/pubmed-29768149.xml").read_bytes(), mtime=0)
+    (root / f"{name}.md5").write_text(f"MD5({name})= {hashlib.md5(body).hexdigest()}\n")
+    (root / name).write_bytes(body[:100] + bytes([body[100] ^ 1]) + body[101:] if corrupt else body)
+    return body
+
+
+def test_pubmed_download_resumes_and_verifies(server, tmp_path, data_dir):
+    root, url = server
+    bodies = [serve_pubmed(root, data_dir, n) for n in (1, 2)]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pubmed26n0001.xml.gz.part").write_bytes(bodies[0][:1000])   # left by a killed run
+    RangeHandler.cut_once.add("/pubmed26n0002.xml.gz")                   # connection drops mid-file
+    data.main(data.parse_args(["pubmed", "--files", "1-2", "--out-dir", str(out), "--base-url", url]))
+    assert [(out / f"pubmed26n000{n}.xml.gz").read_bytes() for n in (1, 2)] == bodies
+    assert ("/pubmed26n0001.xml.gz", "bytes=1000-") in RangeHandler.requests
+    assert ("/pubmed26n0002.xml.gz", f"bytes={len(bodies[1]) // 2}-") in RangeHandler.requests
+    assert not list(out.glob("*.part"))
+    assert len(list(data.pubmed_xml_to_documents(out / "pubmed26n0002.xml.gz"))) == 1
+
+
+def test_pubmed_download_rejects_bad_checksum_and_bad_input(server, tmp_path, data_dir):
+    root, url = server
+    serve_pubmed(root, data_dir, 3, corrupt=True)
+    with pytest.raises(DataError, match="pubmed26n0003.xml.gz: md5 checksum mismatch"):
+        data.download_pubmed([3], tmp_path / "out", base_url=url, backoff=0)
+    assert not list((tmp_path / "out").iterdir())   # nothing kept, not even the .part
+    (root / "pubmed26n0004.xml.gz.md5").write_text("garbage")
+    with pytest.raises(DataError, match="expected 'MD5"):
+        data.download_pubmed([4], tmp_path / "out", base_url=url, backoff=0)
+    with pytest.raises(DataError, match="HTTP 404"):
+        data.download_pubmed([5], tmp_path / "out", base_url=url, backoff=0)
+    assert data.parse_file_numbers("1-3,7") == [1, 2, 3, 7]
+    with pytest.raises(DataError, match="bad file numbers"):
+        data.parse_file_numbers("3-1")
+
+
+def serve_benchmarks(root, data_dir):
+    """Lay the shared data out as raw.githubusercontent.com does: owner/repo/commit/path."""
+    for task, files in data.BENCHMARKS.items():
+        for name, repo, path, _ in files:
+            if repo:
+                (root / data.REPOS[repo] / path).parent.mkdir(parents=True, exist_ok=True)
+                (root / data.REPOS[repo] / path).symlink_to(data_dir / task / name)
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_benchmark_download_over_http_and_from_mirror(server, tmp_path, data_dir):
+    root, url = server
+    serve_benchmarks(root, data_dir)
+    out = tmp_path / "data"
+    with pytest.raises(SystemExit, match="ddi/train.tsv: no public copy"):   # everything else arrives
+        data.main(data.parse_args(["download", "all", "--out-dir", str(out), "--base-url", url,
+                                   "--accept-bioasq-terms"]))
+    fetched = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert len(fetched) == sum(len(f) for f in data.BENCHMARKS.values()) - 1
+    assert all(sha256(out / p) == sha256(data_dir / p) for p in fetched)
+    mirrored = tmp_path / "mirrored"
+    data.main(data.parse_args(["download", "ddi", "--out-dir", str(mirrored), "--mirror", str(data_dir)]))
+    assert data.read_blue_tsv(mirrored / "ddi/train.tsv") == data.read_blue_tsv(data_dir / "ddi/train.tsv")
+    assert data.download_benchmark("bioasq", tmp_path / "nobioasq")[0].startswith("bioasq: BioASQ data needs registration")
+    data.download_benchmark("bioasq", tmp_path / "registered", bioasq_dir=data_dir / "bioasq")
+    assert sha256(tmp_path / "registered/bioasq/train.json") == sha256(data_dir / "bioasq/train.json")
+
+
+def test_benchmark_download_rejects_corrupted_files(server, tmp_path, data_dir):
+    root, url = server
+    serve_benchmarks(root, data_dir)
+    served = root / data.REPOS["electramed"] / "data/NER/bc5cdr/dev.txt"
+    served.unlink()
+    served.write_bytes((data_dir / "bc5cdr/dev.txt").read_bytes().replace(b"I-Entity", b"O", 1))
+    with pytest.raises(DataError, match="dev.txt: sha256 checksum mismatch"):
+        data.download_benchmark("bc5cdr", tmp_path / "out", base_url=url, backoff=0)
+    assert not (tmp_path / "out/bc5cdr/dev.txt").exists()
+    mirror = tmp_path / "mirror"
+    shutil.copytree(data_dir / "ncbi_disease", mirror / "ncbi_disease")
+    with open(mirror / "ncbi_disease/test.txt", "ab") as f:
+        f.write(b"extra O\n")
+    with pytest.raises(DataError, match="test.txt: sha256 checksum mismatch"):
+        data.download_benchmark("ncbi_disease", tmp_path / "out", mirror=mirror)
