@@ -185,3 +185,168 @@ def test_micro_prf_edge_cases():
     assert E.micro_prf([], [], "False")["f1"] == 0.0
     with pytest.raises(ValueError):
         E.micro_prf(["False"], [], "False")
+
+
+# --- 4. BioASQ factoid measures and SQuAD EM/F1 -------------------------------------------------
+
+def golden_batches(data_dir) -> list[dict]:
+    """Factoid question id -> synonym lists per 7b batch, parsed here independently of eval.py."""
+    batches = []
+    for b in range(1, 6):
+        questions = json.loads((data_dir / "bioasq" / f"golden-7b-{b}.json").read_text())["questions"]
+        batches.append({q["id"]: q["exact_answer"] for q in questions if q["type"] == "factoid"})
+    return batches
+
+
+def test_bioasq_reader_keeps_only_factoid_questions(data_dir):
+    for b, gold in enumerate(golden_batches(data_dir), 1):
+        assert E.read_bioasq_json(data_dir / "bioasq" / f"golden-7b-{b}.json") == gold
+    assert [len(g) for g in golden_batches(data_dir)] == [39, 25, 29, 34, 35]   # PAPER.md §4
+
+
+def test_bioasq_gold_first_scores_one(data_dir):
+    """Each question answers one of its gold synonyms first, in another case: all three measures are 1."""
+    rng = random.Random(0)
+    for gold in golden_batches(data_dir):
+        preds = {qid: [rng.choice(rng.choice(syn)).swapcase(), "a wrong answer"] for qid, syn in gold.items()}
+        scores = E.bioasq_factoid_scores(preds, gold)
+        assert (scores["strict"], scores["lenient"], scores["mrr"], scores["n"]) == (1.0, 1.0, 1.0, len(gold))
+
+
+def test_bioasq_gold_at_rank_k_gives_hand_computed_mrr(data_dir):
+    """Gold at a random rank k in 1..7 behind wrong (partly duplicated) answers: strict = share of k == 1,
+    lenient = share of k <= 5, MRR = mean of 1/k for k <= 5 (answers beyond the fifth are ignored)."""
+    rng = random.Random(1)
+    for gold in golden_batches(data_dir):
+        ranks = {qid: rng.randint(1, 7) for qid in gold}
+        wrong = ["zz-wrong-%d" % rng.randint(0, 2) for _ in range(7)]          # duplicates keep their rank
+        preds = {qid: wrong[:k - 1] + [gold[qid][0][0].upper()] + wrong[k - 1:] for qid, k in ranks.items()}
+        scores = E.bioasq_factoid_scores(preds, gold)
+        n = len(gold)
+        assert scores["strict"] == sum(k == 1 for k in ranks.values()) / n
+        assert scores["lenient"] == sum(k <= 5 for k in ranks.values()) / n
+        assert abs(scores["mrr"] - sum(1 / k for k in ranks.values() if k <= 5) / n) < 1e-12
+
+
+def test_bioasq_missing_and_empty_answers_score_zero(data_dir):
+    gold = golden_batches(data_dir)[0]
+    ids = sorted(gold)
+    preds = {qid: [gold[qid][0][0]] for qid in ids[10:]}      # the first 10 questions are missing
+    preds[ids[10]] = []                                       # and one has no answer
+    scores = E.bioasq_factoid_scores(preds, gold)
+    assert scores["strict"] == scores["lenient"] == scores["mrr"] == (len(ids) - 11) / len(ids)
+    assert scores["answered"] == len(ids) - 10
+    assert E.bioasq_factoid_scores({}, {})["strict"] == 0.0
+
+
+def test_bioasq_submission_round_trip_and_cli(data_dir, tmp_path):
+    """Write one submission per batch, read it back unchanged, and score all five from the command line."""
+    rng = random.Random(2)
+    golds, preds, paths = golden_batches(data_dir), [], []
+    for b, gold in enumerate(golds, 1):
+        pred = {qid: rng.sample(["x", "y", syn[0][0], "z", "w"], 5) for qid, syn in gold.items() if rng.random() < 0.9}
+        E.write_bioasq_submission(pred, tmp_path / f"sub-{b}.json")
+        assert E.read_bioasq_submission(tmp_path / f"sub-{b}.json") == pred
+        preds.append(pred)
+    args = ["score", "--task", "bioasq", "--out-dir", str(tmp_path / "out"),
+            "--gold", *[str(data_dir / "bioasq" / f"golden-7b-{b}.json") for b in range(1, 6)],
+            "--pred", *[str(tmp_path / f"sub-{b}.json") for b in range(1, 6)]]
+    result = E.main(E.parse_args(args))
+    for b, (gold, pred) in enumerate(zip(golds, preds)):
+        ranks = [pred[q].index(gold[q][0][0]) + 1 for q in gold if q in pred]
+        assert abs(result["batches"][b]["mrr"] - sum(1 / k for k in ranks) / len(gold)) < 1e-12
+    assert abs(result["mean"]["strict"] - sum(b["strict"] for b in result["batches"]) / 5) < 1e-12
+    assert json.loads((tmp_path / "out" / "scores.json").read_text())["mean"] == result["mean"]
+
+
+def test_bioasq_submission_counts_only_the_first_synonym(tmp_path):
+    (tmp_path / "sub.json").write_text(json.dumps({"questions": [{"id": "q1", "exact_answer": [["no", "IDH1"]]}]}))
+    assert E.bioasq_factoid_scores(E.read_bioasq_submission(tmp_path / "sub.json"), {"q1": [["idh1"]]})["lenient"] == 0.0
+    (tmp_path / "bad.json").write_text('{"questions": [\n{"id": "q1",,}]}')
+    with pytest.raises(E.EvalError, match="bad.json:2"):
+        E.read_bioasq_json(tmp_path / "bad.json")
+
+
+def test_squad_em_f1_textbook_cases():
+    """SQuAD v1.1 normalisation: lowercase, no punctuation, no a/an/the, single spaces."""
+    assert E.normalize_answer("The  Cat, sat!") == "cat sat"
+    refs = {"q1": ["the cat sat on a mat"], "q2": ["EGFR", "epidermal growth factor receptor"], "q3": ["x"]}
+    preds = {"q1": "Cat sat", "q2": "egfr."}                 # q3 unanswered -> 0
+    scores = E.squad_em_f1(preds, refs)
+    # q1: [cat, sat] vs [cat, sat, on, mat] -> P 1, R 1/2, F1 2/3; q2 exact; q3 0
+    assert scores["exact_match"] == 1 / 3 and abs(scores["f1"] - (2 / 3 + 1) / 3) < 1e-12
+
+
+# --- 5. The results table and the command line -------------------------------------------------
+
+def write_run(path, task, metric, seeds, model="electramed-tiny"):
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps({"task": task, "metric": metric, "seeds": seeds, "model": model}))
+    return str(path)
+
+
+def test_results_table_from_run_dirs(tmp_path):
+    runs = [write_run(tmp_path / "chemprot-small", "chemprot", "micro_f1", {"1": 0.70, "2": 0.72, "3": 0.74}),
+            write_run(tmp_path / "bc5cdr-one", "bc5cdr", "accuracy", {"7": 0.5}),     # not the paper's metric
+            write_run(tmp_path / "other", "my_ner", "entity_f1", {"1": 0.9, "2": 0.8})]
+    table = E.main(E.parse_args(["table", *runs, "--out-dir", str(tmp_path / "out")])).splitlines()
+    # mean 72.00; sample std sqrt((0.02^2 + 0 + 0.02^2) / 2) = 0.02 -> 2.00
+    assert table[2] == ("| chemprot-small | chemprot | electramed-tiny | micro_f1 | 72.00 ± 2.00 (3 seeds) "
+                        "| 72.94 | BlueBERT-base 72.50, BlueBERT-large 74.40 |")
+    assert table[3].endswith("| 50.00 ± 0.00 (1 seeds) | – | – |")
+    assert "| 85.00 ± 7.07 (2 seeds) | – | – |" in table[4]
+    assert (tmp_path / "out" / "results.md").read_text().splitlines() == table
+
+
+def test_results_table_rejects_bad_summaries(tmp_path):
+    with pytest.raises(E.EvalError, match="no summary.json"):
+        E.results_table([tmp_path])
+    bad = write_run(tmp_path / "bad", "ddi", "micro_f1", {"1": 79.1})      # a percentage, not a fraction
+    with pytest.raises(E.EvalError, match=r"bad/summary.json: 'seeds'"):
+        E.results_table([bad])
+
+
+def test_score_ner_and_re_files(data_dir, tmp_path):
+    """Prediction files in the evaluators' formats give the oracles' numbers from the command line."""
+    rng = random.Random(3)
+    lines = [line.split() for line in (data_dir / "bc5cdr/dev.txt").read_text().splitlines()]
+    sentences = read_tags(data_dir / "bc5cdr/dev.txt")
+    pred = [corrupt_tags(s, rng, 0.1, "Entity") for s in sentences]
+    flat = iter(t for s in pred for t in s)
+    rows = [f"{f[0]} {f[1]} {next(flat)}" if f else "" for f in lines]
+    (tmp_path / "ner.txt").write_text("\n".join(rows) + "\n")
+    out = ["--out-dir", str(tmp_path / "out")]
+    result = E.main(E.parse_args(["score", "--task", "ner", "--pred", str(tmp_path / "ner.txt"), *out]))
+    assert abs(result["f1"] - f1_score(sentences, pred)) < 1e-12
+    gold = read_labels(data_dir / "ddi/dev.tsv")
+    labels = sorted(set(gold))
+    preds = [rng.choice(labels) if rng.random() < 0.3 else g for g in gold]
+    (tmp_path / "re.tsv").write_text("index\tgold\tpred\n" + "".join(f"{i}\t{g}\t{p}\n" for i, (g, p) in enumerate(zip(gold, preds))))
+    (tmp_path / "re_pred.tsv").write_text("index\tpred\r\n" + "".join(f"{i}\t{p}\r\n" for i, p in enumerate(preds)))
+    ref = precision_recall_fscore_support(gold, preds, average="micro", labels=[x for x in labels if x != "DDI-false"])
+    by_columns = E.main(E.parse_args(["score", "--task", "re", "--pred", str(tmp_path / "re.tsv"), *out]))
+    beside_gold = E.main(E.parse_args(["score", "--task", "re", "--gold", str(data_dir / "ddi/dev.tsv"),
+                                       "--pred", str(tmp_path / "re_pred.tsv"), *out]))
+    assert by_columns["negative"] == "DDI-false" and abs(by_columns["f1"] - ref[2]) < 1e-12
+    assert by_columns == beside_gold
+
+
+def test_bad_prediction_files_name_file_and_line(data_dir, tmp_path):
+    (tmp_path / "ner.txt").write_text("aspirin O O\n\nEGFR B-X\n")
+    with pytest.raises(E.EvalError, match=r"ner.txt:3: expected at least 3 columns"):
+        E.main(E.parse_args(["score", "--task", "ner", "--pred", str(tmp_path / "ner.txt"), "--out-dir", str(tmp_path)]))
+    (tmp_path / "short.tsv").write_text("index\tpred\n0\tFalse\n")
+    with pytest.raises(E.EvalError, match="1 predictions but 10361 gold rows"):
+        E.main(E.parse_args(["score", "--task", "re", "--gold", str(data_dir / "chemprot/dev.tsv"),
+                             "--pred", str(tmp_path / "short.tsv"), "--out-dir", str(tmp_path)]))
+    proc = subprocess.run([sys.executable, str(REPO / "eval.py"), "score", "--task", "re",
+                           "--pred", str(tmp_path / "missing.tsv"), "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "eval.py: error:" in proc.stderr and "missing.tsv" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["score"], ["table"]])
+def test_help(command):
+    proc = subprocess.run([sys.executable, str(REPO / "eval.py"), *command, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and ("--out-dir" if command else "{score,table}") in proc.stdout
