@@ -13,7 +13,6 @@ References: google-research/electra (model/modeling.py, run_pretraining.py), BER
 transformers/models/electra/modeling_electra.py (the key names of the released checkpoints).
 """
 import json
-import math
 import os
 import re
 import shutil
@@ -276,3 +275,203 @@ class Discriminator(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of distinct parameters (a shared tensor counts once)."""
     return sum(p.numel() for p in module.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Checkpoints in the Hugging Face layout                            (STYLE.md B.8; released weights)
+#    Our short names map to HF's through one literal table. q/k/v are three HF Linears and one
+#    fused Linear here: from_hf_state_dict concatenates them, to_hf_state_dict splits them.
+#    Every key must match: a missing, unexpected or mis-shaped tensor is a CheckpointError.
+# ---------------------------------------------------------------------------------------------
+class CheckpointError(ValueError):
+    """A checkpoint or config.json that does not fit our model; the message lists every mismatch."""
+
+
+# Ours -> HF, by module path; ".weight"/".bias" are appended to both sides. {i} is the layer index.
+# Encoder names are relative to the encoder (HF: "electra." inside ElectraForPreTraining/MaskedLM).
+HF_ENCODER_NAMES = {
+    "embeddings.word_embeddings":       "embeddings.word_embeddings",
+    "embeddings.position_embeddings":   "embeddings.position_embeddings",
+    "embeddings.token_type_embeddings": "embeddings.token_type_embeddings",
+    "embeddings.LayerNorm":             "embeddings.LayerNorm",
+    "embeddings_project":               "embeddings_project",
+    "layers.{i}.attention.qkv":         ("encoder.layer.{i}.attention.self.query",
+                                         "encoder.layer.{i}.attention.self.key",
+                                         "encoder.layer.{i}.attention.self.value"),
+    "layers.{i}.attention.proj":        "encoder.layer.{i}.attention.output.dense",
+    "layers.{i}.attention_norm":        "encoder.layer.{i}.attention.output.LayerNorm",
+    "layers.{i}.ffn.dense_in":          "encoder.layer.{i}.intermediate.dense",
+    "layers.{i}.ffn.dense_out":         "encoder.layer.{i}.output.dense",
+    "layers.{i}.ffn_norm":              "encoder.layer.{i}.output.LayerNorm",
+}
+HF_HEAD_NAMES = {
+    "Discriminator": {"head.dense":      "discriminator_predictions.dense",
+                      "head.prediction": "discriminator_predictions.dense_prediction"},
+    "Generator":     {"head.dense":      "generator_predictions.dense",
+                      "head.LayerNorm":  "generator_predictions.LayerNorm",
+                      "head":            "generator_lm_head"},     # head.bias -> generator_lm_head.bias
+}
+HF_ARCHITECTURES = {"Discriminator": "ElectraForPreTraining", "Generator": "ElectraForMaskedLM",
+                    "Encoder": "ElectraModel"}
+HF_TIED_KEY = "generator_lm_head.weight"        # = the word embeddings; older transformers saved a copy
+HF_IGNORED_KEYS = {"embeddings.position_ids", "electra.embeddings.position_ids",   # buffers that older
+                   "embeddings.token_type_ids", "electra.embeddings.token_type_ids"}  # versions saved
+
+
+def hf_names(key: str, kind: str) -> tuple:
+    """The HF key(s) holding our parameter `key` of a model of class `kind` (3 keys for a fused qkv)."""
+    module, param = key.rsplit(".", 1)
+    if kind != "Encoder" and not module.startswith("encoder."):
+        return (HF_HEAD_NAMES[kind][module] + "." + param,)
+    if kind != "Encoder":
+        module = module[len("encoder."):]
+    layer = re.match(r"layers\.(\d+)\.", module)
+    pattern = re.sub(r"^layers\.\d+\.", "layers.{i}.", module)
+    names = HF_ENCODER_NAMES[pattern]
+    names = names if isinstance(names, tuple) else (names,)
+    prefix = "" if kind == "Encoder" else "electra."
+    return tuple(prefix + n.format(i=layer.group(1) if layer else "") + "." + param for n in names)
+
+
+def to_hf_state_dict(model: nn.Module) -> dict:
+    """Our state dict renamed to HF keys, with the fused qkv split back into query/key/value."""
+    kind, out = type(model).__name__, {}
+    for key, tensor in model.state_dict().items():
+        names = hf_names(key, kind)
+        for name, part in zip(names, tensor.chunk(len(names), dim=0)):
+            out[name] = part.detach().clone()                 # own storage: no views into qkv
+    if kind == "Generator":
+        out[HF_TIED_KEY] = model.encoder.embeddings.word_embeddings.weight.detach().clone()
+    return out
+
+
+def from_hf_state_dict(hf: dict, model: nn.Module) -> dict:
+    """Our state dict from HF-keyed tensors; raises CheckpointError listing every mismatch."""
+    kind, ours, used, missing, bad_shape = type(model).__name__, {}, set(), [], []
+    for key, target in model.state_dict().items():
+        names = hf_names(key, kind)
+        missing += [n for n in names if n not in hf]
+        used.update(n for n in names if n in hf)
+        if any(n not in hf for n in names):
+            continue
+        ours[key] = torch.cat([hf[n] for n in names]) if len(names) > 1 else hf[names[0]]
+        if ours[key].shape != target.shape:
+            bad_shape.append(f"{' + '.join(names)}: {tuple(ours[key].shape)} in the checkpoint, "
+                             f"{tuple(target.shape)} expected")
+    if kind == "Generator" and HF_TIED_KEY in hf:
+        used.add(HF_TIED_KEY)
+        word = hf.get(hf_names("encoder.embeddings.word_embeddings.weight", kind)[0])
+        if word is not None and not torch.equal(hf[HF_TIED_KEY], word):
+            bad_shape.append(f"{HF_TIED_KEY} differs from the word embeddings (this model ties them)")
+    unexpected = sorted(set(hf) - used - HF_IGNORED_KEYS)
+    problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
+               ([f"unexpected: {', '.join(unexpected)}"] if unexpected else []) + bad_shape
+    if problems:
+        raise CheckpointError(f"checkpoint does not fit {kind}({model.config}):\n  " + "\n  ".join(problems))
+    return ours
+
+
+def _read_safetensors(path: Path) -> dict:
+    """Tensors of a .safetensors file: 8-byte little-endian header size, a JSON header
+    {name: {dtype, shape, data_offsets}}, then the raw little-endian bytes. Needs only json + torch."""
+    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+              "U8": torch.uint8, "BOOL": torch.bool}
+    data = bytearray(path.read_bytes())                      # writable, so frombuffer shares it silently
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] not in dtypes:
+            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
+        start, end = info["data_offsets"]
+        dtype = dtypes[info["dtype"]]
+        count = (end - start) // dtype.itemsize
+        t = torch.frombuffer(data, dtype=dtype, count=count, offset=8 + n + start) if count else \
+            torch.empty(0, dtype=dtype)
+        out[name] = t.reshape(info["shape"])
+    return out
+
+
+def read_state_dict(directory_or_file) -> dict:
+    """The tensors of model.safetensors or pytorch_model.bin (a file, or a directory holding one)."""
+    path = Path(directory_or_file)
+    if path.is_dir():
+        found = [path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
+        if not found:
+            raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin in this directory")
+        path = found[0]
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    return torch.load(path, map_location="cpu", weights_only=True)   # tensors only: no code runs
+
+
+def read_hf_config(directory) -> tuple:
+    """(ModelConfig, raw dict) from directory/config.json; CheckpointError lists every unusable value."""
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no config.json")
+    raw = json.loads(path.read_text())
+    required = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size")
+    expected = {"model_type": "electra", "hidden_act": "gelu", "position_embedding_type": "absolute",
+                "is_decoder": False, "add_cross_attention": False}
+    problems = [f"{k} is missing" for k in required if k not in raw]
+    problems += [f"{k} is {raw[k]!r}, this model supports only {v!r}" for k, v in expected.items()
+                 if k in raw and raw[k] != v]
+    if "model_type" not in raw:
+        problems.append("model_type is missing (expected 'electra')")
+    if problems:
+        raise CheckpointError(f"{path}: unsupported config:\n  " + "\n  ".join(problems))
+    names = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in raw.items() if k in names}), raw
+
+
+def load_hf_checkpoint(directory, kind=None):
+    """A Discriminator or Generator (in eval mode) with the weights of an HF ELECTRA checkpoint directory.
+
+    kind: "discriminator" or "generator"; None reads it from config.json's "architectures"."""
+    config, raw = read_hf_config(directory)
+    by_arch = {"ElectraForPreTraining": "discriminator", "ElectraForMaskedLM": "generator"}
+    kind = kind or by_arch.get((raw.get("architectures") or [None])[0])
+    if kind not in ("discriminator", "generator"):
+        raise CheckpointError(f"{directory}: architectures {raw.get('architectures')} holds no ELECTRA "
+                              "pre-training head; pass kind=, or use load_hf_encoder for the encoder")
+    if kind == "generator" and raw.get("tie_word_embeddings") is False:
+        raise CheckpointError(f"{directory}: tie_word_embeddings is false; this generator always ties them")
+    model = (Discriminator if kind == "discriminator" else Generator)(config)
+    model.load_state_dict(from_hf_state_dict(read_state_dict(directory), model))
+    return model.eval()                    # as transformers' from_pretrained: call .train() to fine-tune
+
+
+def load_hf_encoder(directory) -> Encoder:
+    """The Encoder (in eval mode) of any ELECTRA checkpoint, pre-training or fine-tuned; heads are ignored."""
+    config, _ = read_hf_config(directory)
+    hf = read_state_dict(directory)
+    if any(k.startswith("electra.") for k in hf):            # a model with heads: keep the body
+        hf = {k[len("electra."):]: v for k, v in hf.items() if k.startswith("electra.")}
+    encoder = Encoder(config)
+    encoder.load_state_dict(from_hf_state_dict(hf, encoder))
+    return encoder.eval()
+
+
+def save_hf_checkpoint(model, directory, vocab_file=None) -> None:
+    """Write config.json + pytorch_model.bin (+ vocab.txt) that transformers' from_pretrained loads."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    kind = type(model).__name__
+    if kind not in HF_ARCHITECTURES:
+        raise TypeError(f"save_hf_checkpoint takes an Encoder, Generator or Discriminator, not {kind} "
+                        "(save the raw module, not its torch.compile or DDP wrapper)")
+    config = {"architectures": [HF_ARCHITECTURES[kind]], "model_type": "electra", "hidden_act": "gelu",
+              "position_embedding_type": "absolute", "tie_word_embeddings": True, **asdict(model.config)}
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    tmp = directory / "pytorch_model.bin.tmp"
+    torch.save(to_hf_state_dict(model), tmp)
+    os.replace(tmp, directory / "pytorch_model.bin")        # never a half-written checkpoint
+    if vocab_file is not None:
+        shutil.copyfile(vocab_file, directory / "vocab.txt")

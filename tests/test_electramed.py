@@ -1,11 +1,177 @@
-"""electramed.py: the encoder, generator and discriminator.
+"""electramed.py: the encoder, generator, discriminator and their Hugging Face checkpoints.
 
-Checks the paths agree (masked-only MLM head == full head gathered) and the generator shares the
-discriminator's embedding block. Run: python -m pytest tests/test_electramed.py
+Oracles: transformers' ElectraForPreTraining / ElectraForMaskedLM / ElectraModel (outputs and
+parameter counts), the safetensors library (our 25-line reader), and a written-out softmax attention
+(the SDPA path). Also: the paths agree (no mask vs all-true mask, masked-only vs full MLM head,
+compiled vs eager, bf16 autocast vs fp32), the generator shares the discriminator's embeddings, and a
+bad checkpoint raises a CheckpointError naming what did not match.
+Run: python -m pytest tests/test_electramed.py      (base-shaped parity: -m slow)
 """
+import json
+import math
+from dataclasses import asdict
+
+import pytest
+import safetensors.torch
 import torch
+import torch.nn.functional as F
+from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining, ElectraModel
 
 import electramed as em
+
+HF_CLASSES = {"discriminator": ElectraForPreTraining, "generator": ElectraForMaskedLM, "encoder": ElectraModel}
+OURS = {"discriminator": em.Discriminator, "generator": em.Generator, "encoder": em.Encoder}
+
+
+def shaped_config(size, kind, vocab_size=31090):
+    """Our config of a preset size; the generator gets its derived (narrower) shape."""
+    config = em.model_config(size, vocab_size)
+    return em.generator_config(config, em.GENERATOR_FRACTION[size]) if kind == "generator" else config
+
+
+def perturb_(module, scale=0.05):
+    """Move every parameter off its init (LayerNorm 1/0, zero biases), so a swapped key shows up."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * scale)
+
+
+def batches(vocab_size, B=3, L=24):
+    """(input_ids, token_type_ids, attention_mask) with padding and two segments, and without both."""
+    ids = torch.randint(0, vocab_size, (B, L))
+    types = (torch.arange(L) >= L // 2).long().expand(B, L).contiguous()
+    mask = torch.ones(B, L, dtype=torch.long)
+    mask[1, L - L // 3:] = 0
+    mask[-1, 5:] = 0
+    return [(ids, types, mask), (ids, None, None)]
+
+
+def ours_outputs(model, kind, ids, types, mask):
+    """(hidden states, logits or None) of one of our models."""
+    encoder = model if kind == "encoder" else model.encoder
+    hidden = encoder(ids, types, mask)
+    return hidden, (None if kind == "encoder" else model(ids, types, mask))
+
+
+def hf_outputs(model, kind, ids, types, mask):
+    out = model(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+    return out.hidden_states[-1], (None if kind == "encoder" else out.logits)
+
+
+def assert_same_outputs(ours, hf, kind, vocab_size):
+    for ids, types, mask in batches(vocab_size):
+        h_ours, y_ours = ours_outputs(ours, kind, ids, types, mask)
+        h_hf, y_hf = hf_outputs(hf, kind, ids, types, mask)
+        torch.testing.assert_close(h_ours, h_hf, rtol=1e-5, atol=1e-5)
+        if y_hf is not None:
+            torch.testing.assert_close(y_ours, y_hf, rtol=1e-5, atol=1e-5)
+
+
+PARITY = [(s, k, f) for s in ("tiny", "small") for k in HF_CLASSES for f in ("safetensors", "bin")] + \
+         [pytest.param("base", k, "safetensors", marks=pytest.mark.slow) for k in HF_CLASSES]
+
+
+# ----- Hugging Face -> ours ------------------------------------------------------------------
+@pytest.mark.parametrize("size,kind,fmt", PARITY)
+@torch.no_grad()
+def test_hf_checkpoint_loads_with_equal_outputs(tmp_path, size, kind, fmt):
+    config = shaped_config(size, kind)
+    hf = HF_CLASSES[kind](ElectraConfig(**asdict(config))).eval()
+    perturb_(hf)
+    hf.save_pretrained(tmp_path)                       # transformers 5 writes model.safetensors only
+    if fmt == "bin":                                   # the released ELECTRAMed layout
+        (tmp_path / "model.safetensors").unlink()
+        torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
+    ours = em.load_hf_encoder(tmp_path) if kind == "encoder" else em.load_hf_checkpoint(tmp_path)
+    assert isinstance(ours, OURS[kind]) and ours.config == config
+    assert_same_outputs(ours, hf, kind, config.vocab_size)
+
+
+def test_load_hf_encoder_takes_the_body_of_a_pretraining_checkpoint(tmp_path):
+    config = shaped_config("tiny", "discriminator", 100)
+    hf = ElectraForPreTraining(ElectraConfig(**asdict(config))).eval()
+    perturb_(hf)
+    hf.save_pretrained(tmp_path)
+    encoder = em.load_hf_encoder(tmp_path)
+    assert_same_outputs(encoder, hf.electra, "encoder", 100)
+
+
+# ----- ours -> Hugging Face ------------------------------------------------------------------
+@pytest.mark.parametrize("size,kind", [(s, k) for s in ("tiny", "small") for k in HF_CLASSES] +
+                         [pytest.param("base", k, marks=pytest.mark.slow) for k in HF_CLASSES])
+@torch.no_grad()
+def test_saved_checkpoint_loads_in_transformers_with_equal_outputs(tmp_path, scivocab, size, kind):
+    config = shaped_config(size, kind)
+    ours = OURS[kind](config).eval()
+    perturb_(ours)
+    em.save_hf_checkpoint(ours, tmp_path, vocab_file=scivocab)
+    hf, info = HF_CLASSES[kind].from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    assert (tmp_path / "vocab.txt").read_bytes() == scivocab.read_bytes()
+    assert_same_outputs(ours, hf.eval(), kind, config.vocab_size)
+
+
+@pytest.mark.parametrize("kind", ["discriminator", "generator"])
+def test_save_then_load_gives_identical_tensors(tmp_path, kind):
+    ours = OURS[kind](shaped_config("tiny", kind, 100))
+    perturb_(ours)
+    em.save_hf_checkpoint(ours, tmp_path)
+    loaded = em.load_hf_checkpoint(tmp_path)
+    assert type(loaded) is type(ours) and loaded.config == ours.config
+    for (name, a), (_, b) in zip(ours.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("size", list(em.SIZES))
+def test_parameter_counts_equal_transformers(size):
+    with torch.device("meta"):                                 # counts only: no memory, no init
+        for kind in HF_CLASSES:
+            config = shaped_config(size, kind)
+            hf = HF_CLASSES[kind](ElectraConfig(**asdict(config)))
+            assert em.count_parameters(OURS[kind](config)) == sum(p.numel() for p in hf.parameters()), kind
+
+
+def test_safetensors_reader_equals_the_library(tmp_path):
+    tensors = {"f32": torch.randn(3, 4), "f16": torch.randn(5).half(), "bf16": torch.randn(2, 3).bfloat16(),
+               "i64": torch.arange(7), "empty": torch.zeros(0, 3), "b": torch.tensor([True, False])}
+    safetensors.torch.save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    ours, ref = em.read_state_dict(tmp_path), safetensors.torch.load_file(tmp_path / "model.safetensors")
+    assert ours.keys() == ref.keys()
+    for name in ref:
+        assert ours[name].dtype == ref[name].dtype and torch.equal(ours[name], ref[name]), name
+
+
+# ----- the paths agree -----------------------------------------------------------------------
+def written_out_attention(attn, x, mask):
+    """softmax(Q K^T / sqrt(K) + mask) V, head by head, as BERT writes it."""
+    B, L, D = x.shape
+    H = attn.num_heads
+    q, k, v = attn.qkv(x).split(D, dim=-1)
+    q, k, v = (t.view(B, L, H, D // H).transpose(1, 2) for t in (q, k, v))   # (B, H, L, K)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(D // H)                      # (B, H, L, L)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    y = scores.softmax(-1) @ v
+    return attn.proj(y.transpose(1, 2).reshape(B, L, D))
+
+
+@torch.no_grad()
+def test_sdpa_attention_equals_written_out_softmax():
+    attn = em.SelfAttention(em.model_config("tiny", 100)).eval()
+    perturb_(attn, 0.2)
+    x = torch.randn(3, 10, 64)
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+    for m in (None, mask[:, None, None, :]):
+        torch.testing.assert_close(attn(x, m), written_out_attention(attn, x, m), rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_no_mask_equals_all_true_mask():
+    disc = em.Discriminator(em.model_config("tiny", 100)).eval()
+    ids = torch.randint(0, 100, (2, 16))
+    ones = torch.ones(2, 16, dtype=torch.long)
+    torch.testing.assert_close(disc(ids), disc(ids, attention_mask=ones), rtol=0, atol=1e-6)
 
 
 def tiny_pair(vocab_size=100):
@@ -15,16 +181,139 @@ def tiny_pair(vocab_size=100):
     return gen.eval(), disc.eval()
 
 
-def test_generator_shares_the_embedding_block():
-    gen, disc = tiny_pair()
-    assert gen.encoder.embeddings is disc.encoder.embeddings
-    assert gen.encoder.embeddings.word_embeddings.weight is disc.encoder.embeddings.word_embeddings.weight
-
-
+@torch.no_grad()
 def test_masked_only_head_equals_full_head_gathered():
     gen, _ = tiny_pair()
-    ids = torch.randint(0, 100, (3, 20))
-    positions = torch.randint(0, 20, (3, 5))
-    full = gen(ids)                                                    # (B, L, V)
+    ids, _, mask = batches(100)[0]
+    positions = torch.randint(0, 24, (3, 5))
+    full = gen(ids, attention_mask=mask)                               # (B, L, V)
     gathered = full.gather(1, positions[:, :, None].expand(-1, -1, full.shape[-1]))
-    torch.testing.assert_close(gen(ids, positions=positions), gathered, rtol=0, atol=1e-5)
+    torch.testing.assert_close(gen(ids, attention_mask=mask, positions=positions), gathered, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_compiled_generator_equals_eager():
+    """CPU inductor on the generator: encoder, padding mask, fixed-size gather and the tied head."""
+    gen, _ = tiny_pair()
+    ids, types, mask = batches(100, B=2, L=16)[0]
+    positions = torch.tensor([[1, 4, 7], [2, 3, 9]])
+    torch.testing.assert_close(torch.compile(gen)(ids, types, mask, positions), gen(ids, types, mask, positions),
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_compiled_discriminator_equals_eager():
+    _, disc = tiny_pair()
+    compiled = torch.compile(disc)
+    for ids, types, mask in batches(100, B=2, L=16):
+        torch.testing.assert_close(compiled(ids, types, mask), disc(ids, types, mask), rtol=1e-4, atol=1e-5)
+
+
+@torch.no_grad()
+def test_bf16_autocast_forward_is_close_to_fp32():
+    """The CPU twin of the CUDA bf16 path: same graph, bf16 matmuls, fp32 LayerNorm."""
+    gen, disc = tiny_pair()
+    ids, types, mask = batches(100)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low_disc, low_gen = disc(ids, types, mask), gen(ids, types, mask)
+    assert low_disc.dtype == torch.bfloat16 and low_gen.dtype == torch.bfloat16
+    torch.testing.assert_close(low_disc.float(), disc(ids, types, mask), rtol=0, atol=5e-2)
+    torch.testing.assert_close(low_gen.float(), gen(ids, types, mask), rtol=0, atol=5e-2)
+
+
+# ----- sharing: the same objects, moved once by one step -------------------------------------
+def test_generator_shares_the_embedding_block():
+    gen, disc = tiny_pair()
+    shared, theirs = gen.encoder.embeddings, disc.encoder.embeddings
+    assert shared is theirs
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm"):
+        assert getattr(shared, name) is getattr(theirs, name), name
+    assert gen.encoder.embeddings_project is None and disc.encoder.embeddings_project is not None
+
+
+def test_one_optimizer_step_moves_shared_weights_once():
+    """SGD on the union of both networks: the shared matrix moves by exactly -lr * (sum of the
+    gradients from the generator loss and the discriminator loss), not twice that."""
+    gen, disc = tiny_pair()
+    both = torch.nn.ModuleDict({"generator": gen, "discriminator": disc}).train()
+    ids, types, mask = batches(100)[0]
+    shared = disc.encoder.embeddings.word_embeddings.weight
+    torch.manual_seed(1)
+    loss = gen(ids, types, mask).logsumexp(-1).mean() + disc(ids, types, mask).square().mean()
+    (grad,) = torch.autograd.grad(loss, shared)
+    assert sum(p is shared for p in both.parameters()) == 1
+    before = shared.detach().clone()
+    torch.manual_seed(1)                                           # same dropout masks as above
+    loss = gen(ids, types, mask).logsumexp(-1).mean() + disc(ids, types, mask).square().mean()
+    loss.backward()
+    torch.optim.SGD(both.parameters(), lr=0.5).step()
+    torch.testing.assert_close(shared.detach() - before, -0.5 * grad, rtol=1e-4, atol=1e-7)
+
+
+# ----- bad input: a CheckpointError that says what did not match -----------------------------
+def saved_hf_discriminator(tmp_path, vocab_size=100):
+    hf = ElectraForPreTraining(ElectraConfig(**asdict(em.model_config("tiny", vocab_size))))
+    hf.save_pretrained(tmp_path)
+    return {k: v.clone() for k, v in hf.state_dict().items()}
+
+
+def rewrite(tmp_path, state=None, **config_changes):
+    if state is not None:
+        (tmp_path / "model.safetensors").unlink(missing_ok=True)
+        torch.save(state, tmp_path / "pytorch_model.bin")
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.update(config_changes)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+
+
+def test_missing_and_unexpected_keys_are_listed(tmp_path):
+    state = saved_hf_discriminator(tmp_path)
+    del state["electra.encoder.layer.1.attention.self.key.bias"]
+    del state["discriminator_predictions.dense.weight"]
+    state["electra.encoder.layer.2.output.dense.weight"] = torch.zeros(64, 256)
+    rewrite(tmp_path, state)
+    with pytest.raises(em.CheckpointError) as err:
+        em.load_hf_checkpoint(tmp_path)
+    lines = str(err.value).splitlines()
+    assert lines[1:] == ["  missing: electra.encoder.layer.1.attention.self.key.bias, discriminator_predictions.dense.weight",
+                         "  unexpected: electra.encoder.layer.2.output.dense.weight"], lines
+
+
+def test_wrong_shapes_are_listed(tmp_path):
+    saved_hf_discriminator(tmp_path, vocab_size=100)
+    rewrite(tmp_path, vocab_size=120)                          # config and weights disagree
+    with pytest.raises(em.CheckpointError, match=r"electra.embeddings.word_embeddings.weight: "
+                                                 r"\(100, 32\) in the checkpoint, \(120, 32\) expected"):
+        em.load_hf_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("change,expected", [
+    (dict(model_type="bert"), "model_type is 'bert'"),
+    (dict(hidden_act="gelu_new"), "hidden_act is 'gelu_new'"),
+    (dict(position_embedding_type="relative_key"), "position_embedding_type is 'relative_key'"),
+    (dict(is_decoder=True), "is_decoder is True"),
+])
+def test_unknown_config_is_refused(tmp_path, change, expected):
+    saved_hf_discriminator(tmp_path)
+    rewrite(tmp_path, **change)
+    with pytest.raises(em.CheckpointError, match=expected):
+        em.load_hf_checkpoint(tmp_path)
+    with pytest.raises(em.CheckpointError, match=expected):
+        em.load_hf_encoder(tmp_path)
+
+
+def test_missing_config_keys_and_headless_checkpoints_are_refused(tmp_path):
+    saved_hf_discriminator(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["hidden_size"], config["embedding_size"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(em.CheckpointError, match="embedding_size is missing") as err:
+        em.load_hf_checkpoint(tmp_path)
+    assert "hidden_size is missing" in str(err.value)
+    ElectraModel(ElectraConfig(**asdict(em.model_config("tiny", 100)))).save_pretrained(tmp_path / "body")
+    with pytest.raises(em.CheckpointError, match="use load_hf_encoder"):
+        em.load_hf_checkpoint(tmp_path / "body")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(em.CheckpointError, match="no model.safetensors or pytorch_model.bin"):
+        em.read_state_dict(tmp_path / "empty")
