@@ -16,10 +16,14 @@ BertPreTokenizer, WordPiece), whose output ours must equal; Schuster & Nakajima 
 Wu et al. 2016 for WordPiece.
 """
 import argparse
+import gzip
+import heapq
 import multiprocessing
 import re
 import sys
 import unicodedata
+from collections import Counter, defaultdict
+from contextlib import nullcontext
 
 from tqdm import tqdm
 
@@ -88,11 +92,23 @@ def strip_accents(chars: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return [(c, i) for c, i in out if unicodedata.category(c) != "Mn"]
 
 
+_ASCII_REMOVED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+|[!-/:-@\[-`{-~]")   # a run of alphanumerics, or one punctuation char
+
+
 def basic_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str, list[int]]]:
     """Words of `text` after BERT's basic tokenization, each with the origin index of every char.
 
     "Nephro-toxicity" -> [("nephro", [0..5]), ("-", [6]), ("toxicity", [7..14])]
     """
+    if text.isascii() and not _ASCII_REMOVED.search(text):   # the common case, done by a regex in C
+        matches = _ASCII_WORD.finditer(text.lower() if lowercase else text)
+        return [(m.group(), list(range(m.start(), m.end()))) for m in matches]
+    return unicode_tokenize_spans(text, lowercase)
+
+
+def unicode_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str, list[int]]]:
+    """basic_tokenize_spans for any text, one character at a time (the definition)."""
     chars = []
     for i, c in enumerate(text):
         if is_removed(c):
@@ -231,8 +247,7 @@ class Tokenizer:
     def encode_text(self, text: str) -> list[int]:
         """Piece ids of `text`, no special tokens: "EGFR mutations" -> [ids of egfr, mutations]."""
         ids, cache = [], self._ids_cache
-        chunks = _CHUNK.findall(text) if _SPLIT_NOT_SPACE.search(text) else text.split()
-        for chunk in chunks:
+        for chunk in split_chunks(text):
             chunk_ids = cache.get(chunk)
             ids += chunk_ids if chunk_ids is not None else self._encode_chunk(chunk)
         return ids
@@ -339,3 +354,196 @@ def _blocks(items, size):
             block = []
     if block:
         yield block
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Learning a vocabulary                                 (PAPER.md §1, §6; WordPiece, Wu 2016)
+#    Count the corpus's words (section 1), split each into characters ("c" first, "##c" after),
+#    then repeatedly merge the adjacent pair with the best likelihood score
+#    freq(ab) / (freq(a) * freq(b)) until the vocabulary has the requested size. Google never
+#    released its learner; Hugging Face's WordPiece trainer merges by freq(ab) alone (BPE).
+#    Only the words holding the merged pair are updated, and a heap with lazy deletion finds the
+#    best pair, so a merge costs what it touches, never a recount of the corpus.
+# ---------------------------------------------------------------------------------------------
+
+BLOCK_BYTES = 1 << 22   # corpus files are read and counted in blocks of whole lines
+
+
+def split_chunks(text: str) -> list[str]:
+    """Whitespace-separated chunks exactly as BERT separates them: "a\\x85b c" -> ["a\\x85b", "c"]."""
+    return _CHUNK.findall(text) if _SPLIT_NOT_SPACE.search(text) else text.split()
+
+
+def read_blocks(path):
+    """Yield (path, first line number, bytes of whole lines) from a plain or .gz corpus file."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            line_no = 1
+            while block := f.read(BLOCK_BYTES):
+                block += f.readline()
+                yield str(path), line_no, block
+                line_no += block.count(b"\n")
+    except (OSError, EOFError) as e:   # missing, unreadable, not gzip, truncated gzip
+        raise TokenizerError(f"{path}: cannot read corpus ({getattr(e, 'strerror', None) or e})") from None
+
+
+def _count_block(path_line_block) -> tuple[Counter, int]:
+    """Chunk counts of one block, and its size in bytes; a decoding error names file and line."""
+    path, line_no, block = path_line_block
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = line_no + block.count(b"\n", 0, e.start)
+        raise TokenizerError(f"{path}:{line}: not valid UTF-8 (byte {block[e.start]:#04x})") from None
+    return Counter(split_chunks(text)), len(block)
+
+
+def count_words(paths, lowercase: bool = True, workers: int = 1, progress: bool = False) -> Counter:
+    """Word frequencies after basic tokenization over plain/.gz files: {"cancer": 812, ",": 9120, ...}.
+
+    Raw chunks are counted in parallel blocks; each distinct chunk is then tokenized once.
+    """
+    blocks = (block for path in paths for block in read_blocks(path))
+    bar = tqdm(unit="B", unit_scale=True, desc="count words", disable=not progress)
+    chunks = Counter()
+    with multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else nullcontext() as pool:
+        for counts, size in (pool.imap_unordered(_count_block, blocks) if pool else map(_count_block, blocks)):
+            chunks.update(counts)
+            bar.update(size)
+    bar.close()
+    words = Counter()
+    for chunk, n in chunks.items():
+        for word in basic_tokenize(chunk, lowercase):
+            words[word] += n
+    if not words:
+        raise TokenizerError(f"{', '.join(map(str, paths))}: corpus is empty (no words to learn from)")
+    return words
+
+
+def bert_layout(num_unused: int = 100) -> list[str]:
+    """The reserved ids, as in SciBERT's scivocab: [PAD], [unused0..N-1], [UNK], [CLS], [SEP], [MASK]."""
+    return ["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def merge_symbols(symbols: list[str], a: str, b: str) -> list[str]:
+    """Replace each adjacent (a, b), left to right: (["c", "##a", "##t"], "c", "##a") -> ["ca", "##t"]."""
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
+            out.append(a + b[2:])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
+
+
+class PairStats:
+    """Symbol and adjacent-pair frequencies over a bag of words, kept current as pairs merge."""
+
+    def __init__(self, words: list[list[str]], counts: list[int]):
+        self.words, self.counts = words, counts
+        self.freq = Counter()                 # symbol -> occurrences in the current segmentation
+        self.pairs = Counter()                # (a, b) -> occurrences
+        self.where = defaultdict(set)         # (a, b) -> indices of the words that hold it
+        self.partners = defaultdict(set)      # symbol -> the pairs it belongs to
+        for w, (symbols, n) in enumerate(zip(words, counts)):
+            for s in symbols:
+                self.freq[s] += n
+            for pair in zip(symbols, symbols[1:]):
+                self.pairs[pair] += n
+                self.where[pair].add(w)
+                self.partners[pair[0]].add(pair)
+                self.partners[pair[1]].add(pair)
+
+    def score(self, pair) -> float:
+        """The WordPiece likelihood score freq(ab) / (freq(a) * freq(b))."""
+        return self.pairs[pair] / (self.freq[pair[0]] * self.freq[pair[1]])
+
+    def merge(self, a: str, b: str) -> set:
+        """Merge (a, b) in every word holding it; return the pairs whose score may have changed."""
+        ab, changed = a + b[2:], set()
+        for w in list(self.where[(a, b)]):
+            old, n = self.words[w], self.counts[w]
+            new = merge_symbols(old, a, b)
+            old_pairs, new_pairs = list(zip(old, old[1:])), list(zip(new, new[1:]))
+            for pair in old_pairs:
+                self.pairs[pair] -= n
+            for pair in new_pairs:
+                self.pairs[pair] += n
+                self.where[pair].add(w)
+            for pair in set(old_pairs) - set(new_pairs):
+                self.where[pair].discard(w)
+            merged = (len(old) - len(new)) * n
+            self.freq[a] -= merged
+            self.freq[b] -= merged
+            self.freq[ab] += merged
+            self.words[w] = new
+            changed.update(old_pairs, new_pairs)
+        for pair in changed:
+            if self.pairs[pair] > 0:
+                self.partners[pair[0]].add(pair)
+                self.partners[pair[1]].add(pair)
+            else:
+                del self.pairs[pair], self.where[pair]
+                self.partners[pair[0]].discard(pair)
+                self.partners[pair[1]].discard(pair)
+        return changed | self.partners[a] | self.partners[b]   # freq(a), freq(b) changed: their pairs too
+
+
+def choose_alphabet(word_counts: Counter, limit_alphabet: int) -> list[str]:
+    """The `limit_alphabet` most frequent characters (ties: by code point), sorted."""
+    chars = Counter()
+    for word, n in word_counts.items():
+        for c in word:
+            chars[c] += n
+    return sorted(sorted(chars, key=lambda c: (-chars[c], c))[:limit_alphabet])
+
+
+def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 2, limit_alphabet: int = 1000,
+                num_unused: int = 100, verbose: bool = False, progress: bool = False) -> list[str]:
+    """A WordPiece vocabulary in BERT's layout: reserved ids, the alphabet ("c" and "##c"), then merges.
+
+    A pair is merged only if it occurs at least `min_frequency` times. Score ties go to the more
+    frequent pair, then the alphabetically first. Words with a character outside the alphabet are
+    left out (they encode to [UNK]).
+    """
+    alphabet = choose_alphabet(word_counts, limit_alphabet)
+    vocab = bert_layout(num_unused) + alphabet + ["##" + c for c in alphabet]
+    if vocab_size < len(vocab):
+        raise TokenizerError(f"vocab size {vocab_size} is smaller than the {num_unused + 5} reserved tokens plus "
+                             f"the alphabet ({len(alphabet)} characters, each as 'c' and '##c'): "
+                             f"{len(vocab)}; raise the vocab size or lower the alphabet limit")
+    kept = set(alphabet)
+    words = [w for w in word_counts if set(w) <= kept]
+    stats = PairStats([[w[0]] + ["##" + c for c in w[1:]] for w in words], [word_counts[w] for w in words])
+    known, heap = set(vocab), []
+    push = lambda pair: heapq.heappush(heap, (-stats.score(pair), -stats.pairs[pair], pair))  # noqa: E731
+    for pair in stats.pairs:
+        push(pair)
+    bar = tqdm(total=vocab_size, initial=len(vocab), desc="learn vocab", disable=not progress)
+    while len(vocab) < vocab_size and heap:
+        neg_score, neg_count, pair = heapq.heappop(heap)
+        if pair not in stats.pairs or -neg_count != stats.pairs[pair] or -neg_score != stats.score(pair):
+            continue                                       # a stale entry: a fresher one is in the heap
+        if -neg_count < min_frequency:
+            continue
+        if verbose:
+            a, b = pair
+            print(f"merge {len(vocab) + 1}: {a!r} + {b!r} -> {a + b[2:]!r}  score {-neg_score:.4g} = "
+                  f"{-neg_count} / ({stats.freq[a]} * {stats.freq[b]})")
+        for changed in stats.merge(*pair):
+            if changed in stats.pairs:
+                push(changed)
+        if pair[0] + pair[1][2:] not in known:             # "abc" can come from a+##bc and from ab+##c
+            known.add(pair[0] + pair[1][2:])
+            vocab.append(pair[0] + pair[1][2:])
+            bar.update()
+        if len(heap) > 4 * len(stats.pairs) + 100_000:     # drop stale entries now and then
+            heap = [(-stats.score(p), -stats.pairs[p], p) for p in stats.pairs]
+            heapq.heapify(heap)
+    bar.close()
+    if len(vocab) < vocab_size:
+        print(f"note: no pair left with frequency >= {min_frequency}; vocabulary has {len(vocab)} tokens")
+    return vocab

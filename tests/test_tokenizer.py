@@ -227,3 +227,12 @@ def test_vocab_errors_name_the_file(tmp_path):
         Tokenizer.from_vocab_file(not_utf8)
     with pytest.raises(TokenizerError, match=r"missing\.txt: cannot read"):
         Tokenizer.from_vocab_file(tmp_path / "missing.txt")
+
+
+def test_ascii_fast_path_equals_the_character_by_character_definition(data_dir):
+    texts = read_texts(data_dir / "pubmed" / "pubmed_sample.txt")[:2000]
+    rng = random.Random(2)
+    texts += ["".join(rng.choice([chr(c) for c in range(128)]) for _ in range(40)) for _ in range(2000)]
+    for lowercase in (True, False):
+        for text in texts:
+            assert tk.basic_tokenize_spans(text, lowercase) == tk.unicode_tokenize_spans(text, lowercase), repr(text)
