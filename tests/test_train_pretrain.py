@@ -1,0 +1,334 @@
+"""Tests for train_pretrain.py: ELECTRA's masking, sampling, losses, optimizer and schedule checked
+against PAPER.md §3 / google-research/electra on many random draws; torch.optim.AdamW and
+scikit-learn's roc_auc_score as oracles; 2 gloo processes == 1 process; a SIGKILLed run resumes
+bit-identically; the exported checkpoint loads in transformers; real PubMed text is learned.
+
+    python -m pytest tests/test_train_pretrain.py            # default, ~1-2 min on 2 cores
+    python -m pytest tests/test_train_pretrain.py -m slow    # the tiny preset on the whole corpus
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from transformers import ElectraForMaskedLM, ElectraForPreTraining
+
+import electramed as em
+import train_pretrain as tp
+from data import DataError, PretrainingData, prepare_corpus
+from tokenizer import Tokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small_corpus(data_dir, tmp_path_factory):
+    """The first 150 documents of the real PubMed sample: enough for a few dozen tiny steps."""
+    lines, docs = [], 0
+    for line in (data_dir / "pubmed" / "pubmed_sample.txt").read_text().splitlines():
+        lines.append(line)
+        docs += not line.strip()
+        if docs == 150:
+            break
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer(scivocab):
+    return Tokenizer.from_vocab_file(scivocab)
+
+
+@pytest.fixture(scope="module")
+def real_batch(small_corpus, scivocab, tmp_path_factory):
+    """512 real packed examples of length 64 (padded tails, one and two segments)."""
+    shards = prepare_corpus([small_corpus], scivocab, tmp_path_factory.mktemp("shards"), max_len=64, workers=1)
+    return PretrainingData(shards, batch_size=512).next_batch()
+
+
+def tiny_args(corpus, vocab, out_dir, *extra):
+    return tp.parse_args(["--size", "tiny", "--corpus", str(corpus), "--vocab", str(vocab), "--out-dir", str(out_dir),
+                          "--seq-len", "64", "--batch-size", "4", "--data-workers", "1", *extra])
+
+
+def masked_batch(batch, tokenizer, mask_prob=0.15, seed=0):
+    ids = batch["input_ids"]
+    n = tp.num_predictions(mask_prob, ids.shape[1])
+    specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
+    counts = tp.count_targets(ids, specials, tokenizer.pad_id, mask_prob, n)
+    g = torch.Generator().manual_seed(seed)
+    out = tp.mask_tokens(ids, counts, torch.rand(ids.shape, generator=g), torch.rand(len(ids), n, generator=g),
+                         specials, tokenizer.pad_id, tokenizer.mask_id)
+    return counts, n, out
+
+
+def test_num_predictions_is_electras():
+    assert tp.num_predictions(0.15, 128) == 19 and tp.num_predictions(0.15, 512) == 79
+    assert tp.num_predictions(0.25, 512) == 130
+
+
+def test_masking_follows_electra_on_many_draws(real_batch, tokenizer):
+    """Counts = max(1, min(N, round(0.15 n))) in float32 with n = non-pad tokens incl. [CLS]/[SEP]
+    (ELECTRA sums input_mask); positions distinct, never [CLS]/[SEP]/pad; 85% [MASK], 15% kept,
+    nothing else changed (no random replacement)."""
+    ids = real_batch["input_ids"]
+    n_real = (ids != tokenizer.pad_id).sum(-1).tolist()
+    mask_total = kept_total = 0
+    for seed in range(10):
+        counts, n, (masked, positions, weights, originals) = masked_batch(real_batch, tokenizer, seed=seed)
+        expected = [max(1, min(n, round(float(np.float32(0.15) * np.float32(k))))) for k in n_real]
+        assert counts.tolist() == expected
+        assert weights.sum(-1).tolist() == expected
+        for row in range(len(ids)):
+            chosen = positions[row][weights[row]].tolist()
+            assert len(set(chosen)) == len(chosen), f"row {row}: repeated positions {chosen}"
+            assert not {ids[row, p].item() for p in chosen} & {tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id}
+            changed = (masked[row] != ids[row]).nonzero().flatten().tolist()
+            assert set(changed) <= set(chosen), f"row {row}: a position outside the chosen ones changed"
+        at = masked.gather(1, positions)[weights]
+        assert torch.equal(originals[weights], ids.gather(1, positions)[weights])
+        assert ((at == tokenizer.mask_id) | (at == originals[weights])).all(), "a random replacement appeared"
+        mask_total += (at == tokenizer.mask_id).sum().item()
+        kept_total += (at == originals[weights]).sum().item()
+    share = mask_total / (mask_total + kept_total)
+    assert abs(share - 0.85) < 0.01, f"[MASK] share {share:.4f} over {mask_total + kept_total} positions"
+
+
+def test_gumbel_sampling_draws_the_softmax():
+    """Gumbel-max frequencies match softmax(logits) (200k draws: 4 sigma < 0.005)."""
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
+    draws = 200_000
+    uniform = torch.rand(1, draws, 5, generator=torch.Generator().manual_seed(1))
+    sampled = tp.sample_replacements(logits.expand(1, draws, 5), uniform)
+    freq = torch.bincount(sampled.flatten(), minlength=5).double() / draws
+    torch.testing.assert_close(freq, torch.softmax(logits.double(), -1), atol=5e-3, rtol=0)
+
+
+def test_labels_zero_where_the_sample_is_the_original(real_batch, tokenizer):
+    ids = real_batch["input_ids"][:64]
+    _, _, (masked, positions, weights, originals) = masked_batch({"input_ids": ids}, tokenizer)
+    guess = torch.where(torch.rand(originals.shape) < 0.5, originals, torch.randint(5, 1000, originals.shape))
+    corrupted, labels = tp.replace_tokens(ids, positions, weights, guess)
+    assert torch.equal(corrupted.gather(1, positions)[weights], guess[weights])
+    assert torch.equal(labels.gather(1, positions)[weights], (guess != originals)[weights])
+    outside = torch.ones_like(labels).scatter(1, positions, weights.logical_not() & (positions != 0))
+    assert not labels[outside.bool() & (corrupted == ids)].any() and labels.sum() == (guess != originals)[weights].sum()
+
+
+def make_model(tokenizer, dropout=0.0):
+    args = tp.parse_args(["--size", "tiny", "--dropout", str(dropout)])
+    args.generator_fraction, args.seq_len = 0.5, 64
+    return tp.build_model(args, tokenizer)
+
+
+def model_batch(model, real_batch, n_examples=8, step=0, mlm_denominator=None, rtd_denominator=None):
+    ids = real_batch["input_ids"][:n_examples]
+    b = {k: v[:n_examples] for k, v in real_batch.items()}
+    b["counts"] = tp.count_targets(ids, model.special_ids, model.pad_id, 0.15, tp.num_predictions(0.15, 64))
+    args = tp.parse_args(["--seed", "0"])
+    args.mask_prob, args.num_predictions, args.seq_len = 0.15, tp.num_predictions(0.15, 64), 64
+    batch = tp.prepare_batch(b, model, args, step, 0, torch.device("cpu"))
+    batch["mlm_denominator"] = torch.tensor(mlm_denominator or float(b["counts"].sum()))
+    batch["rtd_denominator"] = torch.tensor(rtd_denominator or float((ids != model.pad_id).sum()))
+    return batch
+
+
+def test_discriminator_loss_reaches_the_generator_only_through_shared_embeddings(real_batch, tokenizer):
+    model = make_model(tokenizer)
+    assert model.generator.encoder.embeddings is model.discriminator.encoder.embeddings
+    model(model_batch(model, real_batch, mlm_denominator=float("inf")))["loss"].backward()   # rtd term only
+    shared = {id(p) for p in model.discriminator.encoder.embeddings.parameters()}
+    own = [(n, p) for n, p in model.generator.named_parameters() if id(p) not in shared]
+    assert own and all(p.grad is None or not p.grad.any() for _, p in own), [n for n, p in own if p.grad is not None and p.grad.any()]
+    assert model.discriminator.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    model(model_batch(model, real_batch, rtd_denominator=float("inf")))["loss"].backward()   # mlm term only
+    assert all(p.grad is None or not p.grad.any() for n, p in model.discriminator.named_parameters()
+               if id(p) not in shared)
+
+
+def test_losses_are_electras_definitions(real_batch, tokenizer):
+    """mlm = CE mean over masked slots, rtd = BCE mean over non-pad tokens; loss = mlm + 50 rtd."""
+    model = make_model(tokenizer)
+    batch = model_batch(model, real_batch)
+    out = model(batch)
+    s = tp.summarize(out["stats"], 50.0)
+    real = out["real"]
+    rtd = torch.nn.functional.binary_cross_entropy_with_logits(out["disc_logits"][real], out["labels"][real].float())
+    torch.testing.assert_close(s["rtd_loss"], rtd.item(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(out["loss"].item(), s["mlm_loss"] + 50 * s["rtd_loss"], rtol=1e-5, atol=0)
+    assert 0 <= s["gen_acc"] < 0.05 and abs(s["mlm_loss"] - np.log(len(tokenizer))) < 1.0   # untrained: ~uniform
+
+
+def test_roc_auc_matches_scikit_learn():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.rand(3000, generator=g) < 0.15
+    scores = torch.round(torch.randn(3000, generator=g) + labels * 0.8, decimals=1)   # many ties
+    assert tp.roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels.numpy(), scores.numpy()), abs=1e-12)
+
+
+def test_optimizer_with_bias_correction_is_adamw_and_without_is_electras():
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(5, 3, generator=g) for _ in range(6)]
+    start = torch.randn(5, 3, generator=g)
+    ours, ref, plain = (torch.nn.Parameter(start.clone()) for _ in range(3))
+    opt = tp.AdamWeightDecay([ours], lr=1e-2, weight_decay=0.01, bias_correction=True)
+    oracle = torch.optim.AdamW([ref], lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
+    electra = tp.AdamWeightDecay([plain], lr=1e-2, weight_decay=0.01)
+    p, m, v = start.double().clone(), torch.zeros(5, 3, dtype=torch.double), torch.zeros(5, 3, dtype=torch.double)
+    for grad in grads:
+        for param, o in ((ours, opt), (ref, oracle), (plain, electra)):
+            param.grad = grad.clone()
+            o.step()
+        m, v = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad.double() ** 2     # optimization.py, no correction
+        p = p - 1e-2 * (m / (v.sqrt() + 1e-6) + 0.01 * p)
+    torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(plain.detach().double(), p, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_decay_skips_exactly_layernorms_and_biases(tokenizer):
+    model = make_model(tokenizer)
+    decay, no_decay = tp.build_optimizer(model, tp.parse_args([])).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    excluded = lambda n: "norm" in n.lower() or "bias" in n
+    assert all(excluded(names[id(p)]) for p in no_decay["params"]) and no_decay["weight_decay"] == 0
+    assert not any(excluded(names[id(p)]) for p in decay["params"]) and decay["weight_decay"] == 0.01
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_schedule_is_polynomial_decay_times_warmup():
+    """optimization.py: polynomial_decay(lr, step, total, power=1) * min(1, step / warmup)."""
+    lrs = [tp.learning_rate(s, 2e-4, 1000, 100) for s in range(1001)]
+    assert lrs[0] == 0 and lrs[50] == pytest.approx(2e-4 * 0.95 * 0.5) and lrs[100] == pytest.approx(2e-4 * 0.9)
+    assert lrs[1000] == 0 and max(lrs) == lrs[100]
+
+
+def test_flops_per_sequence_matches_paper():
+    base = em.model_config("base", 31090)
+    gen = em.generator_config(base, 1 / 3)
+    assert tp.flops_per_sequence(base, gen, 128, 19) == pytest.approx(7.8e10, rel=0.02)
+    assert tp.flops_per_sequence(base, gen, 512, 79) == pytest.approx(3.4e11, rel=0.02)
+
+
+def final_model(out_dir):
+    return torch.load(tp.latest_checkpoint(out_dir), map_location="cpu", weights_only=False)["model"]
+
+
+def test_two_processes_equal_one_process_with_twice_the_batch(small_corpus, scivocab, tmp_path):
+    """gloo, CPU, dropout 0: the noise of each example is seeded by (seed, step, index in the global
+    batch), and the losses are token means over the global batch, so only summation order differs."""
+    common = ("--steps", "3", "--dropout", "0", "--warmup-steps", "0", "--save-every", "3")
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path / "one", *common))
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path / "two", "--nproc", "2", *common))
+    one, two = final_model(tmp_path / "one"), final_model(tmp_path / "two")
+    torch.manual_seed(0)                                # the runs' initialisation (setup_torch)
+    args = tp.resolve_defaults(tiny_args(small_corpus, scivocab, tmp_path, "--dropout", "0"))
+    start = tp.build_model(args, Tokenizer.from_vocab_file(scivocab)).state_dict()
+    assert all(not torch.equal(one[k], start[k]) for k in one if "word_embeddings" in k or "layers" in k)
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=0, atol=5e-7, msg=lambda m: f"{k}: {m}")
+
+
+def run_cli(args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, str(REPO / "train_pretrain.py"), *args], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_killed_run_resumes_bit_identical(small_corpus, scivocab, tmp_path):
+    """SIGKILL after the first checkpoint (dropout on, so the RNG states matter), then --resume:
+    the weights and optimizer state at step 30 equal an uninterrupted run's exactly."""
+    common = ["--size", "tiny", "--corpus", str(small_corpus), "--vocab", str(scivocab), "--seq-len", "64",
+              "--batch-size", "4", "--steps", "30", "--data-workers", "1", "--log-every", "5"]
+    straight = run_cli(common + ["--out-dir", str(tmp_path / "a"), "--save-every", "30"])
+    killed = run_cli(common + ["--out-dir", str(tmp_path / "b"), "--save-every", "3"])
+    while tp.latest_checkpoint(tmp_path / "b") is None:
+        assert killed.poll() is None, killed.stderr.read()
+        time.sleep(0.02)
+    assert killed.poll() is None, "the run ended before it could be killed"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert straight.wait() == 0, straight.stderr.read()
+    resumed_from = tp.latest_checkpoint(tmp_path / "b").name
+    resumed = run_cli(common + ["--out-dir", str(tmp_path / "b"), "--save-every", "3", "--resume"])
+    assert resumed.wait() == 0, resumed.stderr.read()
+    a, b = (torch.load(tp.latest_checkpoint(tmp_path / d), weights_only=False) for d in "ab")
+    assert a["step"] == b["step"] == 30 and resumed_from != "step_0000030.pt"
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs after resume from {resumed_from}"
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(pa["m"], pb["m"]) and torch.equal(pa["v"], pb["v"])
+
+
+def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    tp.save_checkpoint(tmp_path, 1, {"step": 1, "w": torch.ones(3)}, keep=3)
+
+    def dies_halfway(obj, f):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(OSError):
+        tp.save_checkpoint(tmp_path, 2, {"step": 2, "w": torch.zeros(3)}, keep=3)
+    assert tp.latest_checkpoint(tmp_path).name == "step_0000001.pt"
+    assert torch.load(tp.latest_checkpoint(tmp_path), weights_only=False)["step"] == 1
+
+
+def test_short_run_logs_exports_and_loads_in_transformers(small_corpus, scivocab, tmp_path, real_batch):
+    """A 12-step run: args.json with the commit, log.jsonl with PAPER.md §3's metrics, and final/
+    checkpoints whose logits in transformers equal ours."""
+    raw = tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "12", "--log-every", "4"))
+    info = json.loads((tmp_path / "args.json").read_text())
+    assert len(info["git_commit"]) == 40 and isinstance(info["git_dirty"], bool) and info["num_predictions"] == 9
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [4, 8, 12]
+    for key in ("loss", "mlm_loss", "rtd_loss", "gen_acc", "disc_acc", "disc_precision", "disc_recall",
+                "disc_auc", "disc_baseline_acc", "lr", "seq_per_s"):
+        assert all(np.isfinite(r[key]) for r in log), key
+    ids, mask = real_batch["input_ids"][:4], real_batch["attention_mask"][:4]
+    types = real_batch["token_type_ids"][:4]
+    raw.eval()
+    hf_disc = ElectraForPreTraining.from_pretrained(tmp_path / "final" / "discriminator").eval()
+    hf_gen = ElectraForMaskedLM.from_pretrained(tmp_path / "final" / "generator").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf_disc(ids, mask.long(), types).logits[mask],
+                                   raw.discriminator(ids, types, mask)[mask], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(hf_gen(ids, mask.long(), types).logits[mask],
+                                   raw.generator(ids, types, mask)[mask], rtol=1e-4, atol=1e-4)
+    assert (tmp_path / "final" / "discriminator" / "vocab.txt").read_bytes() == Path(scivocab).read_bytes()
+
+
+def test_bad_input_gives_clear_errors(small_corpus, scivocab, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty.txt"):
+        tp.main(tiny_args(empty, scivocab, tmp_path / "e"))
+    with pytest.raises(tp.PretrainError, match="--gpus 1 asks for more GPUs"):
+        tp.main(tiny_args(small_corpus, scivocab, tmp_path / "g", "--gpus", "1"))
+    with pytest.raises(tp.PretrainError, match="fp16"):
+        tp.main(tiny_args(small_corpus, scivocab, tmp_path / "h", "--gpus", "0", "--precision", "fp16"))
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path / "r", "--steps", "1"))
+    other = tmp_path / "vocab.txt"
+    other.write_bytes(Path(scivocab).read_bytes() + b"extra-token\n")
+    with pytest.raises(tp.PretrainError, match="differs: resume with the same vocab"):
+        tp.main(tiny_args(small_corpus, other, tmp_path / "r", "--steps", "2", "--resume"))
+
+
+@pytest.mark.slow
+def test_tiny_preset_learns_real_pubmed(data_dir, scivocab, tmp_path):
+    """The README's tiny run (300 steps, ~4-6 min here): at the end the discriminator beats the
+    all-original baseline and the generator's accuracy has risen well above its start."""
+    tp.main(tp.parse_args(["--size", "tiny", "--corpus", str(data_dir / "pubmed" / "corpus.txt"),
+                           "--vocab", str(scivocab), "--out-dir", str(tmp_path), "--log-every", "25"]))
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    first, last = log[0], log[-1]
+    assert last["disc_acc"] > last["disc_baseline_acc"] + 0.01, last
+    assert last["gen_acc"] > first["gen_acc"] + 0.05, (first, last)
+    ElectraForPreTraining.from_pretrained(tmp_path / "final" / "discriminator")

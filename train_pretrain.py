@@ -1,0 +1,699 @@
+"""
+Replaced-token-detection pre-training of ELECTRAMed (PAPER.md §3; ELECTRA, Clark et al. 2020).
+
+A small generator fills in masked tokens; the discriminator learns to tell, for every token, whether
+it is the original or a generator sample. Both are trained together with one loss, mlm + 50 * rtd,
+and only the discriminator is kept for fine-tuning.
+
+    python train_pretrain.py --size tiny --corpus ../shared/data/pubmed/corpus.txt \
+        --vocab ../shared/data/vocab/scivocab_uncased.txt --steps 300         # CPU, a few minutes
+    python train_pretrain.py --size base --corpus pubmed/*.txt --gpus 8      # the paper's run
+    torchrun --nnodes 2 --nproc-per-node 8 ... train_pretrain.py --size base --corpus ...
+
+Writes to --out-dir: args.json (with the git commit), log.jsonl (one line per log step),
+shards/ (the packed corpus, reused), checkpoints/step_XXXXXXX.pt, and at the end
+final/discriminator/ and final/generator/ in the Hugging Face layout (with vocab.txt).
+References: google-research/electra run_pretraining.py, pretrain/pretrain_helpers.py,
+model/optimization.py, configure_pretraining.py.
+"""
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+import electramed as em
+from data import DataError, PretrainingData, default_data_dir, prepare_corpus
+from tokenizer import Tokenizer, TokenizerError
+
+# Shapes in comments: B batch (per process), L sequence length, N masked positions per example,
+# V vocabulary size.
+
+
+class PretrainError(ValueError):
+    """A bad command line or a checkpoint that does not fit this run."""
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Arguments                                                                 (PAPER.md §2-§3)
+#    Paper defaults per size (ELECTRA Table 6 and configure_pretraining.py); None = "from --size".
+#    "tiny" is ours: a CPU demo that learns visibly in a few minutes.
+# ---------------------------------------------------------------------------------------------
+PRESETS = {
+    "tiny":  dict(lr=1e-3, batch_size=32, seq_len=128, mask_prob=0.15, steps=300),
+    "small": dict(lr=5e-4, batch_size=128, seq_len=128, mask_prob=0.15, steps=1_000_000),
+    "base":  dict(lr=2e-4, batch_size=256, seq_len=512, mask_prob=0.15, steps=1_000_000),   # ELECTRAMed
+    "large": dict(lr=2e-4, batch_size=2048, seq_len=512, mask_prob=0.25, steps=400_000),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("model (PAPER.md §2)")
+    g.add_argument("--size", choices=PRESETS, default="small")
+    g.add_argument("--generator-fraction", type=float, default=None,
+                   help="generator width / discriminator width (default: 1/4 small and large, 1/3 base)")
+    g.add_argument("--dropout", type=float, default=None, help="hidden and attention dropout (default 0.1)")
+    g = p.add_argument_group("objective (PAPER.md §3)")
+    g.add_argument("--mask-prob", type=float, default=None, help="default 0.15, 0.25 for large")
+    g.add_argument("--disc-weight", type=float, default=50.0, help="lambda in loss = mlm + lambda * rtd")
+    g = p.add_argument_group("data (PAPER.md §1, §3)")
+    g.add_argument("--data-dir", default=default_data_dir(), help="default: $ELECTRAMED_DATA or data/")
+    g.add_argument("--corpus", nargs="+", default=None,
+                   help="text files, one sentence a line, blank line between documents "
+                        "(default: DATA_DIR/pubmed/corpus.txt)")
+    g.add_argument("--vocab", default=None, help="default: DATA_DIR/vocab/scivocab_uncased.txt")
+    g.add_argument("--seq-len", type=int, default=None, help="tokens per example (128 small, 512 base)")
+    g.add_argument("--data-workers", type=int, default=2, help="tokenizer processes for corpus preparation")
+    g = p.add_argument_group("optimization (PAPER.md §3)")
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps (1M for ELECTRAMed)")
+    g.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all processes")
+    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    g.add_argument("--warmup-steps", type=int, default=None, help="default min(10000, steps // 10)")
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip")
+    g.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=False,
+                   help="Adam bias correction; ELECTRA's AdamWeightDecayOptimizer has none (default off)")
+    g = p.add_argument_group("system")
+    g.add_argument("--gpus", type=int, default=None, help="GPU processes to start (default: 1 if CUDA, else 0)")
+    g.add_argument("--nproc", type=int, default=1, help="CPU processes to start (gloo), when --gpus is 0")
+    g.add_argument("--precision", choices=("bf16", "fp32", "fp16"), default=None,
+                   help="default bf16 autocast on CUDA, fp32 on CPU; fp16 is refused (no loss scaling)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA")
+    g.add_argument("--out-dir", default="runs/pretrain")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--log-every", type=int, default=10)
+    g.add_argument("--save-every", type=int, default=1000, help="checkpoint every this many steps")
+    g.add_argument("--keep-checkpoints", type=int, default=3)
+    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                   help="continue from the latest checkpoint in OUT_DIR/checkpoints")
+    return p.parse_args(argv)
+
+
+def num_predictions(mask_prob: float, seq_len: int) -> int:
+    """N, the fixed number of masked slots per example (configure_pretraining.py)."""
+    return int((mask_prob + 0.005) * seq_len)
+
+
+def resolve_defaults(args):
+    """Fill every None from --size, check the combination, and print what the run will do."""
+    for name, value in PRESETS[args.size].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    cuda = torch.cuda.is_available()
+    args.corpus = args.corpus or [os.path.join(args.data_dir, "pubmed", "corpus.txt")]
+    args.vocab = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
+    args.generator_fraction = args.generator_fraction or em.GENERATOR_FRACTION[args.size]
+    args.dropout = 0.1 if args.dropout is None else args.dropout
+    # CHOICE: warmup defaults to min(10k, 10% of the steps), so short runs warm up too; 10k at 1M steps.
+    args.warmup_steps = min(10_000, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
+    args.gpus = (1 if cuda else 0) if args.gpus is None else args.gpus
+    if args.gpus > torch.cuda.device_count():
+        raise PretrainError(f"--gpus {args.gpus} asks for more GPUs than torch sees "
+                            f"({torch.cuda.device_count()}); use --gpus 0 --nproc N for CPU processes")
+    args.precision = args.precision or ("bf16" if args.gpus else "fp32")
+    if args.precision == "fp16":
+        raise PretrainError("--precision fp16 needs loss scaling, which this recipe leaves out: "
+                            "use bf16 (Ampere or newer GPUs) or fp32")
+    if args.precision == "bf16" and not args.gpus:
+        raise PretrainError("--precision bf16 is for CUDA; on CPU the run is fp32")
+    args.compile = bool(args.gpus) if args.compile is None else args.compile
+    args.world_size = int(os.environ.get("WORLD_SIZE", args.gpus or args.nproc))
+    per_step = args.world_size * args.grad_accum
+    if args.batch_size % per_step:
+        raise PretrainError(f"--batch-size {args.batch_size} is not divisible by {args.world_size} "
+                            f"processes x {args.grad_accum} accumulation steps")
+    args.micro_batch_size = args.batch_size // per_step
+    args.num_predictions = num_predictions(args.mask_prob, args.seq_len)
+    print(f"=> {args.size}: lr {args.lr:g}, batch {args.batch_size} = {args.world_size} processes x "
+          f"{args.grad_accum} accumulation steps x {args.micro_batch_size} sequences, seq len {args.seq_len}, "
+          f"{args.batch_size * args.seq_len:,} tokens/step")
+    print(f"=> mask prob {args.mask_prob}: N = {args.num_predictions} masked slots per example; "
+          f"generator fraction {args.generator_fraction:.3g}; {args.steps:,} steps, warmup {args.warmup_steps:,}; "
+          f"{args.precision}, compile {args.compile}; out dir {args.out_dir}")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Devices and processes                                                         (PAPER.md §5)
+#    One process per GPU (NCCL) or per CPU worker (gloo). `--gpus N` / `--nproc N` start the
+#    processes here; under torchrun (one or many nodes) the RANK/WORLD_SIZE env vars say who we are.
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    is_main: bool
+
+
+def init_distributed(args, local_rank=0, port=None) -> Dist:
+    """Join the process group (if there is more than one process) and pick this process's device."""
+    if "RANK" in os.environ:                                        # torchrun
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+        world, init = int(os.environ["WORLD_SIZE"]), "env://"
+    else:
+        rank, world, init = local_rank, args.world_size, f"tcp://127.0.0.1:{port}"
+    device = torch.device("cuda", local_rank) if args.gpus else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1:
+        torch_dist.init_process_group("nccl" if args.gpus else "gloo", init_method=init,
+                                      rank=rank, world_size=world)
+    return Dist(rank, local_rank, world, device, rank == 0)
+
+
+def setup_torch(args, dist: Dist):
+    """Seeds (model init identical on every process) and matmul flags, set here rather than at import."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    if dist.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True    # fp32 leftovers outside autocast
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def print0(dist: Dist, *a):
+    if dist.is_main:
+        tqdm.write(" ".join(map(str, a)))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Masking                                                              (PAPER.md §3; ELECTRA)
+#    Pick max(1, min(N, round(0.15 * real tokens))) positions, never [CLS]/[SEP]/pad, where real
+#    tokens count [CLS]/[SEP] (ELECTRA sums input_mask). 85% of them become [MASK]; the other 15%
+#    keep their token. No random-token replacement. N slots per example, weights mark the used ones.
+# ---------------------------------------------------------------------------------------------
+def count_targets(input_ids, special_ids, pad_id, mask_prob, n):
+    """Masked positions per example: (B,) long. input_ids: (B, L)."""
+    real = (input_ids != pad_id).sum(-1)
+    wanted = torch.round(real.float() * mask_prob).long().clamp(1, n)   # float32 and half-to-even, as tf.round
+    candidates = masking_candidates(input_ids, special_ids, pad_id).sum(-1)
+    return torch.minimum(wanted, candidates)
+
+
+def masking_candidates(input_ids, special_ids, pad_id):
+    """(B, L) bool: positions that may be masked (pretrain_helpers._get_candidates_mask)."""
+    allowed = input_ids != pad_id
+    for i in special_ids:
+        allowed &= input_ids != i
+    return allowed
+
+
+def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_id, mask_id):
+    """Returns masked ids (B, L), positions (B, N), weights (B, N) bool, original ids (B, N).
+
+    position_noise: (B, L) uniform; keep_noise: (B, N) uniform; counts: (B,) from count_targets.
+    """
+    n = keep_noise.shape[1]
+    candidates = masking_candidates(input_ids, special_ids, pad_id)
+    # CHOICE: positions are drawn without replacement (top-k of uniform noise), BERT's way; ELECTRA's
+    # tf.random.categorical draws with replacement, so a duplicate there masks fewer distinct tokens.
+    scores = torch.where(candidates, position_noise, -1.0)
+    positions = scores.topk(n, dim=-1).indices                            # (B, N), candidates first
+    weights = torch.arange(n, device=counts.device) < counts[:, None]     # (B, N)
+    positions = positions * weights                                       # unused slots -> 0 ([CLS])
+    originals = input_ids.gather(1, positions)                            # (B, N)
+    to_mask = weights & (keep_noise < 0.85)                               # 85% [MASK], 15% kept
+    masked = input_ids.scatter(1, positions, torch.where(to_mask, mask_id, originals))
+    return masked, positions, weights, originals
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Sampling replacements                                                (PAPER.md §3; ELECTRA)
+#    One categorical sample per masked slot from the generator's softmax at temperature 1
+#    (Gumbel-max in fp32, no gradient), written into the ORIGINAL ids. Label = sample != original:
+#    a correct guess counts as original.
+# ---------------------------------------------------------------------------------------------
+def sample_replacements(logits, uniform):
+    """Draw one token per masked position from the generator's softmax (Gumbel-max, fp32, no gradient).
+
+    logits, uniform: (B, N, V). Returns (B, N) token ids.
+    Follows google-research/electra:pretrain/pretrain_helpers.py, sample_from_softmax.
+    """
+    with torch.no_grad():
+        gumbel = uniform.add(1e-9).log_().neg_().add_(1e-9).log_().neg_()   # -log(-log(u)); in place: V is big
+        return gumbel.add_(logits.float()).argmax(-1)
+
+
+def replace_tokens(input_ids, positions, weights, sampled):
+    """Returns the corrupted ids (B, L) and the discriminator labels (B, L) bool (True = replaced)."""
+    originals = input_ids.gather(1, positions)
+    corrupted = input_ids.scatter(1, positions, torch.where(weights, sampled, originals))
+    return corrupted, corrupted != input_ids           # a correct guess counts as original (ELECTRA)
+
+
+def example_seeds(seed, step, indices):
+    """One 64-bit seed per example from (run seed, step, index of the example in the global batch),
+    so the random draws do not depend on how the batch is split over processes or micro-batches."""
+    return [int(np.random.SeedSequence([seed, step, i]).generate_state(1, np.uint64)[0]) for i in indices]
+
+
+def draw_noise(seeds, seq_len, n, vocab_size, device):
+    """Uniform noise for masking and sampling: (B, L), (B, N), (B, N, V), one generator per example."""
+    width = seq_len + n + n * vocab_size
+    out = torch.empty(len(seeds), width, device=device)
+    rng = torch.Generator(device=device)
+    for row, s in zip(out, seeds):
+        rng.manual_seed(s)
+        torch.rand(width, generator=rng, device=device, out=row)
+    return out[:, :seq_len], out[:, seq_len:seq_len + n], out[:, seq_len + n:].view(len(seeds), n, vocab_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Losses and metrics                                                   (PAPER.md §3; ELECTRA)
+#    MLM: cross-entropy at the masked slots; RTD: sigmoid BCE over every non-pad token (incl.
+#    [CLS]/[SEP]). Both in fp32, as token means over the WHOLE global batch: the loop passes the
+#    global counts as denominators. loss = mlm + disc_weight * rtd. Metrics under no_grad.
+# ---------------------------------------------------------------------------------------------
+STATS = ("mlm_sum", "rtd_sum", "masked", "real", "gen_correct", "disc_correct", "true_pos",
+         "pred_pos", "replaced")
+
+
+class ReplacedTokenDetection(nn.Module):
+    """The generator and discriminator with shared embeddings, trained as one module."""
+
+    def __init__(self, generator, discriminator, special_ids, pad_id, mask_id, disc_weight):
+        super().__init__()
+        em.tie_generator_to(generator, discriminator)
+        self.generator, self.discriminator = generator, discriminator
+        self.special_ids, self.pad_id, self.mask_id = tuple(special_ids), pad_id, mask_id
+        self.disc_weight = disc_weight
+
+    def forward(self, batch):
+        """batch: input_ids, token_type_ids (B, L); attention_mask (B, L) or None (no padding);
+        counts (B,); noise from draw_noise; mlm_denominator, rtd_denominator (0-dim tensors).
+        Returns {"loss": for backward, STATS: (len(STATS),) sums, "disc_logits", "labels", "real"}."""
+        ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+        masked, positions, weights, originals = mask_tokens(
+            ids, batch["counts"], batch["position_noise"], batch["keep_noise"],
+            self.special_ids, self.pad_id, self.mask_id)
+        gen_logits = self.generator(masked, types, attn, positions=positions).float()  # (B, N, V)
+        sampled = sample_replacements(gen_logits, batch["gumbel_noise"])            # (B, N)
+        corrupted, labels = replace_tokens(ids, positions, weights, sampled)        # (B, L) x 2
+        disc_logits = self.discriminator(corrupted, types, attn).float()            # (B, L)
+        real = ids != self.pad_id
+        nll = F.cross_entropy(gen_logits.flatten(0, 1), originals.flatten(), reduction="none")
+        mlm_sum = (nll.view_as(weights) * weights).sum()
+        bce = F.binary_cross_entropy_with_logits(disc_logits, labels.float(), reduction="none")
+        rtd_sum = (bce * real).sum()
+        loss = mlm_sum / batch["mlm_denominator"] + self.disc_weight * rtd_sum / batch["rtd_denominator"]
+        with torch.no_grad():
+            predicted = (disc_logits > 0) & real
+            stats = torch.stack([x.float() for x in (
+                mlm_sum, rtd_sum, weights.sum(), real.sum(), ((gen_logits.argmax(-1) == originals) & weights).sum(),
+                ((predicted == labels) & real).sum(), (predicted & labels).sum(), predicted.sum(), labels.sum())])
+        return {"loss": loss, "stats": stats, "disc_logits": disc_logits.detach(), "labels": labels, "real": real}
+
+
+def summarize(stats, disc_weight):
+    """Means and rates from summed STATS (PAPER.md §3's log: generator accuracy, discriminator
+    loss/accuracy/precision/recall). disc_baseline_acc is the all-"original" guess."""
+    s = dict(zip(STATS, stats.tolist()))
+    mlm, rtd = s["mlm_sum"] / s["masked"], s["rtd_sum"] / s["real"]
+    return {"loss": mlm + disc_weight * rtd, "mlm_loss": mlm, "rtd_loss": rtd,
+            "gen_acc": s["gen_correct"] / s["masked"], "disc_acc": s["disc_correct"] / s["real"],
+            "disc_precision": s["true_pos"] / max(s["pred_pos"], 1), "disc_recall": s["true_pos"] / max(s["replaced"], 1),
+            "disc_baseline_acc": 1 - s["replaced"] / s["real"]}
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve: P(score of a replaced token > score of an original), ties count
+    half (Mann-Whitney U with average ranks). scores: (T,) float, labels: (T,) bool."""
+    scores, labels = scores.double().flatten(), labels.flatten()
+    n_pos = labels.sum().item()
+    n_neg = labels.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    ranks = (ends - (counts - 1) / 2)[inverse]                  # 1-based average rank of each score
+    return ((ranks[labels].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def flops_per_sequence(disc, gen, seq_len, n) -> float:
+    """Matmul FLOPs of one training sequence, forward + backward (3x forward); PAPER.md §5 gives
+    ~7.8e10 at L=128 and ~3.4e11 at L=512 for base."""
+    def encoder(c):
+        per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size) + 4 * seq_len * c.hidden_size
+        project = 2 * c.embedding_size * c.hidden_size if c.embedding_size != c.hidden_size else 0
+        return seq_len * (c.num_hidden_layers * per_token + project)
+    disc_head = seq_len * 2 * disc.hidden_size ** 2
+    mlm_head = n * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
+    return 3.0 * (encoder(disc) + disc_head + encoder(gen) + mlm_head)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Optimizer and schedule                                          (PAPER.md §3; optimization.py)
+#    Adam with decoupled weight decay 0.01 (not on LayerNorm weights or biases: every 1-d tensor),
+#    betas 0.9/0.999, eps 1e-6, NO bias correction in the original; clip the global norm at 1.0.
+#    lr(step) = peak * (1 - step/total) * min(1, step/warmup), step = updates done so far, so the
+#    first update has lr 0, exactly as polynomial_decay(power=1) * warmup on the global step.
+# ---------------------------------------------------------------------------------------------
+class AdamWeightDecay(torch.optim.Optimizer):
+    """ELECTRA's AdamWeightDecayOptimizer: p -= lr * (m / (sqrt(v) + eps) + wd * p).
+    bias_correction=True gives torch.optim.AdamW's update (m and v divided by 1 - beta^t)."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, bias_correction=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      bias_correction=bias_correction))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            (b1, b2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                state["step"] += 1
+                m, v, t = state["m"], state["v"], state["step"]
+                m.lerp_(p.grad, 1 - b1)                                   # m = b1 m + (1 - b1) g
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)         # v = b2 v + (1 - b2) g^2
+                c1, c2 = (1 - b1 ** t, 1 - b2 ** t) if group["bias_correction"] else (1.0, 1.0)
+                denominator = (v.sqrt() / math.sqrt(c2)).add_(group["eps"])
+                p.mul_(1 - lr * wd)                                       # decoupled decay, from the old p
+                p.addcdiv_(m, denominator, value=-lr / c1)
+
+
+def build_optimizer(model, args):
+    """Weight decay on matrices only: every 1-d tensor is a LayerNorm weight or a bias, the
+    names ELECTRA excludes (["LayerNorm", "layer_norm", "bias"])."""
+    params = list(model.parameters())                     # a shared tensor appears once
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return AdamWeightDecay(groups, lr=0.0, bias_correction=args.bias_correction)
+
+
+def learning_rate(step, peak, total, warmup) -> float:
+    """ELECTRA's schedule: linear decay to 0 at `total` times linear warmup over `warmup` steps."""
+    return peak * max(0.0, 1 - step / total) * (min(1.0, step / warmup) if warmup else 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Checkpoints                                                                   (STYLE B.8)
+#    checkpoints/step_XXXXXXX.pt: model (raw module, no prefixes), optimizer, step, args,
+#    ModelConfigs, vocab fingerprint, data position and every process's RNG states. Written to a
+#    temporary name, fsynced and renamed, so a crash never leaves a half-written checkpoint.
+# ---------------------------------------------------------------------------------------------
+def vocab_fingerprint(path) -> dict:
+    data = Path(path).read_bytes()
+    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "size": data.count(b"\n")}
+
+
+def rng_state(device) -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state, device):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(out_dir, step, state, keep) -> Path:
+    """Write checkpoints/step_{step}.pt atomically; keep the newest `keep` checkpoints."""
+    directory = Path(out_dir) / "checkpoints"
+    directory.mkdir(parents=True, exist_ok=True)
+    path, tmp = directory / f"step_{step:07d}.pt", directory / f"step_{step:07d}.pt.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    for old in sorted(directory.glob("step_*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def latest_checkpoint(out_dir):
+    """The newest complete checkpoint in out_dir/checkpoints, or None (temporary files never count)."""
+    found = sorted((Path(out_dir) / "checkpoints").glob("step_*.pt"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path, vocab) -> dict:
+    """Read a training checkpoint (our own trusted file: it holds RNG tuples, so weights_only=False)
+    and check that it was trained with the same vocabulary."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    saved, now = state["vocab"], vocab_fingerprint(vocab)
+    if saved["sha256"] != now["sha256"]:
+        raise PretrainError(f"{path}: trained with vocab {saved['path']} ({saved['size']} entries), but "
+                            f"--vocab {vocab} ({now['size']} entries) differs: resume with the same vocab")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. The training loop                                                  (STYLE B.9; PAPER.md §3)
+# ---------------------------------------------------------------------------------------------
+def build_model(args, tokenizer) -> ReplacedTokenDetection:
+    config = em.model_config(args.size, len(tokenizer), max_position_embeddings=max(512, args.seq_len),
+                             hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
+                             pad_token_id=tokenizer.pad_id)
+    generator = em.Generator(em.generator_config(config, args.generator_fraction))
+    discriminator = em.Discriminator(config)
+    specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
+    return ReplacedTokenDetection(generator, discriminator, specials, tokenizer.pad_id, tokenizer.mask_id,
+                                  args.disc_weight)
+
+
+def prepare_batch(batch, model: ReplacedTokenDetection, args, step, first_index, device):
+    """Move a data batch (with its "counts") to the device and draw its noise."""
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    if batch["attention_mask"].all():
+        batch["attention_mask"] = None          # no padding: SDPA may use the flash kernel (PAPER.md §5)
+    seeds = example_seeds(args.seed, step, range(first_index, first_index + len(batch["input_ids"])))
+    batch["position_noise"], batch["keep_noise"], batch["gumbel_noise"] = draw_noise(
+        seeds, args.seq_len, args.num_predictions, model.generator.config.vocab_size, device)
+    return batch
+
+
+class StopRequest:
+    """SIGTERM or Ctrl-C sets a flag; the loop checkpoints at the end of the step and stops.
+    A second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested, self.previous = False, {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.previous[sig] = signal.signal(sig, self.handle)
+
+    def handle(self, sig, frame):
+        self.requested = True
+        signal.signal(sig, self.previous[sig])
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def all_reduce(tensor, dist: Dist):
+    if dist.world_size > 1:
+        torch_dist.all_reduce(tensor)
+    return tensor
+
+
+def write_run_info(args, dist: Dist):
+    """out_dir/args.json: the resolved arguments, versions, device and git commit (+ dirty flag)."""
+    here = Path(__file__).resolve().parent
+    git = lambda *cmd: subprocess.run(["git", *cmd], cwd=here, capture_output=True, text=True).stdout.strip()
+    info = {**vars(args), "torch": torch.__version__, "git_commit": git("rev-parse", "HEAD") or None,
+            "git_dirty": bool(git("status", "--porcelain")), "device": str(dist.device),
+            "device_name": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else "cpu"}
+    (Path(args.out_dir) / "args.json").write_text(json.dumps(info, indent=1))
+
+
+def train(args, dist: Dist):
+    # 1-2. processes, device and seeds (model init identical everywhere; dropout differs by rank)
+    setup_torch(args, dist)
+    out_dir = Path(args.out_dir)
+    tokenizer = Tokenizer.from_vocab_file(args.vocab)
+    # 3. data: local rank 0 packs the corpus (or finds it cached), the others wait and read it
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        write_run_info(args, dist)
+    if dist.local_rank == 0:
+        prepare_corpus(args.corpus, args.vocab, out_dir / "shards", max_len=args.seq_len,
+                       workers=args.data_workers, seed=args.seed, progress=True)
+    if dist.world_size > 1:
+        torch_dist.barrier()
+    data = PretrainingData(out_dir / "shards", args.micro_batch_size, dist.rank, dist.world_size, args.seed)
+    # 4. model, optimizer
+    raw = build_model(args, tokenizer).to(dist.device)
+    optimizer = build_optimizer(raw, args)
+    disc_config, gen_config = raw.discriminator.config, raw.generator.config
+    flops = flops_per_sequence(disc_config, gen_config, args.seq_len, args.num_predictions)
+    print0(dist, f"=> parameters: discriminator {em.count_parameters(raw.discriminator):,}, generator "
+                 f"{em.count_parameters(raw.generator):,}, together {em.count_parameters(raw):,}; "
+                 f"{flops:.3g} FLOPs/sequence")
+    torch.manual_seed(args.seed + dist.rank)
+    # 5. resume
+    step, checkpoint = 0, latest_checkpoint(out_dir) if args.resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, args.vocab)
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data.load_state_dict(state["data"])
+        set_rng_state(state["rng"][dist.rank], dist.device)
+        step = state["step"]
+        print0(dist, f"=> resumed from {checkpoint} at step {step}")
+    # 6. compile, then DDP; `raw` stays the module we save
+    model = torch.compile(raw) if args.compile else raw
+    if dist.world_size > 1:
+        model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16"
+                else contextlib.nullcontext())
+    # 7. loop
+    stop, stats, bar = StopRequest(), torch.zeros(len(STATS), device=dist.device), None
+    bar = tqdm(total=args.steps, initial=step, disable=not dist.is_main, desc="pretrain", unit="step")
+    log_file = open(out_dir / "log.jsonl", "a") if dist.is_main else None
+    t0, steps_timed = time.time(), 0
+    try:
+        while step < args.steps:
+            position = data.state_dict()            # where a checkpoint taken at this step resumes
+            batches = [data.next_batch() for _ in range(args.grad_accum)]
+            for b in batches:
+                b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
+                                            args.num_predictions)   # (B,) masked slots of each example
+            local = [sum(b["counts"].sum().item() for b in batches),
+                     sum((b["input_ids"] != raw.pad_id).sum().item() for b in batches), float(stop.requested)]
+            masked, real, stopping = all_reduce(torch.tensor(local, device=dist.device), dist).tolist()
+            if stopping:                             # every process stops at the same step
+                break
+            lr = learning_rate(step, args.lr, args.steps, args.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            denominators = {"mlm_denominator": torch.tensor(masked / dist.world_size, device=dist.device),
+                            "rtd_denominator": torch.tensor(real / dist.world_size, device=dist.device)}
+            step_loss = 0.0
+            for micro, b in enumerate(batches):
+                first = (micro * dist.world_size + dist.rank) * args.micro_batch_size
+                batch = {**prepare_batch(b, raw, args, step, first, dist.device), **denominators}
+                last = micro == len(batches) - 1
+                with (model.no_sync() if dist.world_size > 1 and not last else contextlib.nullcontext()):
+                    with autocast:
+                        out = model(batch)
+                    out["loss"].backward()     # gradients summed over micro-batches, averaged by DDP
+                stats += out["stats"]
+                step_loss += out["loss"].item()
+            if not math.isfinite(step_loss):
+                raise FloatingPointError(f"loss is {step_loss} at step {step + 1}: stopping (lower --lr?)")
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), args.clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            steps_timed += 1
+            bar.update()
+            if step % args.log_every == 0 or step == args.steps:
+                metrics = summarize(all_reduce(stats, dist), args.disc_weight)
+                elapsed = time.time() - t0
+                metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(),
+                               disc_auc=roc_auc(out["disc_logits"][out["real"]], out["labels"][out["real"]]),
+                               seq_per_s=steps_timed * args.batch_size / elapsed)
+                if dist.device.type == "cuda":
+                    metrics["tflops_per_s"] = metrics["seq_per_s"] * flops / 1e12
+                if dist.is_main:
+                    log_file.write(json.dumps(metrics) + "\n")
+                    log_file.flush()
+                    bar.set_postfix(loss=f"{metrics['loss']:.3f}", gen_acc=f"{metrics['gen_acc']:.3f}",
+                                    disc_acc=f"{metrics['disc_acc']:.3f}", lr=f"{lr:.2e}",
+                                    seq_s=f"{metrics['seq_per_s']:.1f}")
+                stats.zero_()
+                t0, steps_timed = time.time(), 0
+            if step % args.save_every == 0 or step == args.steps:
+                checkpoint_now(args, dist, raw, optimizer, data.state_dict(), step)
+        if step < args.steps:
+            checkpoint_now(args, dist, raw, optimizer, position, step)
+            print0(dist, f"=> stopped at step {step} on request; resume with --resume")
+    finally:
+        stop.restore()
+        bar.close()
+        if log_file:
+            log_file.close()
+    # 8. final export in the Hugging Face layout
+    if step >= args.steps and dist.is_main:
+        for name in ("discriminator", "generator"):
+            em.save_hf_checkpoint(getattr(raw, name), out_dir / "final" / name, vocab_file=args.vocab)
+        print0(dist, f"=> exported {out_dir / 'final'}/discriminator and /generator")
+    return raw
+
+
+def checkpoint_now(args, dist: Dist, raw, optimizer, data_position, step):
+    """Gather every process's RNG state, then the main process writes the checkpoint."""
+    rngs = [None] * dist.world_size
+    if dist.world_size > 1:
+        torch_dist.all_gather_object(rngs, rng_state(dist.device))
+    else:
+        rngs = [rng_state(dist.device)]
+    if dist.is_main:
+        state = {"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                 "args": vars(args), "model_config": asdict(raw.discriminator.config),
+                 "generator_config": asdict(raw.generator.config), "vocab": vocab_fingerprint(args.vocab),
+                 "data": data_position, "rng": rngs}
+        save_checkpoint(args.out_dir, step, state, args.keep_checkpoints)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. Entry point
+#    main() starts the processes (or runs in this one); worker() is one process of the run.
+# ---------------------------------------------------------------------------------------------
+def worker(local_rank, args, port):
+    dist = init_distributed(args, local_rank, port)
+    try:
+        return train(args, dist)
+    finally:
+        if dist.world_size > 1:
+            torch_dist.destroy_process_group()
+
+
+def main(args):
+    args = resolve_defaults(args)
+    if "RANK" in os.environ:                                  # started by torchrun: we are one worker
+        return worker(int(os.environ["LOCAL_RANK"]), args, None)
+    # the corpus is packed once, here, before any process starts; errors surface in this process
+    prepare_corpus(args.corpus, args.vocab, Path(args.out_dir) / "shards", max_len=args.seq_len,
+                   workers=args.data_workers, seed=args.seed, progress=True)
+    if args.resume and (found := latest_checkpoint(args.out_dir)) is not None:
+        load_checkpoint(found, args.vocab)                    # fail early on a vocab mismatch
+    if args.world_size == 1:
+        return worker(0, args, None)
+    mp.spawn(worker, args=(args, free_port()), nprocs=args.world_size, join=True)
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except (PretrainError, DataError, TokenizerError, em.CheckpointError) as e:
+        sys.exit(f"error: {e}")
