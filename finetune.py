@@ -1,0 +1,721 @@
+"""
+Fine-tuning ELECTRA(Med) on the paper's biomedical benchmarks (PAPER.md §4).
+
+One encoder, three hand-written heads: a tagger on the first sub-token of each word (NER: BC5CDR,
+NCBI-disease), a [CLS] classifier (relation extraction: ChemProt, DDI) and a start/end span scorer over
+sliding windows (BioASQ factoid QA, answers pooled over all snippets of a question). Training uses
+layer-wise learning-rate decay, warmup then linear decay, AdamW with weight decay and gradient clipping;
+the best dev epoch is kept and scored on test, for every seed of --seeds.
+
+    python finetune.py --task ncbi_disease --init random --size tiny --epochs 2 --max-train-examples 500
+    python finetune.py --task chemprot --init runs/pretrain/final/discriminator --seeds 1,2,3
+    python finetune.py --task ner --data-dir my_ner_set/      # any CoNLL set: train.txt dev.txt test.txt
+
+Writes to --out-dir (printed at start): args.json, seed_<s>/metrics.json, seed_<s>/ predictions
+(test.conll "token gold pred" | test.tsv | bioasq_<batch>.json in BioASQ submission format) and
+summary.json ({"task", "metric", "seeds": {seed: value}, "mean", "std", "model", ...}, read by
+`python eval.py table`).
+
+References: google-research/electra finetune/ (tagging, classification, qa) and model/optimization.py
+(layer-wise decay); BERT run_squad.py (sliding windows, n-best); BioBERT's transform_n2b_factoid
+(BioASQ answer pooling and submission format).
+"""
+import argparse
+import copy
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import data
+import electramed
+import eval as scoring
+from tokenizer import Tokenizer
+
+IGNORE = -100                            # label of positions without a loss (F.cross_entropy default)
+
+
+class FinetuneError(ValueError):
+    """A bad command line, data set or checkpoint, explained in one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Arguments and the task table                                                  (PAPER.md §4)
+#    Five named tasks; `ner`, `re` and `qa` take any data set in the same formats, labels read
+#    from its train split. Files: train/dev/test.txt (CoNLL), train/dev/test.tsv (BLUE TSV),
+#    train.json + test-*.json + golden-*.json (SQuAD-style snippets, BioASQ golden answers).
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TaskSpec:
+    kind: str                      # "ner" | "re" | "qa"
+    folder: str                    # under --data-dir; "" for the generic tasks (--data-dir is the set)
+    reader: Callable               # data.py reader of one split
+    metric: str                    # the test number summarised over seeds (eval.py's metric names)
+    negative: str | None = None    # RE: the no-relation class, excluded from micro-F1
+    epochs: int = 3                # ELECTRA's default; NER gets more (PAPER.md §4)
+
+
+TASKS = {
+    "bc5cdr": TaskSpec("ner", "bc5cdr", data.read_conll, "entity_f1", epochs=10),
+    "ncbi_disease": TaskSpec("ner", "ncbi_disease", data.read_conll, "entity_f1", epochs=10),
+    "chemprot": TaskSpec("re", "chemprot", data.read_blue_tsv, "micro_f1", negative="False"),
+    "ddi": TaskSpec("re", "ddi", data.read_blue_tsv, "micro_f1", negative="DDI-false"),
+    "bioasq": TaskSpec("qa", "bioasq", data.read_squad, "strict_accuracy"),
+}
+SCORE_KEY = {"entity_f1": "f1", "micro_f1": "f1", "strict_accuracy": "strict"}   # metric -> key in our scores
+GENERIC = {"ner": TASKS["ncbi_disease"], "re": TASKS["chemprot"], "qa": TASKS["bioasq"]}
+EXTENSION = {"ner": ".txt", "re": ".tsv"}
+NEGATIVE_NAMES = {"false", "negative", "none", "other", "0"}   # generic RE: how a negative class is spelt
+
+
+def resolve_task(args) -> tuple[TaskSpec, Path]:
+    """The task spec and the folder that holds its files."""
+    if args.task in TASKS:
+        return TASKS[args.task], Path(args.data_dir) / TASKS[args.task].folder
+    spec = GENERIC[args.task]
+    return TaskSpec(args.task, "", spec.reader, spec.metric, args.negative_label, spec.epochs), Path(args.data_dir)
+
+
+def read_split(spec, folder, split, required=True):
+    """Examples of one split, or a clear error when the file is missing or holds none."""
+    path = folder / f"{split}{EXTENSION.get(spec.kind, '.json')}"
+    if not path.is_file():
+        if not required:
+            return None
+        raise data.DataError(f"{path}: missing {split} split for task kind {spec.kind!r}")
+    examples = spec.reader(path)
+    if not examples:
+        raise data.DataError(f"{path}: no examples in the {split} split")
+    return examples
+
+
+def subset(examples, n, seed=0):
+    """At most n examples, a seeded random choice kept in file order (the same for every run seed)."""
+    if n is None or n >= len(examples):
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+def label_set(spec, train) -> list[str]:
+    """Labels seen in train, sorted: the classifier's outputs."""
+    if spec.kind == "ner":
+        return sorted({t for _, tags in train for t in tags})
+    return sorted({label for _, label in train})
+
+
+def negative_label(spec, labels) -> str:
+    """The RE class that micro-F1 leaves out: the spec's, or the one label spelt like a negative."""
+    if spec.negative is not None:
+        if spec.negative not in labels:
+            raise FinetuneError(f"negative label {spec.negative!r} not among train labels {labels}")
+        return spec.negative
+    found = [x for x in labels if x.lower() in NEGATIVE_NAMES or x.lower().endswith("-false")]
+    if len(found) != 1:
+        raise FinetuneError(f"cannot tell the negative class among {labels}: pass --negative-label")
+    return found[0]
+
+
+def warn_unseen_labels(spec, labels, examples, path):
+    """Documented behaviour: a gold label never seen in train stays gold (the model cannot predict
+    it, so it counts as a miss); it is neither an error nor mapped to O/negative."""
+    if spec.kind == "ner":
+        gold = {t for _, tags in examples for t in tags}
+    else:
+        gold = {label for _, label in examples}
+    unseen = sorted(gold - set(labels))
+    if unseen:
+        print(f"warning: {path}: labels never seen in train: {unseen} (scored as gold, never predicted)",
+              file=sys.stderr)
+    return unseen
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Features                                                               (PAPER.md §4; BERT)
+#    NER: [CLS] word pieces [SEP], the label on each word's FIRST piece, IGNORE on the others;
+#    sentences longer than max length are cut into chunks at word boundaries.
+#    RE: [CLS] sentence [SEP]. QA: [CLS] question [SEP] window [SEP], windows of the snippet of at
+#    most max length, starts 128 pieces apart (BERT's doc_stride), piece offsets back to characters.
+# ---------------------------------------------------------------------------------------------
+
+def tagging_features(sentences, tokenizer, label_ids, max_len):
+    """One feature per chunk: input_ids, labels (first piece of each word), positions of those pieces."""
+    features = []
+    for i, (words, tags) in enumerate(sentences):
+        pieces = [tokenizer.encode_text(w)[:max_len - 2] for w in words]
+        chunk, used = [], 0
+        for w, ids in enumerate(pieces):
+            if chunk and used + len(ids) > max_len - 2:
+                features.append(tagging_chunk(i, chunk, pieces, tags, label_ids, tokenizer))
+                chunk, used = [], 0
+            chunk.append(w)
+            used += len(ids)
+        features.append(tagging_chunk(i, chunk, pieces, tags, label_ids, tokenizer))
+    return features
+
+
+def tagging_chunk(example, words, pieces, tags, label_ids, tokenizer):
+    input_ids, labels, positions = [tokenizer.cls_id], [IGNORE], []
+    for w in words:
+        ids = pieces[w]
+        positions.append(len(input_ids) if ids else -1)      # a word with no piece is predicted O
+        input_ids += ids
+        labels += [label_ids.get(tags[w], IGNORE)] + [IGNORE] * (len(ids) - 1) if ids else []
+    input_ids.append(tokenizer.sep_id)
+    labels.append(IGNORE)
+    return {"input_ids": input_ids, "token_type_ids": [0] * len(input_ids), "labels": labels,
+            "example": example, "words": words, "positions": positions}
+
+
+def classification_features(rows, tokenizer, label_ids, max_len):
+    """One feature per sentence: [CLS] sentence [SEP] and its label id (IGNORE if unseen in train)."""
+    encoded = tokenizer.encode_batch([sentence for sentence, _ in rows], max_len=max_len)
+    return [{**e, "labels": label_ids.get(label, IGNORE), "example": i}
+            for i, (e, (_, label)) in enumerate(zip(encoded, rows))]
+
+
+def window_starts(n, room, stride):
+    """Piece index where each window starts, as BERT's run_squad: step `stride`, last one reaches n."""
+    starts, start = [], 0
+    while start < n:
+        starts.append(start)
+        if start + room >= n:
+            break
+        start += min(room, stride)
+    return starts
+
+
+def answer_pieces(example, offsets):
+    """(first, last) piece of the first gold answer, or None (no answer, or it covers no piece)."""
+    if not example.get("answers"):
+        return None
+    a = example["answers"][0]
+    begin, end = a["answer_start"], a["answer_start"] + len(a["text"])
+    inside = [j for j, (s, e) in enumerate(offsets) if s < end and e > begin]
+    return (inside[0], inside[-1]) if inside else None
+
+
+def qa_features(examples, tokenizer, max_len, stride, max_query_len):
+    """Sliding windows over each snippet, with span labels (0 = [CLS] when the answer is outside)."""
+    features = []
+    for i, ex in enumerate(examples):
+        question = tokenizer.encode_text(ex["question"])[:max_query_len]
+        pieces, offsets = tokenizer.tokenize_with_offsets(ex["context"])
+        ids = [tokenizer.vocab.get(p, tokenizer.unk_id) for p in pieces]
+        answer, room = answer_pieces(ex, offsets), max_len - len(question) - 3
+        starts = window_starts(len(ids), room, stride)
+        best = best_window(len(ids), starts, room)
+        for w, start in enumerate(starts):
+            end = min(start + room, len(ids))
+            shift = len(question) + 2 - start                # piece j sits at position j + shift
+            inside = answer is not None and start <= answer[0] and answer[1] < end
+            features.append({
+                "input_ids": [tokenizer.cls_id] + question + [tokenizer.sep_id] + ids[start:end] + [tokenizer.sep_id],
+                "token_type_ids": [0] * (len(question) + 2) + [1] * (end - start + 1),
+                "start": answer[0] + shift if inside else 0, "end": answer[1] + shift if inside else 0,
+                "example": i, "offsets": offsets[start:end], "shift": shift, "first": start,
+                "max_context": [best[j] == w for j in range(start, end)]})
+    return features
+
+
+def best_window(n, starts, room):
+    """For each piece, the window where it has the most context on both sides (BERT's
+    _check_is_max_context): a span may only start where its window is the best one."""
+    best, score = [0] * n, [-1.0] * n
+    for w, start in enumerate(starts):
+        length = min(room, n - start)
+        for j in range(start, start + length):
+            s = min(j - start, start + length - 1 - j) + 0.01 * length
+            if s > score[j]:
+                best[j], score[j] = w, s
+    return best
+
+
+def collate(features, kind, pad_id, device):
+    """Pad a list of features into tensors; attention_mask None when nothing is padded (SDPA flash)."""
+    lengths = [len(f["input_ids"]) for f in features]
+    L = max(lengths)
+    pad = lambda key, value: torch.tensor([f[key] + [value] * (L - len(f[key])) for f in features])
+    batch = {"input_ids": pad("input_ids", pad_id), "token_type_ids": pad("token_type_ids", 0),
+             "attention_mask": None}
+    if min(lengths) < L:
+        batch["attention_mask"] = torch.tensor([[1] * n + [0] * (L - n) for n in lengths], dtype=torch.bool)
+    if kind == "ner":
+        batch["labels"] = pad("labels", IGNORE)                                       # (B, L)
+    elif kind == "re":
+        batch["labels"] = torch.tensor([f["labels"] for f in features])               # (B,)
+    else:
+        batch["labels"] = torch.tensor([[f["start"], f["end"]] for f in features])    # (B, 2)
+    return {k: (v.to(device) if v is not None else None) for k, v in batch.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Heads                                                            (PAPER.md §4; ELECTRA, BERT)
+#    tagging: dropout -> linear on every position; [CLS] -> dropout -> linear; span: linear -> 2
+#    scores (start, end) per position. Weights normal(0, 0.02), biases 0, as BERT initialises.
+# ---------------------------------------------------------------------------------------------
+
+class TaggingHead(nn.Module):
+    def __init__(self, hidden, num_labels, dropout):
+        super().__init__()
+        self.dropout, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_labels)
+
+    def forward(self, h):                              # (B, L, D)
+        return self.out(self.dropout(h))               # (B, L, C)
+
+
+class SequenceClassifierHead(nn.Module):
+    def __init__(self, hidden, num_labels, dropout):
+        super().__init__()
+        self.dropout, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_labels)
+
+    def forward(self, h):                              # (B, L, D)
+        return self.out(self.dropout(h[:, 0]))         # (B, C) from [CLS]
+
+
+class SpanHead(nn.Module):
+    def __init__(self, hidden):
+        super().__init__()
+        self.out = nn.Linear(hidden, 2)
+
+    def forward(self, h):                              # (B, L, D)
+        return self.out(h)                             # (B, L, 2): start and end scores
+
+
+class FineTuner(nn.Module):
+    """The pre-trained encoder and one task head."""
+
+    def __init__(self, encoder, kind, num_labels):
+        super().__init__()
+        D, p = encoder.config.hidden_size, encoder.config.hidden_dropout_prob
+        self.encoder = encoder
+        self.head = {"ner": lambda: TaggingHead(D, num_labels, p), "re": lambda: SequenceClassifierHead(D, num_labels, p),
+                     "qa": lambda: SpanHead(D)}[kind]()
+        for m in self.head.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=encoder.config.initializer_range)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, batch):
+        return self.head(self.encoder(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]))
+
+
+def task_loss(kind, logits, labels):
+    """Mean cross-entropy in fp32; for spans the mean of the start and end losses (BERT)."""
+    logits = logits.float()
+    if kind == "ner":
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    if kind == "re":
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE)
+    return (F.cross_entropy(logits[..., 0], labels[:, 0]) + F.cross_entropy(logits[..., 1], labels[:, 1])) / 2
+
+
+def check_init(args, tokenizer):
+    """Fail early, before any data work, if --init's vocabulary size differs from the tokenizer's."""
+    if args.init == "random":
+        return
+    config, _ = electramed.read_hf_config(args.init)
+    if config.vocab_size != len(tokenizer):
+        raise FinetuneError(f"{args.init}/config.json: checkpoint vocabulary has {config.vocab_size} entries but "
+                            f"{args.vocab} has {len(tokenizer)}: pass the checkpoint's own vocab.txt with --vocab")
+
+
+def build_encoder(args, tokenizer):
+    """A random encoder of --size (BERT init), or the encoder weights of the checkpoint in --init."""
+    if args.init == "random":
+        return electramed.Encoder(electramed.model_config(args.size, vocab_size=len(tokenizer)))
+    check_init(args, tokenizer)
+    return electramed.load_hf_encoder(args.init)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Layer-wise learning rates                                     (PAPER.md §4; ELECTRA §3.4)
+#    head: lr; top layer lr*decay; each layer below one more factor; embeddings lowest. AdamW
+#    (betas 0.9/0.999, eps 1e-6), weight decay 0.01 except biases and LayerNorm, 10% warmup
+#    multiplied by a linear decay to 0 (Google's optimization.py), gradient norm clipped at 1.0.
+# ---------------------------------------------------------------------------------------------
+
+def layer_depth(name) -> int:
+    """0 for the embeddings (and their projection), i + 1 for encoder layer i."""
+    if name.startswith("embeddings"):
+        return 0
+    if name.startswith("layers."):
+        return int(name.split(".")[1]) + 1
+    raise FinetuneError(f"encoder parameter {name!r} is neither embeddings nor a layer")
+
+
+def layerwise_param_groups(model, lr, decay, weight_decay) -> list[dict]:
+    """Optimizer groups with per-depth learning rates.
+
+    CHOICE: the paper's convention. With L layers, the head gets lr, encoder layer i (0-based)
+    gets lr * decay**(L - i), so the top layer gets lr * decay, and the embeddings get
+    lr * decay**(L + 1). Google's electra code (model/optimization.py, _get_layer_lrs) gives the
+    task head depth L + 2 and so the top layer lr * decay**2: a confirmed off-by-one we do not copy.
+    1-D parameters (biases, LayerNorm weights) get no weight decay, as BERT's exclusion by name.
+    """
+    L = len(model.encoder.layers)
+    groups = {}
+    for name, p in model.named_parameters():
+        scale = decay ** (L + 1 - layer_depth(name[len("encoder."):])) if name.startswith("encoder.") else 1.0
+        wd = 0.0 if p.ndim < 2 else weight_decay
+        group = groups.setdefault((scale, wd), {"params": [], "names": [], "lr": lr * scale, "weight_decay": wd})
+        group["params"].append(p)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+def lr_factor(step, total, warmup) -> float:
+    """Google's schedule: linear decay to 0 times linear warmup, lr * (1 - s/T) * min(1, s/W)."""
+    return max(0.0, 1 - step / total) * (min(1.0, step / warmup) if warmup > 0 else 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Train and evaluate one seed                                                   (PAPER.md §4)
+#    Evaluate on dev after every epoch, keep the weights of the best epoch, score those on test.
+# ---------------------------------------------------------------------------------------------
+
+def predict(model, features, kind, args, device):
+    """Logits per feature, in order (float32 on the CPU)."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(features), args.eval_batch_size):
+            chunk = features[i:i + args.eval_batch_size]
+            batch = collate(chunk, kind, args.pad_id, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(batch).float().cpu()
+            out += [logits[j, :len(f["input_ids"])] if kind != "re" else logits[j] for j, f in enumerate(chunk)]
+    return out
+
+
+def evaluate(model, split, prep, args, device):
+    """Scores of one split and its predictions: {"f1": ...} for NER/RE, BioASQ measures for QA."""
+    kind, labels = prep["kind"], prep["labels"]
+    if kind == "qa":
+        return evaluate_bioasq(model, split, prep, args, device)
+    logits = predict(model, split["features"], kind, args, device)
+    if kind == "ner":
+        pred = [["O"] * len(words) for words, _ in split["examples"]]
+        for f, lg in zip(split["features"], logits):
+            for w, pos in zip(f["words"], f["positions"]):
+                if pos >= 0:
+                    pred[f["example"]][w] = labels[lg[pos].argmax().item()]
+        scores = scoring.entity_prf([tags for _, tags in split["examples"]], pred)
+    else:
+        pred = [labels[lg.argmax().item()] for lg in logits]
+        scores = scoring.micro_prf([label for _, label in split["examples"]], pred, prep["negative"])
+    return {k: v for k, v in scores.items() if k in ("precision", "recall", "f1")}, pred
+
+
+def train_epoch(model, optimizer, scheduler, features, kind, args, device, rng, desc):
+    """One pass over the training features in a seeded random order; returns the mean loss."""
+    model.train()
+    order = torch.randperm(len(features), generator=rng).tolist()
+    losses = []
+    bar = tqdm(range(0, len(order), args.batch_size), desc=desc, leave=False, mininterval=2)
+    for i in bar:
+        batch = collate([features[j] for j in order[i:i + args.batch_size]], kind, args.pad_id, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(batch)
+        loss = task_loss(kind, logits, batch["labels"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return sum(losses) / len(losses)
+
+
+def run_seed(args, prep, tokenizer, seed, out_dir) -> dict:
+    """Fine-tune from the initial weights with one seed; return dev history and test scores."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    device, kind = torch.device(args.device), prep["kind"]
+    model = FineTuner(build_encoder(args, tokenizer), kind, len(prep["labels"])).to(device)
+    lr = args.lr or (3e-4 if model.encoder.config.hidden_size <= 256 else 1e-4)   # Google: small 3e-4, base 1e-4
+    train = prep["train"]
+    total = args.epochs * math.ceil(len(train) / args.batch_size)
+    optimizer = torch.optim.AdamW(layerwise_param_groups(model, lr, args.layerwise_decay, args.weight_decay),
+                                  lr=lr, betas=(0.9, 0.999), eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, round(args.warmup_fraction * total)))
+    rng = torch.Generator().manual_seed(seed)
+    history, best, best_state = [], None, None
+    for epoch in range(1, args.epochs + 1):
+        t0 = time.time()
+        loss = train_epoch(model, optimizer, scheduler, train, kind, args, device, rng, f"seed {seed} epoch {epoch}")
+        dev, _ = evaluate(model, prep["dev"], prep, args, device)
+        history.append({"epoch": epoch, "train_loss": loss, "dev": dev, "seconds": round(time.time() - t0, 1)})
+        print(f"seed {seed} | epoch {epoch}/{args.epochs} | loss {loss:.4f} | dev {prep['dev_metric']} "
+              f"{dev[prep['dev_metric']]:.4f} | {history[-1]['seconds']} s")
+        if best is None or dev[prep["dev_metric"]] > best["dev"][prep["dev_metric"]]:
+            best, best_state = history[-1], copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    test, pred = evaluate(model, prep["test"], prep, args, device)
+    write_predictions(out_dir, prep, pred)
+    metrics = {"seed": seed, "lr": lr, "best_epoch": best["epoch"], "dev": best["dev"], "test": test,
+               "history": history}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def write_predictions(out_dir, prep, pred):
+    """CoNLL "token gold pred" columns for NER, TSV for RE, BioASQ submission JSON per batch for QA."""
+    kind, examples = prep["kind"], prep["test"].get("examples")
+    if kind == "ner":
+        blocks = ["\n".join(f"{w} {g} {p}" for w, g, p in zip(words, tags, pp))
+                  for (words, tags), pp in zip(examples, pred)]
+        (out_dir / "test.conll").write_text("\n\n".join(blocks) + "\n")
+    elif kind == "re":
+        lines = ["index\tsentence\tlabel\tprediction"] + [
+            f"{i}\t{s}\t{g}\t{p}" for i, ((s, g), p) in enumerate(zip(examples, pred))]
+        (out_dir / "test.tsv").write_text("\n".join(lines) + "\n")
+    else:
+        for name, ranked in pred.items():
+            scoring.write_bioasq_submission(ranked, out_dir / f"bioasq_{name}.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. BioASQ answer aggregation                                 (PAPER.md §4; BioBERT's 7b code)
+#    Per snippet: the n-best (20) spans of at most 30 pieces over its windows, softmax over them.
+#    Per question (snippet ids are "<question id>_<nnn>"): drop empty or >100-character answers,
+#    sum the probabilities of answers equal ignoring case, rank, keep the top 5.
+# ---------------------------------------------------------------------------------------------
+
+def question_id(pair_id) -> str:
+    """'5c5f56501a4c55d80b00002a_000' -> '5c5f56501a4c55d80b00002a' (the golden file's id)."""
+    return pair_id.rsplit("_", 1)[0] if "_" in pair_id else pair_id
+
+
+def snippet_nbest(example, features, logits, n_best, max_answer_len):
+    """The n best (text, probability) spans of one snippet over all its windows."""
+    spans = {}
+    for f, lg in zip(features, logits):
+        n_ctx, shift = len(f["offsets"]), f["shift"]
+        starts = lg[:, 0].topk(min(n_best, lg.shape[0])).indices.tolist()
+        ends = lg[:, 1].topk(min(n_best, lg.shape[0])).indices.tolist()
+        for s in starts:
+            for e in ends:
+                i, j = s - shift - f["first"], e - shift - f["first"]      # window-relative piece index
+                if not (0 <= i <= j < n_ctx and j - i + 1 <= max_answer_len and f["max_context"][i]):
+                    continue
+                key = (f["offsets"][i][0], f["offsets"][j][1])
+                score = (lg[s, 0] + lg[e, 1]).item()
+                spans[key] = max(score, spans.get(key, -math.inf))
+    top = sorted(spans.items(), key=lambda kv: -kv[1])[:n_best]
+    if not top:
+        return []
+    probs = torch.tensor([score for _, score in top]).softmax(0).tolist()
+    return [(example["context"][a:b], p) for ((a, b), _), p in zip(top, probs)]
+
+
+def aggregate_bioasq_answers(snippet_answers, top_k=5, max_chars=100) -> dict[str, list[str]]:
+    """Question id -> its top_k answers, pooled over all snippets of the question.
+
+    snippet_answers: {pair id: [(text, probability), ...]}. Answers equal ignoring case share one
+    entry whose probability is the sum; the spelling shown is the most probable one.
+    """
+    pooled = defaultdict(dict)                         # question id -> lowercase text -> [sum, best p, text]
+    for pair_id, answers in snippet_answers.items():
+        for text, p in answers:
+            text = text.strip()
+            if not text or len(text) > max_chars:
+                continue
+            entry = pooled[question_id(pair_id)].setdefault(text.lower(), [0.0, -1.0, text])
+            entry[0] += p
+            if p > entry[1]:
+                entry[1], entry[2] = p, text
+    return {q: [e[2] for e in sorted(d.values(), key=lambda e: -e[0])[:top_k]] for q, d in pooled.items()}
+
+
+def evaluate_bioasq(model, split, prep, args, device):
+    """BioASQ measures per batch and their mean; ranked answers of every golden question."""
+    ranked = {}
+    for name, batch in split["batches"].items():
+        logits = predict(model, batch["features"], "qa", args, device)
+        by_example = defaultdict(list)
+        for f, lg in zip(batch["features"], logits):
+            by_example[f["example"]].append((f, lg))
+        answers = {ex["id"]: snippet_nbest(ex, [f for f, _ in by_example[i]], [lg for _, lg in by_example[i]],
+                                           args.n_best, args.max_answer_len)
+                   for i, ex in enumerate(batch["examples"])}
+        pooled = aggregate_bioasq_answers(answers, args.top_k, args.max_answer_chars)
+        ranked[name] = {q: pooled.get(q, []) for q in batch["golden"]}    # a question with no snippet: []
+    scores = scoring.bioasq_batch_scores([(ranked[name], b["golden"]) for name, b in split["batches"].items()])
+    per_batch = dict(zip(split["batches"], scores["batches"]))
+    return {**scores["mean"], "batches": per_batch}, ranked
+
+
+def bioasq_splits(spec, folder, args):
+    """Train and dev from train.json, split by question (dev: a fixed, seeded share of questions),
+    and one test batch per test-*.json with the factoid questions of the matching golden-*.json."""
+    pairs = read_split(spec, folder, "train")
+    qids = sorted({question_id(p["id"]) for p in pairs})
+    dev_q = set(random.Random(0).sample(qids, max(1, round(args.qa_dev_fraction * len(qids)))))
+    train = [p for p in pairs if question_id(p["id"]) not in dev_q]
+    dev = [p for p in pairs if question_id(p["id"]) in dev_q]
+    dev_golden = defaultdict(set)
+    for p in dev:
+        dev_golden[question_id(p["id"])].update(a["text"] for a in p["answers"])
+    dev_batch = {"examples": dev, "golden": {q: [sorted(s)] for q, s in dev_golden.items()}}
+    tests = {}
+    for path in sorted(folder.glob("test-*.json")):
+        name = path.stem[len("test-"):]
+        if args.test_batches and name.rsplit("-", 1)[-1] not in args.test_batches.split(","):
+            continue
+        golden = data.read_bioasq_golden(data.require_file(folder / f"golden-{name}.json", f"golden answers of {path}"))
+        tests[name] = {"examples": spec.reader(path), "golden": golden}
+    if not tests:
+        raise data.DataError(f"{folder}: no test-*.json batches (with golden-*.json answers) selected")
+    return train, {"dev": dev_batch}, tests
+
+
+def limit_questions(batch, n):
+    """The first n golden questions of a batch and their snippets (for --max-eval-examples)."""
+    if n is None:
+        return batch
+    keep = sorted(batch["golden"])[:n]
+    return {"examples": [e for e in batch["examples"] if question_id(e["id"]) in set(keep)],
+            "golden": {q: batch["golden"][q] for q in keep}}
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Many seeds and the summary                                                    (PAPER.md §4)
+#    Data and features are built once; each seed starts again from the initial weights.
+#    Summary: mean and sample standard deviation of the test metric over the seeds.
+# ---------------------------------------------------------------------------------------------
+
+def prepare(args, spec, folder, tokenizer) -> dict:
+    """Examples and features of every split, the label set and how dev is scored."""
+    if spec.kind == "qa":
+        train, dev, tests = bioasq_splits(spec, folder, args)
+        train = subset(train, args.max_train_examples)
+        qa = lambda b: {**b, "features": qa_features(b["examples"], tokenizer, args.max_seq_len,
+                                                      args.doc_stride, args.max_query_len)}
+        return {"kind": "qa", "labels": [], "dev_metric": "mrr", "train": qa({"examples": train})["features"],
+                "dev": {"batches": {k: qa(limit_questions(b, args.max_eval_examples)) for k, b in dev.items()}},
+                "test": {"batches": {k: qa(limit_questions(b, args.max_eval_examples)) for k, b in tests.items()}}}
+    train = subset(read_split(spec, folder, "train"), args.max_train_examples)
+    labels = label_set(spec, train)
+    ids = {label: i for i, label in enumerate(labels)}
+    build = tagging_features if spec.kind == "ner" else classification_features
+    prep = {"kind": spec.kind, "labels": labels, "dev_metric": "f1", "train": build(train, tokenizer, ids, args.max_seq_len)}
+    if spec.kind == "re":
+        prep["negative"] = negative_label(spec, labels)
+    for split in ("dev", "test"):
+        examples = subset(read_split(spec, folder, split), args.max_eval_examples)
+        warn_unseen_labels(spec, labels, examples, folder / f"{split}{EXTENSION[spec.kind]}")
+        prep[split] = {"examples": examples, "features": build(examples, tokenizer, ids, args.max_seq_len)}
+    return prep
+
+
+def load_tokenizer(args, folder):
+    """--vocab, else the checkpoint's vocab.txt, else scivocab under the data dir."""
+    if args.vocab is None:
+        candidates = [Path(args.init) / "vocab.txt"] if args.init != "random" else []
+        candidates += [Path(args.data_dir) / "vocab" / "scivocab_uncased.txt",
+                       Path(data.default_data_dir()) / "vocab" / "scivocab_uncased.txt"]
+        args.vocab = str(next((c for c in candidates if c.is_file()), candidates[-1]))
+    return Tokenizer.from_vocab_file(data.require_file(args.vocab, "pass --vocab FILE"), lowercase=args.lowercase)
+
+
+def summarize(args, spec, labels, results) -> dict:
+    """The summary eval.py's table reads: the test metric per seed, its mean and std."""
+    values = {str(s): r["test"][SCORE_KEY[spec.metric]] for s, r in results.items()}
+    v = list(values.values())
+    return {"task": args.task, "metric": spec.metric, "seeds": values, "mean": statistics.mean(v),
+            "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "model": f"random-{args.size}" if args.init == "random" else str(args.init),
+            "dev": {str(s): r["dev"] for s, r in results.items()},
+            "best_epoch": {str(s): r["best_epoch"] for s, r in results.items()},
+            "epochs": args.epochs, "train_features": args.n_train, "labels": labels}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("task (PAPER.md §4)")
+    g.add_argument("--task", required=True, choices=[*TASKS, *GENERIC],
+                   help="a named benchmark, or ner|re|qa for any data set in those formats")
+    g.add_argument("--data-dir", default=data.default_data_dir(),
+                   help="named tasks: the folder holding bc5cdr/ ...; ner|re|qa: the data set's own folder")
+    g.add_argument("--negative-label", default=None, help="generic re: the no-relation class (default: guessed)")
+    g.add_argument("--max-train-examples", type=int, default=None, help="a seeded random subset of train")
+    g.add_argument("--max-eval-examples", type=int, default=None, help="subset of dev/test (QA: questions per batch)")
+    g.add_argument("--test-batches", default=None, help="qa: e.g. 1,3 (default: every test-*.json)")
+    g.add_argument("--qa-dev-fraction", type=float, default=0.1, help="qa: share of train questions held out as dev")
+    g = p.add_argument_group("model (PAPER.md §2)")
+    g.add_argument("--init", default="random", help="'random' or an HF-layout ELECTRA directory")
+    g.add_argument("--size", choices=list(electramed.SIZES), default="small", help="with --init random")
+    g.add_argument("--vocab", default=None, help="default: the checkpoint's vocab.txt, else scivocab in --data-dir")
+    g.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--max-seq-len", type=int, default=None, help="default 128 (NER, RE), 384 (QA)")
+    g.add_argument("--doc-stride", type=int, default=128, help="qa: pieces between window starts")
+    g.add_argument("--max-query-len", type=int, default=64, help="qa: question pieces kept (BERT)")
+    g = p.add_argument_group("optimization (PAPER.md §4)")
+    g.add_argument("--lr", type=float, default=None, help="default: 3e-4 up to hidden 256 (small), else 1e-4")
+    g.add_argument("--layerwise-decay", type=float, default=0.8)
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--warmup-fraction", type=float, default=0.1)
+    g.add_argument("--epochs", type=int, default=None, help="default: 10 for NER, 3 otherwise")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--eval-batch-size", type=int, default=64)
+    g = p.add_argument_group("BioASQ answers (PAPER.md §4)")
+    g.add_argument("--n-best", type=int, default=20)
+    g.add_argument("--max-answer-len", type=int, default=30, help="in word pieces")
+    g.add_argument("--max-answer-chars", type=int, default=100)
+    g.add_argument("--top-k", type=int, default=5)
+    g = p.add_argument_group("system")
+    g.add_argument("--seeds", default=None, help="comma-separated, e.g. 1,2,3 (default: --seed)")
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--out-dir", default=None, help="default: runs/finetune/<task>")
+    return p.parse_args(argv)
+
+
+def main(args) -> dict:
+    spec, folder = resolve_task(args)
+    args.epochs = args.epochs or spec.epochs
+    args.max_seq_len = args.max_seq_len or (384 if spec.kind == "qa" else 128)
+    out_dir = Path(args.out_dir or f"runs/finetune/{args.task}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"out dir: {out_dir}")
+    tokenizer = load_tokenizer(args, folder)
+    check_init(args, tokenizer)
+    prep = prepare(args, spec, folder, tokenizer)
+    args.pad_id, args.n_train = tokenizer.pad_id, len(prep["train"])
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    print(f"task {args.task} ({spec.kind}) | {args.n_train} train features | labels {prep['labels'] or 'spans'} | "
+          f"init {args.init} | vocab {args.vocab} ({len(tokenizer)}) | seeds {seeds} | device {args.device}")
+    (out_dir / "args.json").write_text(json.dumps({**vars(args), "torch": torch.__version__}, indent=2))
+    results = {}
+    for seed in seeds:
+        (out_dir / f"seed_{seed}").mkdir(exist_ok=True)
+        results[seed] = run_seed(args, prep, tokenizer, seed, out_dir / f"seed_{seed}")
+        print(f"seed {seed} | best epoch {results[seed]['best_epoch']} | test {spec.metric} "
+              f"{results[seed]['test'][SCORE_KEY[spec.metric]]:.4f}")
+    summary = summarize(args, spec, prep["labels"], results)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"{args.task} test {spec.metric}: {100 * summary['mean']:.2f} +- {100 * summary['std']:.2f} "
+          f"over seeds {seeds}")
+    return summary
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except (data.DataError, FinetuneError, electramed.CheckpointError) as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,354 @@
+"""Tests of finetune.py: features, heads, layer-wise learning rates, BioASQ pooling, end-to-end runs.
+
+References: transformers' BertTokenizer (Rust backend) (word -> first sub-token alignment), PAPER.md §4 (the
+layer-wise decay convention, the n-best pooling rules), eval.py (the scorers and the summary reader),
+and the real benchmark files in the data directory. Every end-to-end run trains the tiny model from
+random initialisation on a small subset of the real data and must beat the majority / empty-answer
+baseline computed from the same data.
+
+    python -m pytest tests/test_finetune.py            # default, about a minute on 2 cores
+    python -m pytest tests/test_finetune.py -m slow    # the other two named tasks end to end
+"""
+import json
+import math
+import random
+
+import pytest
+import torch
+from transformers import BertTokenizer
+
+import data
+import electramed
+import eval as scoring
+import finetune
+from tokenizer import Tokenizer
+
+TINY = ["--init", "random", "--size", "tiny", "--batch-size", "16", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(scivocab):
+    return Tokenizer.from_vocab_file(scivocab)
+
+
+def run(tmp_path, *argv):
+    """main() on argv + the tiny model; returns (summary, metrics of the one seed, run dir)."""
+    out = tmp_path / "run"
+    summary = finetune.main(finetune.parse_args([*argv, *TINY, "--out-dir", str(out)]))
+    return summary, json.loads((out / "seed_1" / "metrics.json").read_text()), out
+
+
+def write_conll(path, sentences):
+    path.write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in zip(*s)) for s in sentences) + "\n")
+
+
+def write_tsv(path, rows):
+    path.write_text("sentence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in rows))
+
+
+def write_squad(path, pairs):
+    paragraphs = [{"context": p["context"], "qas": [{"id": p["id"], "question": p["question"],
+                                                     "answers": p["answers"]}]} for p in pairs]
+    path.write_text(json.dumps({"version": "test", "data": [{"title": "t", "paragraphs": paragraphs}]}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Features
+# ---------------------------------------------------------------------------------------------
+
+def test_tagging_features_label_first_subtoken_like_transformers(data_dir, tokenizer, scivocab):
+    """Input ids and the position of each word's first piece equal BertTokenizer (Rust backend)'s word_ids()."""
+    hf = BertTokenizer(str(scivocab), do_lower_case=True)
+    sentences = data.read_conll(data_dir / "ncbi_disease" / "dev.txt")[:150]
+    sentences += data.read_conll(data_dir / "bc5cdr" / "dev.txt")[:150]
+    labels = {t: i for i, t in enumerate(sorted({t for _, tags in sentences for t in tags}))}
+    features = finetune.tagging_features(sentences, tokenizer, labels, max_len=512)
+    assert len(features) == len(sentences)
+    for f, (words, tags) in zip(features, sentences):
+        enc = hf(words, is_split_into_words=True)
+        word_ids = enc.word_ids()
+        first = [word_ids.index(w) if w in word_ids else -1 for w in range(len(words))]
+        assert f["input_ids"] == enc["input_ids"], words
+        assert f["positions"] == first, words
+        labelled = [i for i, label in enumerate(f["labels"]) if label != finetune.IGNORE]
+        assert labelled == [p for p in first if p >= 0]
+        assert [f["labels"][p] for p in labelled] == [labels[t] for t, p in zip(tags, first) if p >= 0]
+
+
+def test_long_sentences_are_chunked_at_word_boundaries(data_dir, tokenizer):
+    """With a short max length every word still gets exactly one labelled piece, in order."""
+    sentences = data.read_conll(data_dir / "bc5cdr" / "train.txt")[:200]
+    features = finetune.tagging_features(sentences, tokenizer, {"O": 0, "I-Entity": 1, "B-Entity": 2}, max_len=16)
+    assert len(features) > len(sentences)                       # some sentences needed several chunks
+    seen = {}
+    for f in features:
+        assert len(f["input_ids"]) <= 16
+        seen.setdefault(f["example"], []).extend(f["words"])
+    assert all(seen[i] == list(range(len(words))) for i, (words, _) in enumerate(sentences))
+
+
+def test_qa_windows_cover_the_snippet_and_locate_answers(data_dir, tokenizer):
+    """Windows start `stride` apart and cover every piece; each piece has exactly one max-context
+    window; the labelled span of a training pair covers its gold answer text."""
+    pairs = data.read_squad(data_dir / "bioasq" / "train.json")[:300]
+    features = finetune.qa_features(pairs, tokenizer, max_len=64, stride=16, max_query_len=24)
+    by_example = {}
+    for f in features:
+        by_example.setdefault(f["example"], []).append(f)
+    exact = 0
+    for i, ex in enumerate(pairs):
+        fs = by_example[i]
+        n = len(tokenizer.tokenize_with_offsets(ex["context"])[0])
+        assert [f["first"] for f in fs] == list(range(0, 16 * len(fs), 16))
+        assert fs[-1]["first"] + len(fs[-1]["offsets"]) == n
+        counts = [0] * n
+        for f in fs:
+            for j, best in enumerate(f["max_context"]):
+                counts[f["first"] + j] += best
+        assert counts == [1] * n
+        labelled = [f for f in fs if f["start"] > 0]
+        assert labelled, ex["id"]
+        f = labelled[0]
+        i0, i1 = f["start"] - f["shift"] - f["first"], f["end"] - f["shift"] - f["first"]
+        text = ex["context"][f["offsets"][i0][0]:f["offsets"][i1][1]]
+        assert ex["answers"][0]["text"] in text
+        exact += text == ex["answers"][0]["text"]
+    assert exact >= 0.9 * len(pairs)                              # answers rarely split a word piece
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer-wise learning rates and the schedule (PAPER.md §4)
+# ---------------------------------------------------------------------------------------------
+
+def test_layerwise_groups_follow_the_paper_convention(tokenizer):
+    """head lr, top layer lr*0.8, layer i lr*0.8**(L-i), embeddings lr*0.8**(L+1); no decay on 1-D."""
+    config = electramed.model_config("tiny", len(tokenizer), num_hidden_layers=3)
+    model = finetune.FineTuner(electramed.Encoder(config), "re", 4)
+    groups = finetune.layerwise_param_groups(model, lr=1e-3, decay=0.8, weight_decay=0.01)
+    lr_of = {name: g["lr"] for g in groups for name in g["names"]}
+    wd_of = {name: g["weight_decay"] for g in groups for name in g["names"]}
+    params = dict(model.named_parameters())
+    assert sorted(lr_of) == sorted(params)                        # every parameter exactly once
+    for name, p in params.items():
+        if name.startswith("head."):
+            expected = 1e-3
+        elif name.startswith("encoder.layers."):
+            expected = 1e-3 * 0.8 ** (3 - int(name.split(".")[2]))
+        else:
+            expected = 1e-3 * 0.8 ** 4                             # embeddings and their projection
+        assert math.isclose(lr_of[name], expected), name
+        assert wd_of[name] == (0.0 if p.ndim == 1 else 0.01), name
+    assert math.isclose(max(lr_of[n] for n in params if n.startswith("encoder.layers.2.")), 1e-3 * 0.8)
+
+
+def test_schedule_warms_up_then_decays_linearly():
+    total, warmup = 100, 10
+    f = [finetune.lr_factor(s, total, warmup) for s in range(total + 1)]
+    assert f[0] == 0 and f[total] == 0
+    assert all(math.isclose(f[s], (s / warmup) * (1 - s / total)) for s in range(warmup + 1))
+    assert all(math.isclose(f[s], 1 - s / total) for s in range(warmup, total + 1))
+    assert max(f) == f[warmup]
+
+
+# ---------------------------------------------------------------------------------------------
+# BioASQ n-best and pooling (PAPER.md §4)
+# ---------------------------------------------------------------------------------------------
+
+def test_snippet_nbest_reads_spans_back_from_characters(data_dir, tokenizer):
+    """A span favoured by the logits comes back as the exact context substring; spans in the
+    question, reversed or longer than max_answer_len are never proposed."""
+    ex = data.read_squad(data_dir / "bioasq" / "test-7b-1.json")[0]
+    (f,) = finetune.qa_features([ex], tokenizer, max_len=384, stride=128, max_query_len=64)[:1]
+    logits = torch.zeros(len(f["input_ids"]), 2)
+    s = f["shift"] + f["first"] + 5                               # the 6th context piece
+    logits[s, 0], logits[s + 2, 1] = 10.0, 10.0
+    logits[1, 0], logits[2, 1] = 50.0, 50.0                       # a span inside the question
+    logits[s + 40, 1] = 9.0                                        # a 41-piece span: too long
+    answers = finetune.snippet_nbest(ex, [f], [logits], n_best=20, max_answer_len=30)
+    text, p = answers[0]
+    assert text == ex["context"][f["offsets"][5][0]:f["offsets"][7][1]]
+    assert 0 < p <= 1 and math.isclose(sum(q for _, q in answers), 1.0, rel_tol=1e-5)
+    assert len(answers) <= 20
+    assert ex["context"][f["offsets"][5][0]:f["offsets"][45][1]] not in {t for t, _ in answers}
+
+
+def test_aggregate_pools_snippets_of_one_question():
+    """Worked by hand: 'egfr' 0.5 + 'EGFR' 0.3 = 0.8 beats 'kras' 0.6; empty and >100-char answers go."""
+    long = "x" * 101
+    answers = {"q1_000": [("EGFR", 0.3), ("kras", 0.6), ("", 0.9), (long, 0.95)],
+               "q1_001": [("egfr", 0.5), ("BRAF", 0.1)],
+               "q2_000": [(f"a{i}", 0.1 * i) for i in range(1, 8)]}
+    ranked = finetune.aggregate_bioasq_answers(answers, top_k=5, max_chars=100)
+    assert ranked["q1"] == ["egfr", "kras", "BRAF"]               # spelling of the most probable copy
+    assert ranked["q2"] == ["a7", "a6", "a5", "a4", "a3"]
+    assert finetune.question_id("5c5f56501a4c55d80b00002a_000") == "5c5f56501a4c55d80b00002a"
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: each task kind learns (tiny model, random init, real data subsets)
+# ---------------------------------------------------------------------------------------------
+
+def majority_f1(task_dir, split, kind, negative=None):
+    """The majority baseline on a split: all-O tags (NER) or the most frequent label (RE)."""
+    if kind == "ner":
+        gold = [tags for _, tags in data.read_conll(task_dir / split)]
+        return scoring.entity_prf(gold, [["O"] * len(t) for t in gold])["f1"]
+    gold = [label for _, label in data.read_blue_tsv(task_dir / split)]
+    majority = max(set(gold), key=gold.count)
+    return scoring.micro_prf(gold, [majority] * len(gold), negative)["f1"]
+
+
+def test_ner_end_to_end_learns(tmp_path, data_dir):
+    summary, metrics, out = run(tmp_path, "--task", "ncbi_disease", "--data-dir", str(data_dir), "--epochs", "8",
+                                "--max-train-examples", "400", "--max-eval-examples", "200", "--lr", "3e-3")
+    baseline = majority_f1(data_dir / "ncbi_disease", "dev.txt", "ner")
+    assert metrics["dev"]["f1"] >= baseline + 0.15, (metrics["dev"], baseline)
+    assert scoring.score_ner(None, out / "seed_1" / "test.conll")["f1"] == pytest.approx(metrics["test"]["f1"])
+    assert "ncbi_disease" in scoring.results_table([out])
+    assert summary["metric"] == "entity_f1" and summary["seeds"] == {"1": metrics["test"]["f1"]}
+
+
+def test_re_end_to_end_learns(tmp_path, data_dir):
+    summary, metrics, out = run(tmp_path, "--task", "chemprot", "--data-dir", str(data_dir), "--epochs", "6",
+                                "--max-train-examples", "800", "--max-eval-examples", "300", "--lr", "3e-3",
+                                "--max-seq-len", "96")
+    baseline = majority_f1(data_dir / "chemprot", "dev.tsv", "re", "False")
+    assert metrics["dev"]["f1"] >= baseline + 0.1, (metrics["dev"], baseline)
+    scored = scoring.score_re(None, out / "seed_1" / "test.tsv", "False")
+    assert scored["f1"] == pytest.approx(metrics["test"]["f1"])
+    assert summary["metric"] == "micro_f1"
+
+
+def test_qa_end_to_end_learns_and_writes_bioasq_json(tmp_path, data_dir):
+    summary, metrics, out = run(tmp_path, "--task", "bioasq", "--data-dir", str(data_dir), "--epochs", "2",
+                                "--max-train-examples", "600", "--max-eval-examples", "30", "--lr", "2e-3")
+    empty = scoring.bioasq_factoid_scores({}, {"q": [["x"]]})    # the empty-answer baseline: 0
+    assert metrics["dev"]["mrr"] >= empty["mrr"] + 0.05, metrics["dev"]
+    assert set(metrics["test"]["batches"]) == {f"7b-{i}" for i in range(1, 6)}
+    for name, scores in metrics["test"]["batches"].items():
+        golden = scoring.read_bioasq_json(data_dir / "bioasq" / f"golden-{name}.json")
+        submitted = scoring.read_bioasq_submission(out / "seed_1" / f"bioasq_{name}.json")
+        assert scores["n"] == min(30, len(golden)) and all(len(a) <= 5 for a in submitted.values())
+        assert scoring.bioasq_factoid_scores(submitted, {q: golden[q] for q in submitted}) == scores
+    assert summary["metric"] == "strict_accuracy"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, kind", [("bc5cdr", "ner"), ("ddi", "re")])
+def test_other_named_tasks_learn(tmp_path, data_dir, task, kind):
+    summary, metrics, _ = run(tmp_path, "--task", task, "--data-dir", str(data_dir), "--epochs", "8",
+                              "--max-train-examples", "1000", "--max-eval-examples", "400", "--lr", "3e-3",
+                              "--max-seq-len", "96")
+    negative = finetune.TASKS[task].negative
+    baseline = majority_f1(data_dir / task, "dev" + finetune.EXTENSION[kind], kind, negative)
+    assert metrics["dev"]["f1"] >= baseline + 0.1, (metrics["dev"], baseline)
+
+
+# ---------------------------------------------------------------------------------------------
+# The generic path on data sets the task table does not name
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def renamed_ner(tmp_path, data_dir):
+    """A BC5CDR subset whose entity type is renamed 'Chem', in a folder of its own."""
+    folder = tmp_path / "my_ner"
+    folder.mkdir()
+    for split, n in (("train", 120), ("dev", 40), ("test", 40)):
+        sentences = data.read_conll(data_dir / "bc5cdr" / f"{split}.txt")[:n]
+        write_conll(folder / f"{split}.txt", [(w, [t.replace("Entity", "Chem") for t in tags]) for w, tags in sentences])
+    return folder
+
+
+def test_generic_ner_reads_labels_from_data(tmp_path, renamed_ner):
+    summary, metrics, _ = run(tmp_path, "--task", "ner", "--data-dir", str(renamed_ner), "--epochs", "1")
+    assert summary["labels"] == ["B-Chem", "I-Chem", "O"] and summary["task"] == "ner"
+    assert 0.0 <= metrics["test"]["f1"] <= 1.0
+
+
+def test_generic_re_guesses_the_negative_label(tmp_path, data_dir):
+    folder = tmp_path / "my_re"
+    folder.mkdir()
+    rename = lambda label: "none" if label == "DDI-false" else label.replace("DDI-", "rel:")
+    for split in ("train", "dev", "test"):
+        rows = data.read_blue_tsv(data_dir / "ddi" / f"{split}.tsv")
+        write_tsv(folder / f"{split}.tsv", [(s, rename(lab)) for s, lab in random.Random(0).sample(rows, 80)])
+    summary, metrics, out = run(tmp_path, "--task", "re", "--data-dir", str(folder), "--epochs", "1",
+                                "--max-seq-len", "64")
+    assert "none" in summary["labels"] and all(x == "none" or x.startswith("rel:") for x in summary["labels"])
+    assert scoring.score_re(None, out / "seed_1" / "test.tsv", "none")["f1"] == pytest.approx(metrics["test"]["f1"])
+
+
+def make_generic_qa(tmp_path, data_dir, drop_snippets_of=0):
+    """train.json subset + one test batch 'x' (the first 6 golden questions of 7b-2), renamed."""
+    folder = tmp_path / "my_qa"
+    folder.mkdir()
+    write_squad(folder / "train.json", data.read_squad(data_dir / "bioasq" / "train.json")[:60])
+    golden = data.read_bioasq_golden(data_dir / "bioasq" / "golden-7b-2.json")
+    keep = sorted(golden)[:6]
+    dropped = set(keep[:drop_snippets_of])
+    pairs = [p for p in data.read_squad(data_dir / "bioasq" / "test-7b-2.json")
+             if finetune.question_id(p["id"]) in set(keep) - dropped]
+    write_squad(folder / "test-x.json", pairs)
+    questions = [{"id": q, "type": "factoid", "exact_answer": golden[q]} for q in keep]
+    (folder / "golden-x.json").write_text(json.dumps({"questions": questions}))
+    return folder, keep, dropped
+
+
+def test_generic_qa_and_a_question_without_snippets(tmp_path, data_dir):
+    """Documented behaviour: a golden question with no snippet is submitted with no answer and
+    scores 0, staying in the denominator."""
+    folder, keep, dropped = make_generic_qa(tmp_path, data_dir, drop_snippets_of=1)
+    summary, metrics, out = run(tmp_path, "--task", "qa", "--data-dir", str(folder), "--epochs", "1",
+                                "--max-seq-len", "128")
+    submitted = scoring.read_bioasq_submission(out / "seed_1" / "bioasq_x.json")
+    assert sorted(submitted) == keep and all(submitted[q] == [] for q in dropped)
+    assert metrics["test"]["batches"]["x"]["n"] == len(keep)
+    assert summary["task"] == "qa" and summary["metric"] == "strict_accuracy"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input and checkpoints
+# ---------------------------------------------------------------------------------------------
+
+def test_label_unseen_in_train_is_kept_as_gold(tmp_path, renamed_ner, capsys):
+    """Documented behaviour: a warning names the file; the gold label stays (a miss), never mapped to O."""
+    sentences = data.read_conll(renamed_ner / "test.txt")
+    write_conll(renamed_ner / "test.txt", [(w, [t.replace("Chem", "Novel") for t in tags]) for w, tags in sentences])
+    _, metrics, out = run(tmp_path, "--task", "ner", "--data-dir", str(renamed_ner), "--epochs", "1")
+    assert "test.txt: labels never seen in train: ['B-Novel', 'I-Novel']" in capsys.readouterr().err
+    scored = scoring.score_ner(None, out / "seed_1" / "test.conll")
+    assert scored["per_type"]["Novel"]["n_gold"] > 0 and scored["per_type"]["Novel"]["recall"] == 0.0
+    assert metrics["test"]["recall"] == 0.0
+
+
+def test_empty_split_is_an_error_naming_the_file(tmp_path, renamed_ner):
+    (renamed_ner / "dev.txt").write_text("\n\n")
+    with pytest.raises(data.DataError, match="dev.txt"):
+        run(tmp_path, "--task", "ner", "--data-dir", str(renamed_ner), "--epochs", "1")
+
+
+def test_missing_split_is_an_error_naming_the_file(tmp_path, renamed_ner):
+    (renamed_ner / "test.txt").unlink()
+    with pytest.raises(data.DataError, match="test.txt: missing test split"):
+        run(tmp_path, "--task", "ner", "--data-dir", str(renamed_ner), "--epochs", "1")
+
+
+def test_checkpoint_of_another_vocabulary_is_refused(tmp_path, renamed_ner, scivocab):
+    model = electramed.Discriminator(electramed.model_config("tiny", vocab_size=1000))
+    electramed.save_hf_checkpoint(model, tmp_path / "ckpt")
+    args = finetune.parse_args(["--task", "ner", "--data-dir", str(renamed_ner), "--init", str(tmp_path / "ckpt"),
+                                "--vocab", str(scivocab), "--out-dir", str(tmp_path / "run")])
+    with pytest.raises(finetune.FinetuneError, match="1000 entries but .* has 31090"):
+        finetune.main(args)
+
+
+def test_checkpoint_weights_and_vocab_are_used(tmp_path, renamed_ner, scivocab, tokenizer):
+    """--init loads the encoder's weights (not the RTD head) and picks up the checkpoint's vocab.txt."""
+    model = electramed.Discriminator(electramed.model_config("tiny", vocab_size=len(tokenizer)))
+    electramed.save_hf_checkpoint(model, tmp_path / "ckpt", vocab_file=scivocab)
+    args = finetune.parse_args(["--task", "ner", "--data-dir", str(renamed_ner), "--init", str(tmp_path / "ckpt")])
+    loaded = finetune.build_encoder(args, finetune.load_tokenizer(args, renamed_ner))
+    assert args.vocab == str(tmp_path / "ckpt" / "vocab.txt")
+    expected = model.encoder.state_dict()
+    for name, tensor in loaded.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], msg=name)
