@@ -19,6 +19,7 @@ import argparse
 import gzip
 import heapq
 import multiprocessing
+import os
 import re
 import sys
 import unicodedata
@@ -388,15 +389,18 @@ def read_blocks(path):
         raise TokenizerError(f"{path}: cannot read corpus ({getattr(e, 'strerror', None) or e})") from None
 
 
-def _count_block(path_line_block) -> tuple[Counter, int]:
-    """Chunk counts of one block, and its size in bytes; a decoding error names file and line."""
-    path, line_no, block = path_line_block
+def decode_block(path: str, line_no: int, block: bytes) -> str:
+    """UTF-8 text of a block; a bad byte raises TokenizerError naming file and line."""
     try:
-        text = block.decode("utf-8")
+        return block.decode("utf-8")
     except UnicodeDecodeError as e:
         line = line_no + block.count(b"\n", 0, e.start)
         raise TokenizerError(f"{path}:{line}: not valid UTF-8 (byte {block[e.start]:#04x})") from None
-    return Counter(split_chunks(text)), len(block)
+
+
+def _count_block(path_line_block) -> tuple[Counter, int]:
+    """Chunk counts of one block, and its size in bytes."""
+    return Counter(split_chunks(decode_block(*path_line_block))), len(path_line_block[2])
 
 
 def count_words(paths, lowercase: bool = True, workers: int = 1, progress: bool = False) -> Counter:
@@ -442,23 +446,22 @@ def merge_symbols(symbols: list[str], a: str, b: str) -> list[str]:
 class PairStats:
     """Symbol and adjacent-pair frequencies over a bag of words, kept current as pairs merge."""
 
-    def __init__(self, words: list[list[str]], counts: list[int]):
-        self.words, self.counts = words, counts
+    def __init__(self, words: list[list[str]], counts: list[int], min_frequency: int = 1):
+        self.words, self.counts, self.min_frequency = words, counts, min_frequency
         self.freq = Counter()                 # symbol -> occurrences in the current segmentation
         self.pairs = Counter()                # (a, b) -> occurrences
         self.where = defaultdict(set)         # (a, b) -> indices of the words that hold it
-        self.partners = defaultdict(set)      # symbol -> the pairs it belongs to
+        self.partners = defaultdict(set)      # symbol -> the pairs it belongs to (if >= min_frequency)
         for w, (symbols, n) in enumerate(zip(words, counts)):
             for s in symbols:
                 self.freq[s] += n
             for pair in zip(symbols, symbols[1:]):
                 self.pairs[pair] += n
                 self.where[pair].add(w)
-                self.partners[pair[0]].add(pair)
-                self.partners[pair[1]].add(pair)
+        self._update_partners(self.pairs)
 
     def score(self, pair) -> float:
-        """The WordPiece likelihood score freq(ab) / (freq(a) * freq(b))."""
+        """The WordPiece likelihood score freq(ab) / (freq(a) * freq(b)) (the same expression as push_scores)."""
         return self.pairs[pair] / (self.freq[pair[0]] * self.freq[pair[1]])
 
     def merge(self, a: str, b: str) -> set:
@@ -481,15 +484,31 @@ class PairStats:
             self.freq[ab] += merged
             self.words[w] = new
             changed.update(old_pairs, new_pairs)
-        for pair in changed:
-            if self.pairs[pair] > 0:
+        self._update_partners(changed)
+        return changed | self.partners[a] | self.partners[b]   # freq(a), freq(b) changed: their pairs too
+
+    def _update_partners(self, pairs) -> None:
+        """Forget pairs that vanished; index the pairs frequent enough to merge by both symbols."""
+        for pair in pairs:
+            count = self.pairs[pair]
+            if count == 0:
+                del self.pairs[pair], self.where[pair]
+            if count >= self.min_frequency:
                 self.partners[pair[0]].add(pair)
                 self.partners[pair[1]].add(pair)
             else:
-                del self.pairs[pair], self.where[pair]
                 self.partners[pair[0]].discard(pair)
                 self.partners[pair[1]].discard(pair)
-        return changed | self.partners[a] | self.partners[b]   # freq(a), freq(b) changed: their pairs too
+
+
+def push_scores(heap: list, stats: PairStats, pairs, min_frequency: int) -> None:
+    """Push (-score, -count, pair) for each pair seen at least min_frequency times (the others can
+    never be merged: a pair's count only falls)."""
+    freq, counts, push = stats.freq, stats.pairs, heapq.heappush
+    for pair in pairs:
+        count = counts.get(pair, 0)
+        if count >= min_frequency:
+            push(heap, (-count / (freq[pair[0]] * freq[pair[1]]), -count, pair))
 
 
 def choose_alphabet(word_counts: Counter, limit_alphabet: int) -> list[str]:
@@ -517,33 +536,100 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 2, l
                              f"{len(vocab)}; raise the vocab size or lower the alphabet limit")
     kept = set(alphabet)
     words = [w for w in word_counts if set(w) <= kept]
-    stats = PairStats([[w[0]] + ["##" + c for c in w[1:]] for w in words], [word_counts[w] for w in words])
+    stats = PairStats([[w[0]] + ["##" + c for c in w[1:]] for w in words], [word_counts[w] for w in words],
+                      min_frequency)
     known, heap = set(vocab), []
-    push = lambda pair: heapq.heappush(heap, (-stats.score(pair), -stats.pairs[pair], pair))  # noqa: E731
-    for pair in stats.pairs:
-        push(pair)
+    push_scores(heap, stats, stats.pairs, min_frequency)
     bar = tqdm(total=vocab_size, initial=len(vocab), desc="learn vocab", disable=not progress)
     while len(vocab) < vocab_size and heap:
         neg_score, neg_count, pair = heapq.heappop(heap)
-        if pair not in stats.pairs or -neg_count != stats.pairs[pair] or -neg_score != stats.score(pair):
+        if stats.pairs.get(pair) != -neg_count or stats.score(pair) != -neg_score:
             continue                                       # a stale entry: a fresher one is in the heap
-        if -neg_count < min_frequency:
-            continue
+        a, b = pair
         if verbose:
-            a, b = pair
             print(f"merge {len(vocab) + 1}: {a!r} + {b!r} -> {a + b[2:]!r}  score {-neg_score:.4g} = "
                   f"{-neg_count} / ({stats.freq[a]} * {stats.freq[b]})")
-        for changed in stats.merge(*pair):
-            if changed in stats.pairs:
-                push(changed)
-        if pair[0] + pair[1][2:] not in known:             # "abc" can come from a+##bc and from ab+##c
-            known.add(pair[0] + pair[1][2:])
-            vocab.append(pair[0] + pair[1][2:])
+        push_scores(heap, stats, stats.merge(a, b), min_frequency)
+        if a + b[2:] not in known:                         # "abc" can come from a+##bc and from ab+##c
+            known.add(a + b[2:])
+            vocab.append(a + b[2:])
             bar.update()
         if len(heap) > 4 * len(stats.pairs) + 100_000:     # drop stale entries now and then
-            heap = [(-stats.score(p), -stats.pairs[p], p) for p in stats.pairs]
-            heapq.heapify(heap)
+            heap.clear()
+            push_scores(heap, stats, stats.pairs, min_frequency)
     bar.close()
     if len(vocab) < vocab_size:
         print(f"note: no pair left with frequency >= {min_frequency}; vocabulary has {len(vocab)} tokens")
     return vocab
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Command line
+# ---------------------------------------------------------------------------------------------
+
+def read_lines(path) -> list[str]:
+    """All lines of a UTF-8 text file (plain or .gz); a bad byte is reported with its line number."""
+    return [line for block in read_blocks(path) for line in decode_block(*block).splitlines()]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = p.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("train", help="learn a WordPiece vocabulary from corpus files")
+    t.add_argument("--corpus", nargs="+", required=True, help="text files, plain or .gz, one sentence a line")
+    t.add_argument("--vocab-size", type=int, default=31090, help="tokens in all (default: scivocab's size)")
+    t.add_argument("--out", default="runs/vocab.txt", help="where to write vocab.txt")
+    t.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    t.add_argument("--min-frequency", type=int, default=2, help="merge only pairs seen this often")
+    t.add_argument("--limit-alphabet", type=int, default=1000, help="keep this many most frequent characters")
+    t.add_argument("--unused", type=int, default=100, help="[unusedN] slots after [PAD] (scivocab: 100)")
+    t.add_argument("--workers", type=int, default=2, help="processes counting words")
+    t.add_argument("--verbose", action="store_true", help="print every merge with its score")
+    t.add_argument("--seed", type=int, default=0, help="accepted for a uniform CLI: training is deterministic")
+    e = commands.add_parser("encode", help="show the pieces, ids and offsets of a text (or encode a file)")
+    e.add_argument("text", nargs="*", help="text to encode (joined by spaces)")
+    e.add_argument("--vocab", default=None, help="vocab.txt (default: DATA_DIR/vocab/scivocab_uncased.txt)")
+    e.add_argument("--data-dir", default=os.environ.get("ELECTRAMED_DATA", "data"))
+    e.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    e.add_argument("--input", help="encode every line of this file instead; ids go to --out")
+    e.add_argument("--out", default="runs/encoded.txt", help="with --input: one line of ids per input line")
+    e.add_argument("--workers", type=int, default=2, help="with --input: encoding processes")
+    e.add_argument("--seed", type=int, default=0, help="accepted for a uniform CLI: encoding is deterministic")
+    return p.parse_args(argv)
+
+
+def main(args):
+    if getattr(args, "vocab_size", 1) < 1 or args.workers < 1:
+        raise TokenizerError("--vocab-size and --workers must be positive")
+    if args.command == "train":
+        print(f"learning a {args.vocab_size:,}-token vocabulary from {len(args.corpus)} file(s) -> {args.out}")
+        words = count_words(args.corpus, args.lowercase, args.workers, progress=True)
+        print(f"{sum(words.values()):,} words, {len(words):,} distinct")
+        vocab = learn_vocab(words, args.vocab_size, args.min_frequency, args.limit_alphabet, args.unused,
+                            verbose=args.verbose, progress=not args.verbose)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        Tokenizer(vocab, args.lowercase).save(args.out)
+        print(f"wrote {len(vocab):,} tokens to {args.out}")
+        return vocab
+    tok = Tokenizer.from_vocab_file(args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt"),
+                                    args.lowercase)
+    if args.input:
+        print(f"encoding {args.input} -> {args.out}")
+        lines = read_lines(args.input)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            for ids in tok.encode_lines(lines, workers=args.workers, progress=True):
+                f.write(" ".join(map(str, ids)) + "\n")
+        return None
+    text = " ".join(args.text)
+    pieces, spans = tok.tokenize_with_offsets(text)
+    for piece, (start, end) in zip(pieces, spans):
+        print(f"{tok.vocab[piece]:>6}  {piece:<20} {start:>4}-{end:<4} {text[start:end]}")
+    return pieces
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except TokenizerError as err:
+        sys.exit(f"error: {err}")
