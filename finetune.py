@@ -11,6 +11,9 @@ the best dev epoch is kept and scored on test, for every seed of --seeds.
     python finetune.py --task chemprot --init runs/pretrain/final/discriminator --seeds 1,2,3
     python finetune.py --task ner --data-dir my_ner_set/      # any CoNLL set: train.txt dev.txt test.txt
 
+BioASQ has no dev file: dev is a fixed 10% of the training questions (all snippets of a question
+go to the same side, chosen with seed 0 whatever the run seed), scored with the same pooling.
+
 Writes to --out-dir (printed at start): args.json, seed_<s>/metrics.json, seed_<s>/ predictions
 (test.conll "token gold pred" | test.tsv | bioasq_<batch>.json in BioASQ submission format) and
 summary.json ({"task", "metric", "seeds": {seed: value}, "mean", "std", "model", ...}, read by
@@ -64,7 +67,8 @@ class TaskSpec:
     reader: Callable               # data.py reader of one split
     metric: str                    # the test number summarised over seeds (eval.py's metric names)
     negative: str | None = None    # RE: the no-relation class, excluded from micro-F1
-    epochs: int = 3                # ELECTRA's default; NER gets more (PAPER.md §4)
+    epochs: int = 3                # ELECTRA's default
+    # CHOICE: NER defaults to 10 epochs (PAPER.md §4: "NER often needs 10-20"); the paper gives no number.
 
 
 TASKS = {
@@ -88,12 +92,10 @@ def resolve_task(args) -> tuple[TaskSpec, Path]:
     return TaskSpec(args.task, "", spec.reader, spec.metric, args.negative_label, spec.epochs), Path(args.data_dir)
 
 
-def read_split(spec, folder, split, required=True):
+def read_split(spec, folder, split):
     """Examples of one split, or a clear error when the file is missing or holds none."""
     path = folder / f"{split}{EXTENSION.get(spec.kind, '.json')}"
     if not path.is_file():
-        if not required:
-            return None
         raise data.DataError(f"{path}: missing {split} split for task kind {spec.kind!r}")
     examples = spec.reader(path)
     if not examples:
@@ -129,8 +131,10 @@ def negative_label(spec, labels) -> str:
 
 
 def warn_unseen_labels(spec, labels, examples, path):
-    """Documented behaviour: a gold label never seen in train stays gold (the model cannot predict
-    it, so it counts as a miss); it is neither an error nor mapped to O/negative."""
+    """Warn about gold labels of dev/test never seen in train.
+
+    CHOICE: such a label stays gold (the model cannot predict it, so it counts as a miss); it is
+    neither an error nor mapped to O/negative, which would hide the misses and inflate the score."""
     if spec.kind == "ner":
         gold = {t for _, tags in examples for t in tags}
     else:
@@ -151,7 +155,10 @@ def warn_unseen_labels(spec, labels, examples, path):
 # ---------------------------------------------------------------------------------------------
 
 def tagging_features(sentences, tokenizer, label_ids, max_len):
-    """One feature per chunk: input_ids, labels (first piece of each word), positions of those pieces."""
+    """One feature per chunk: input_ids, labels (first piece of each word), positions of those pieces.
+
+    CHOICE: a sentence longer than max_len is cut into chunks at word boundaries, so every word is
+    predicted; ELECTRA's tagging code truncates it instead (lost words would be predicted O)."""
     features = []
     for i, (words, tags) in enumerate(sentences):
         pieces = [tokenizer.encode_text(w)[:max_len - 2] for w in words]
@@ -436,7 +443,7 @@ def train_epoch(model, optimizer, scheduler, features, kind, args, device, rng, 
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)   # shown at the next update
     return sum(losses) / len(losses)
 
 
@@ -449,6 +456,7 @@ def run_seed(args, prep, tokenizer, seed, out_dir) -> dict:
     lr = args.lr or (3e-4 if model.encoder.config.hidden_size <= 256 else 1e-4)   # Google: small 3e-4, base 1e-4
     train = prep["train"]
     total = args.epochs * math.ceil(len(train) / args.batch_size)
+    # CHOICE: torch's AdamW keeps Adam's bias correction; Google's AdamWeightDecayOptimizer has none.
     optimizer = torch.optim.AdamW(layerwise_param_groups(model, lr, args.layerwise_decay, args.weight_decay),
                                   lr=lr, betas=(0.9, 0.999), eps=1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -606,6 +614,8 @@ def prepare(args, spec, folder, tokenizer) -> dict:
         train = subset(train, args.max_train_examples)
         qa = lambda b: {**b, "features": qa_features(b["examples"], tokenizer, args.max_seq_len,
                                                       args.doc_stride, args.max_query_len)}
+        # CHOICE: dev picks the epoch by MRR: on ~50 held-out questions strict accuracy moves in
+        # steps of 2%, while MRR also rewards a gold answer ranked 2nd to 5th.
         return {"kind": "qa", "labels": [], "dev_metric": "mrr", "train": qa({"examples": train})["features"],
                 "dev": {"batches": {k: qa(limit_questions(b, args.max_eval_examples)) for k, b in dev.items()}},
                 "test": {"batches": {k: qa(limit_questions(b, args.max_eval_examples)) for k, b in tests.items()}}}
