@@ -568,8 +568,13 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 2, l
 # ---------------------------------------------------------------------------------------------
 
 def read_lines(path) -> list[str]:
-    """All lines of a UTF-8 text file (plain or .gz); a bad byte is reported with its line number."""
-    return [line for block in read_blocks(path) for line in decode_block(*block).splitlines()]
+    """All lines of a UTF-8 text file (plain or .gz), cut at "\n" only (str.splitlines would also cut
+    at \x85 and \u2028); a bad byte is reported with its line number."""
+    lines = []
+    for block in read_blocks(path):
+        text = decode_block(*block)
+        lines += text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+    return lines
 
 
 def parse_args(argv=None):

@@ -8,11 +8,15 @@ and BioASQ benchmark files) and thousands of seeded random strings.
     python -m pytest tests/test_tokenizer.py            # representative subsets, about a minute
     python -m pytest tests/test_tokenizer.py -m slow    # every sentence of every file
 """
+import gzip
 import json
 import random
+import subprocess
 import sys
+from collections import Counter
 
 import pytest
+from tokenizers import normalizers, pre_tokenizers
 from transformers import BertTokenizer
 from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
@@ -74,19 +78,29 @@ def random_strings(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def first_mismatch(ours, hf, texts, offsets=False):
-    """(number of texts whose ids (or offsets) differ from the oracle's, first difference)."""
-    bad, first = 0, None
-    enc = hf(texts, add_special_tokens=False, return_offsets_mapping=offsets)
+def oracle_ids_and_offsets(hf, texts):
+    """ids and (for BertTokenizer) character offsets from the oracle, no special tokens. For
+    BertTokenizer we call its Rust backend (the object it encodes with) directly: transformers'
+    Python wrapper around it costs ~0.3 ms a text; test_backend_is_what_bert_tokenizer_returns."""
+    if isinstance(hf, BertTokenizerLegacy):
+        return hf(texts, add_special_tokens=False)["input_ids"], None
+    encodings = hf.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [e.ids for e in encodings], [e.offsets for e in encodings]
+
+
+def count_mismatches(ours, hf, texts):
+    """(texts whose ids differ from the oracle's, texts whose offsets differ, the first difference).
+    The legacy oracle gives no offsets: only ids are compared there."""
+    bad_ids, bad_offsets, first = 0, 0, None
+    theirs_ids, theirs_offsets = oracle_ids_and_offsets(hf, texts)
     for i, text in enumerate(texts):
-        if offsets:
-            mine, theirs = ours.tokenize_with_offsets(text)[1], [tuple(o) for o in enc["offset_mapping"][i]]
-        else:
-            mine, theirs = ours.encode_text(text), enc["input_ids"][i]
-        if mine != theirs:
-            bad += 1
-            first = first or (text, mine, theirs)
-    return bad, first
+        if ours.encode_text(text) != theirs_ids[i]:
+            bad_ids += 1
+            first = first or ("ids", text, ours.tokenize(text), theirs_ids[i])
+        if theirs_offsets is not None and ours.tokenize_with_offsets(text)[1] != theirs_offsets[i]:
+            bad_offsets += 1
+            first = first or ("offsets", text, ours.tokenize_with_offsets(text), theirs_offsets[i])
+    return bad_ids, bad_offsets, first
 
 
 @pytest.fixture(scope="module")
@@ -112,20 +126,19 @@ def check_parity(ours, hf, legacy, data_dir, per_file, legacy_per_file):
     total = 0
     for path in data_files(data_dir):
         texts = read_texts(path)[:per_file]
-        bad, first = first_mismatch(ours, hf, texts)
-        assert bad == 0, f"{path}: {bad}/{len(texts)} texts differ from BertTokenizer; first {first}"
-        bad, first = first_mismatch(ours, hf, texts, offsets=True)
-        assert bad == 0, f"{path}: {bad}/{len(texts)} offset lists differ from BertTokenizer; first {first}"
+        bad_ids, bad_offsets, first = count_mismatches(ours, hf, texts)
         some = texts[:legacy_per_file]
-        bad, first = first_mismatch(ours, legacy, some)
-        assert bad == 0, f"{path}: {bad}/{len(some)} texts differ from BertTokenizerLegacy; first {first}"
-        print(f"{path.relative_to(data_dir)}: {len(texts)} texts, 0 mismatches (legacy: {len(some)}, 0)")
+        bad_legacy, _, first_legacy = count_mismatches(ours, legacy, some)
+        print(f"{path.relative_to(data_dir)}: {len(texts)} texts, {bad_ids} id and {bad_offsets} offset "
+              f"mismatches; legacy: {len(some)} texts, {bad_legacy} mismatches")
+        assert bad_ids == bad_offsets == 0, f"{path}: differs from BertTokenizer; first {first}"
+        assert bad_legacy == 0, f"{path}: differs from BertTokenizerLegacy; first {first_legacy}"
         total += len(texts)
     return total
 
 
 def test_parity_scivocab_on_real_text_subset(sci, sci_hf, sci_legacy, data_dir):
-    total = check_parity(sci, sci_hf, sci_legacy, data_dir, per_file=3000, legacy_per_file=300)
+    total = check_parity(sci, sci_hf, sci_legacy, data_dir, per_file=2000, legacy_per_file=200)
     print(f"scivocab: {total} real texts, 0 mismatches")
 
 
@@ -137,10 +150,9 @@ def test_parity_scivocab_on_every_real_text(sci, sci_hf, sci_legacy, data_dir):
 
 def test_parity_scivocab_on_random_strings(sci, sci_hf):
     texts = random_strings(3000)
-    for offsets in (False, True):
-        bad, first = first_mismatch(sci, sci_hf, texts, offsets=offsets)
-        assert bad == 0, f"{bad}/{len(texts)} random strings differ (offsets={offsets}); first {first}"
-    print(f"scivocab: {len(texts)} random strings, 0 mismatches in ids and offsets")
+    bad_ids, bad_offsets, first = count_mismatches(sci, sci_hf, texts)
+    print(f"scivocab: {len(texts)} random strings, {bad_ids} id and {bad_offsets} offset mismatches")
+    assert bad_ids == bad_offsets == 0, f"first difference {first}"
 
 
 def test_offsets_span_the_text_that_produced_each_piece(sci, data_dir):
@@ -171,9 +183,8 @@ def test_chunking_agrees_with_bert_whitespace(sci, sci_hf):
     control chars occurs); check every Unicode char that str.split splits on, alone and with offsets."""
     spaces = [chr(cp) for cp in range(sys.maxunicode + 1) if chr(cp).isspace()]
     texts = [f"cell{c}death" for c in spaces] + [f"a{c} {c}b" for c in spaces]
-    for offsets in (False, True):
-        bad, first = first_mismatch(sci, sci_hf, texts, offsets=offsets)
-        assert bad == 0, f"{bad} whitespace cases differ (offsets={offsets}); first {first}"
+    bad_ids, bad_offsets, first = count_mismatches(sci, sci_hf, texts)
+    assert bad_ids == bad_offsets == 0, f"whitespace cases differ; first {first}"
 
 
 def test_encode_pairs_truncation_and_batch_match_bert(sci, sci_hf, data_dir):
@@ -230,9 +241,170 @@ def test_vocab_errors_name_the_file(tmp_path):
 
 
 def test_ascii_fast_path_equals_the_character_by_character_definition(data_dir):
-    texts = read_texts(data_dir / "pubmed" / "pubmed_sample.txt")[:2000]
+    texts = read_texts(data_dir / "pubmed" / "pubmed_sample.txt")[:300]
     rng = random.Random(2)
-    texts += ["".join(rng.choice([chr(c) for c in range(128)]) for _ in range(40)) for _ in range(2000)]
+    texts += ["".join(rng.choice([chr(c) for c in range(128)]) for _ in range(40)) for _ in range(1000)]
     for lowercase in (True, False):
         for text in texts:
             assert tk.basic_tokenize_spans(text, lowercase) == tk.unicode_tokenize_spans(text, lowercase), repr(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Learning a vocabulary
+# ---------------------------------------------------------------------------------------------
+
+TOY = Counter({"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5})   # Hugging Face course, ch. 6
+
+
+def test_toy_merges_worked_by_hand(capsys):
+    """Words (count): hug 10, pug 5, pun 12, bun 4, hugs 5; split h ##u ##g, p ##u ##g, ...
+    score = freq(ab) / (freq(a) * freq(b)); ties -> the more frequent pair.
+    1. freq ##u 36, ##g 20, ##s 5. (##g,##s) = 5/(20*5) = 1/20; every other pair = 1/36
+       (e.g. (p,##u) = 17/(17*36)).                                              -> ##gs
+    2. all pairs tie at 1/36 again; (p,##u) is the most frequent (17).            -> pu
+    3. ##u now 19: (h,##u) = 15/(15*19), (b,##u) = 4/(4*19), (##u,##gs) = 5/(19*5), all 1/19,
+       above (pu,##n) = 12/(17*16); (h,##u) is the most frequent.                 -> hu
+    4. ##u now 4: (b,##u) = 4/(4*4) = 1/4, beats (hu,##gs) = 5/(15*5) = 1/15.    -> bu
+    5. (hu,##gs) 1/15 > (bu,##n) = 4/(4*16) = 1/16 > (hu,##g) = 10/(15*15).      -> hugs
+    6. hu now 10: (hu,##g) = 10/(10*15) = 1/15 > (bu,##n) 1/16.                   -> hug
+    7. (bu,##n) 1/16 > (pu,##g) = 5/(17*5) = 1/17 > (pu,##n) = 12/(17*16).        -> bun
+    8. ##n now 12: (pu,##n) = 12/(17*12) = 1/17 ties (pu,##g) = 5/(17*5); more frequent. -> pun
+    9. the last pair.                                                             -> pug
+    """
+    vocab = tk.learn_vocab(TOY, vocab_size=5 + 14 + 9, min_frequency=1, num_unused=0, verbose=True)
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert vocab[5:19] == list("bghnpsu") + ["##" + c for c in "bghnpsu"]
+    assert vocab[19:] == ["##gs", "pu", "hu", "bu", "hugs", "hug", "bun", "pun", "pug"]
+    printed = capsys.readouterr().out
+    assert "'##g' + '##s' -> '##gs'  score 0.05 = 5 / (20 * 5)" in printed
+    assert "'b' + '##u' -> 'bu'  score 0.25 = 4 / (4 * 4)" in printed
+
+
+def test_layout_alphabet_limit_and_min_frequency(capsys):
+    vocab = tk.learn_vocab(TOY, vocab_size=200, min_frequency=5, limit_alphabet=6, num_unused=3, verbose=True)
+    assert vocab[:9] == ["[PAD]", "[unused0]", "[unused1]", "[unused2]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "g"]
+    assert "b" not in vocab and "##b" not in vocab and "bu" not in vocab   # b is the rarest of 7 chars
+    merges = [line for line in capsys.readouterr().out.splitlines() if line.startswith("merge")]
+    counts = [int(line.split(" = ")[1].split(" / ")[0]) for line in merges]
+    assert merges and len(vocab) == 8 + 12 + len(merges) and min(counts) >= 5, merges
+
+
+def naive_learn(word_counts, n_merges, min_frequency):
+    """Reference trainer: recount every pair and symbol from scratch before each merge."""
+    words = {w: [w[0]] + ["##" + c for c in w[1:]] for w in word_counts}
+    merges = []
+    for _ in range(n_merges):
+        pairs, freq = Counter(), Counter()
+        for w, symbols in words.items():
+            for s in symbols:
+                freq[s] += word_counts[w]
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += word_counts[w]
+        ok = [p for p in pairs if pairs[p] >= min_frequency]
+        if not ok:
+            break
+        a, b = min(ok, key=lambda p: (-pairs[p] / (freq[p[0]] * freq[p[1]]), -pairs[p], p))
+        merges.append(a + b[2:])
+        words = {w: tk.merge_symbols(symbols, a, b) for w, symbols in words.items()}
+    return merges
+
+
+def test_incremental_trainer_equals_full_recount_on_real_text(data_dir):
+    lines = (data_dir / "pubmed" / "pubmed_sample.txt").read_text("utf-8").splitlines()[:300]
+    words = Counter(w for line in lines for w in tk.basic_tokenize(line))
+    base = 5 + 2 * len({c for w in words for c in w})
+    vocab = tk.learn_vocab(words, vocab_size=base + 400, min_frequency=2, num_unused=0)
+    expected = list(dict.fromkeys(naive_learn(words, 420, min_frequency=2)))
+    assert len(vocab) == base + 400 and vocab[base:] == expected[:400]
+
+
+def tokenizers_words(lines, lowercase):
+    """Word counts by the tokenizers library's BertNormalizer + BertPreTokenizer (the oracle)."""
+    normalizer, pre = normalizers.BertNormalizer(lowercase=lowercase), pre_tokenizers.BertPreTokenizer()
+    return Counter(w for line in lines for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(line)))
+
+
+def test_count_words_plain_gz_parallel_match_tokenizers(data_dir, tmp_path, monkeypatch):
+    text = (data_dir / "pubmed" / "pubmed_sample.txt").read_text("utf-8")
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as f:
+        f.write(text + "Ångström ΟΔΟΣ caf\u00e9 a\x85b\n")
+    monkeypatch.setattr(tk, "BLOCK_BYTES", 50_000)          # many blocks, to exercise the line bookkeeping
+    lines = text.split("\n")                                  # (str.splitlines would also cut at \x85)
+    expected = tokenizers_words(lines + lines + ["Ångström ΟΔΟΣ caf\u00e9 a\x85b"], True)
+    assert tk.count_words([tmp_path / "a.txt", tmp_path / "b.txt.gz"]) == expected
+    assert tk.count_words([tmp_path / "a.txt", tmp_path / "b.txt.gz"], workers=2) == expected
+    assert tk.count_words([tmp_path / "a.txt"], lowercase=False) == tokenizers_words(lines, False)
+
+
+def test_corpus_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(b"fine line\nanother\nna\xefve\n")
+    for workers in (1, 2):
+        with pytest.raises(TokenizerError, match=r"latin1\.txt:3: not valid UTF-8 \(byte 0xef\)"):
+            tk.count_words([bad], workers=workers)
+    with pytest.raises(TokenizerError, match=r"nowhere\.txt: cannot read corpus"):
+        tk.count_words([tmp_path / "nowhere.txt"])
+    (tmp_path / "fake.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(TokenizerError, match=r"fake\.gz: cannot read corpus"):
+        tk.count_words([tmp_path / "fake.gz"])
+    (tmp_path / "blank.txt").write_text("\n  \n\t\n", encoding="utf-8")
+    with pytest.raises(TokenizerError, match=r"blank\.txt: corpus is empty"):
+        tk.count_words([tmp_path / "blank.txt"])
+    with pytest.raises(TokenizerError, match=r"vocab size 20 is smaller than .* alphabet \(7 characters"):
+        tk.learn_vocab(TOY, vocab_size=20, num_unused=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# A cased vocabulary we train: parity again
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cased_vocab(data_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cased") / "vocab.txt"
+    args = tk.parse_args(["train", "--corpus", str(data_dir / "pubmed" / "corpus.txt"), "--vocab-size", "6000",
+                          "--no-lowercase", "--out", str(path), "--workers", "1"])
+    tk.main(args)
+    return path
+
+
+def test_parity_trained_cased_vocab_on_real_text_and_random_strings(cased_vocab, data_dir):
+    ours = Tokenizer.from_vocab_file(cased_vocab, lowercase=False)
+    hf = BertTokenizer(str(cased_vocab), do_lower_case=False)
+    legacy = BertTokenizerLegacy(str(cased_vocab), do_lower_case=False)
+    assert len(ours) == 6000 and ours.tokenize("EGFR") != ours.tokenize("egfr")
+    total = check_parity(ours, hf, legacy, data_dir, per_file=500, legacy_per_file=100)
+    texts = random_strings(2000, seed=3)
+    bad_ids, bad_offsets, first = count_mismatches(ours, hf, texts)
+    print(f"cased vocab: {len(texts)} random strings, {bad_ids} id and {bad_offsets} offset mismatches")
+    assert bad_ids == bad_offsets == 0, f"first difference {first}"
+    print(f"cased vocab: {total} real texts and {len(texts)} random strings, 0 mismatches")
+
+
+@pytest.mark.slow
+def test_parity_trained_cased_vocab_on_every_real_text(cased_vocab, data_dir):
+    ours = Tokenizer.from_vocab_file(cased_vocab, lowercase=False)
+    hf = BertTokenizer(str(cased_vocab), do_lower_case=False)
+    legacy = BertTokenizerLegacy(str(cased_vocab), do_lower_case=False)
+    total = check_parity(ours, hf, legacy, data_dir, per_file=None, legacy_per_file=None)
+    print(f"cased vocab: {total} real texts (every sentence), 0 mismatches")
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Command line
+# ---------------------------------------------------------------------------------------------
+
+def test_cli_encode_and_clean_errors(scivocab, data_dir, tmp_path, capsys):
+    pieces = tk.main(tk.parse_args(["encode", "--vocab", str(scivocab), "EGFR", "mutations", "in", "Ångström"]))
+    assert pieces == BertTokenizer(str(scivocab)).tokenize("EGFR mutations in Ångström")
+    assert "ström" in capsys.readouterr().out                       # the offsets column shows the original text
+    lines = read_texts(data_dir / "bc5cdr" / "dev.txt")[:300]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tk.main(tk.parse_args(["encode", "--vocab", str(scivocab), "--input", str(tmp_path / "in.txt"),
+                           "--out", str(tmp_path / "ids.txt"), "--workers", "1"]))
+    written = [[int(i) for i in line.split()] for line in (tmp_path / "ids.txt").read_text().splitlines()]
+    assert written == BertTokenizer(str(scivocab))(lines, add_special_tokens=False)["input_ids"]
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\n")
+    run = subprocess.run([sys.executable, "tokenizer.py", "train", "--corpus", str(tmp_path / "bad.txt"),
+                          "--out", str(tmp_path / "v.txt")], capture_output=True, text=True, cwd=tk.__file__[:-12])
+    assert run.returncode == 1 and "bad.txt:2: not valid UTF-8" in run.stderr and "Traceback" not in run.stderr
