@@ -137,6 +137,14 @@ def check_parity(ours, hf, legacy, data_dir, per_file, legacy_per_file):
     return total
 
 
+def test_backend_is_what_bert_tokenizer_returns(sci_hf, data_dir):
+    texts = read_texts(data_dir / "ncbi_disease" / "test.txt")[:300] + random_strings(300, seed=4)
+    ids, offsets = oracle_ids_and_offsets(sci_hf, texts)
+    called = sci_hf(texts, add_special_tokens=False, return_offsets_mapping=True)
+    assert ids == called["input_ids"]
+    assert offsets == [[tuple(o) for o in row] for row in called["offset_mapping"]]
+
+
 def test_parity_scivocab_on_real_text_subset(sci, sci_hf, sci_legacy, data_dir):
     total = check_parity(sci, sci_hf, sci_legacy, data_dir, per_file=2000, legacy_per_file=200)
     print(f"scivocab: {total} real texts, 0 mismatches")
