@@ -535,6 +535,33 @@ def write_run_info(args, dist: Dist):
     (Path(args.out_dir) / "args.json").write_text(json.dumps(info, indent=1))
 
 
+def global_counts(batches, raw, args, dist: Dist, stop_requested):
+    """Masked slots and non-pad tokens of this step over all processes (the loss denominators),
+    and whether any process was asked to stop. Stores each batch's per-example "counts" (B,)."""
+    for b in batches:
+        b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
+                                    args.num_predictions)
+    local = [sum(b["counts"].sum().item() for b in batches),
+             sum((b["input_ids"] != raw.pad_id).sum().item() for b in batches), float(stop_requested)]
+    return all_reduce(torch.tensor(local, device=dist.device), dist).tolist()
+
+
+def log_metrics(stats, out, args, dist: Dist, step, lr, grad_norm, flops, timer, log_file) -> dict:
+    """Summarize the stats summed since the last log (all processes), write a log.jsonl line, reset."""
+    metrics = summarize(all_reduce(stats, dist), args.disc_weight)
+    stats.zero_()
+    real = out["real"]
+    metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(),
+                   disc_auc=roc_auc(out["disc_logits"][real], out["labels"][real]),   # last micro-batch
+                   seq_per_s=(step - timer[1]) * args.batch_size / (time.time() - timer[0]))
+    if dist.device.type == "cuda":
+        metrics["mfu"] = metrics["seq_per_s"] * flops / 989e12    # of an H100 SXM's dense bf16 peak (PAPER.md §5)
+    if log_file:
+        log_file.write(json.dumps(metrics) + "\n")
+        log_file.flush()
+    return metrics
+
+
 def train(args, dist: Dist):
     # 1-2. processes, device and seeds (model init identical everywhere; dropout differs by rank)
     setup_torch(args, dist)
@@ -575,21 +602,16 @@ def train(args, dist: Dist):
         model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16"
                 else contextlib.nullcontext())
-    # 7. loop
-    stop, stats, bar = StopRequest(), torch.zeros(len(STATS), device=dist.device), None
+    # 7. loop: lr -> micro-steps under autocast -> clip -> step -> log -> checkpoint
+    stop, stats = StopRequest(), torch.zeros(len(STATS), device=dist.device)
     bar = tqdm(total=args.steps, initial=step, disable=not dist.is_main, desc="pretrain", unit="step")
     log_file = open(out_dir / "log.jsonl", "a") if dist.is_main else None
-    t0, steps_timed = time.time(), 0
+    timer = (time.time(), step)
     try:
         while step < args.steps:
-            position = data.state_dict()            # where a checkpoint taken at this step resumes
+            position = data.state_dict()            # where a checkpoint taken before this step resumes
             batches = [data.next_batch() for _ in range(args.grad_accum)]
-            for b in batches:
-                b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
-                                            args.num_predictions)   # (B,) masked slots of each example
-            local = [sum(b["counts"].sum().item() for b in batches),
-                     sum((b["input_ids"] != raw.pad_id).sum().item() for b in batches), float(stop.requested)]
-            masked, real, stopping = all_reduce(torch.tensor(local, device=dist.device), dist).tolist()
+            masked, real, stopping = global_counts(batches, raw, args, dist, stop.requested)
             if stopping:                             # every process stops at the same step
                 break
             lr = learning_rate(step, args.lr, args.steps, args.warmup_steps)
@@ -599,10 +621,10 @@ def train(args, dist: Dist):
                             "rtd_denominator": torch.tensor(real / dist.world_size, device=dist.device)}
             step_loss = 0.0
             for micro, b in enumerate(batches):
-                first = (micro * dist.world_size + dist.rank) * args.micro_batch_size
+                first = (micro * dist.world_size + dist.rank) * args.micro_batch_size   # index in the global batch
                 batch = {**prepare_batch(b, raw, args, step, first, dist.device), **denominators}
-                last = micro == len(batches) - 1
-                with (model.no_sync() if dist.world_size > 1 and not last else contextlib.nullcontext()):
+                sync = dist.world_size == 1 or micro == len(batches) - 1     # all-reduce on the last only
+                with contextlib.nullcontext() if sync else model.no_sync():
                     with autocast:
                         out = model(batch)
                     out["loss"].backward()     # gradients summed over micro-batches, averaged by DDP
@@ -614,24 +636,13 @@ def train(args, dist: Dist):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            steps_timed += 1
             bar.update()
             if step % args.log_every == 0 or step == args.steps:
-                metrics = summarize(all_reduce(stats, dist), args.disc_weight)
-                elapsed = time.time() - t0
-                metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(),
-                               disc_auc=roc_auc(out["disc_logits"][out["real"]], out["labels"][out["real"]]),
-                               seq_per_s=steps_timed * args.batch_size / elapsed)
-                if dist.device.type == "cuda":
-                    metrics["tflops_per_s"] = metrics["seq_per_s"] * flops / 1e12
-                if dist.is_main:
-                    log_file.write(json.dumps(metrics) + "\n")
-                    log_file.flush()
-                    bar.set_postfix(loss=f"{metrics['loss']:.3f}", gen_acc=f"{metrics['gen_acc']:.3f}",
-                                    disc_acc=f"{metrics['disc_acc']:.3f}", lr=f"{lr:.2e}",
-                                    seq_s=f"{metrics['seq_per_s']:.1f}")
-                stats.zero_()
-                t0, steps_timed = time.time(), 0
+                metrics = log_metrics(stats, out, args, dist, step, lr, grad_norm, flops, timer, log_file)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", gen_acc=f"{metrics['gen_acc']:.3f}",
+                                disc_acc=f"{metrics['disc_acc']:.3f}", lr=f"{lr:.2e}",
+                                seq_s=f"{metrics['seq_per_s']:.1f}")
+                timer = (time.time(), step)
             if step % args.save_every == 0 or step == args.steps:
                 checkpoint_now(args, dist, raw, optimizer, data.state_dict(), step)
         if step < args.steps:

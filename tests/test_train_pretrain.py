@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -266,6 +267,20 @@ def test_killed_run_resumes_bit_identical(small_corpus, scivocab, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs after resume from {resumed_from}"
     for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         assert torch.equal(pa["m"], pb["m"]) and torch.equal(pa["v"], pb["v"])
+
+
+def test_sigterm_checkpoints_and_stops_cleanly(small_corpus, scivocab, tmp_path):
+    """SIGTERM (sent to this process by a watcher thread once the first log line is written) ends
+    a 1000-step run early with a checkpoint at the step reached, data position included."""
+    def send_sigterm_after_first_log():
+        while not (tmp_path / "log.jsonl").is_file() or not (tmp_path / "log.jsonl").read_text():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=send_sigterm_after_first_log, daemon=True).start()
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "1000", "--log-every", "2"))
+    state = torch.load(tp.latest_checkpoint(tmp_path), weights_only=False)
+    assert 2 <= state["step"] < 1000 and state["data"]["step"] == state["step"]
+    assert not (tmp_path / "final").exists()
 
 
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):

@@ -1,0 +1,146 @@
+"""
+Training speed of train_pretrain.py's full step (noise, masking, generator, Gumbel sampling,
+discriminator, losses + metrics, backward, clip, ELECTRA's AdamWeightDecay), side by side with the
+transformers-based step of bench/bench_model.py (imported, not rewritten), on the same sizes.
+
+Each measurement runs in its own child process (interleaved, best of --repeats) and reports the
+median s/step of --steps timed steps, CPU s/step, seq/s and MFU from train_pretrain.flops_per_sequence
+(the useful FLOPs of PAPER.md §5, the same for both implementations).
+
+    OMP_NUM_THREADS=2 python bench/bench_pretrain.py                        # CPU, small, L=128
+    python bench/bench_pretrain.py --device cuda --sweep                    # base, L=128/512, compile on/off
+
+Writes OUT_DIR/bench_pretrain.json and prints a markdown table for bench/results_pretrain.md.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "bench")]   # bench scripts run from anywhere; the library never does this
+import bench_model  # noqa: E402  (the model issue's transformers-based step and matmul peak)
+import electramed as em  # noqa: E402
+import train_pretrain as tp  # noqa: E402
+
+
+def run_ours(args):
+    """Time our training step in this process; returns a dict like bench_model.run_one's."""
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    targs = tp.parse_args(["--size", args.size, "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size),
+                           "--gpus", "1" if device.type == "cuda" else "0"])
+    targs.precision, targs.compile = args.dtype, args.compile
+    tp.resolve_defaults(targs)
+    tokens = [f"[unused{i}]" for i in range(args.vocab_size)]
+    tokens[:5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    raw = tp.build_model(targs, tp.Tokenizer(tokens)).to(device)
+    optimizer = tp.build_optimizer(raw, targs)
+    model = torch.compile(raw) if args.compile else raw
+    ids = bench_model.make_batch(args, args.vocab_size, "cpu")
+    data = {"input_ids": ids["ids"], "token_type_ids": ids["types"], "attention_mask": torch.ones_like(ids["ids"], dtype=torch.bool)}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+    times, cpu_times = [], []
+    for i in range(args.warmup + args.steps):
+        bench_model.synchronize(device)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        b = dict(data, counts=tp.count_targets(data["input_ids"], raw.special_ids, raw.pad_id, targs.mask_prob,
+                                              targs.num_predictions))
+        batch = tp.prepare_batch(b, raw, targs, i, 0, device)
+        batch["mlm_denominator"] = b["counts"].sum().float().to(device)
+        batch["rtd_denominator"] = torch.tensor(float(data["input_ids"].numel()), device=device)
+        with autocast:
+            out = model(batch)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
+        optimizer.param_groups[0]["lr"] = optimizer.param_groups[1]["lr"] = 5e-4
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        bench_model.synchronize(device)
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
+    median = lambda xs: sorted(xs[args.warmup:])[len(xs[args.warmup:]) // 2]
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+    return {"impl": "ours", "s_per_step": median(times), "cpu_s_per_step": median(cpu_times),
+            "seq_per_s": args.batch_size / median(times), "peak_mb": peak_mb, "loss": out["loss"].item(),
+            "flops_per_seq": tp.flops_per_sequence(raw.discriminator.config, raw.generator.config,
+                                                   args.seq_len, targs.num_predictions)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=list(em.SIZES), default="small")
+    p.add_argument("--vocab-size", type=int, default=31090)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--mask-prob", type=float, default=0.15)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compile happens here)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="default bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--sweep", action="store_true", help="CUDA: base at L=128 (batch 64) and 512 (batch 16), compile off/on")
+    p.add_argument("--impl", choices=["ours"], default=None, help="child mode: run ours in this process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", default="runs/bench_pretrain")
+    return p.parse_args(argv)
+
+
+def child(args, impl):
+    """Run one measurement in a fresh process: ours here, the transformers step via bench_model."""
+    keys = ("size", "vocab_size", "seq_len", "batch_size", "mask_prob", "steps", "warmup", "device", "dtype", "seed")
+    script = __file__ if impl == "ours" else str(REPO / "bench" / "bench_model.py")
+    argv = [sys.executable, script, "--impl", impl] + sum((["--" + k.replace("_", "-"), str(getattr(args, k))]
+                                                          for k in keys), []) + (["--compile"] if args.compile else [])
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{impl} child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(args, impls):
+    runs = {impl: [] for impl in impls}
+    for r in range(args.repeats):
+        for impl in impls:
+            runs[impl].append(child(args, impl))
+            print(f"  {args.size} L={args.seq_len} compile={args.compile} {impl} repeat {r + 1}: "
+                  f"{runs[impl][-1]['s_per_step']:.3f} s/step", flush=True)
+    return {impl: min(rs, key=lambda x: x["s_per_step"]) for impl, rs in runs.items()}
+
+
+def main(args):
+    args.dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
+    if args.impl:
+        print(json.dumps(run_ours(args)))
+        return
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"out dir: {out_dir}")
+    settings = ([dict(size="base", seq_len=L, batch_size=B, compile=c) for L, B in ((128, 64), (512, 16))
+                 for c in (False, True)] if args.sweep else [{}])
+    device = torch.device(args.device)
+    peak = bench_model.matmul_peak(device, torch.bfloat16 if args.dtype == "bf16" else torch.float32,
+                                   8192 if device.type == "cuda" else 1024)
+    rows = []
+    print(f"| size | L | batch | compile | impl | s/step | CPU s/step | seq/s | MFU (of measured {peak:.3g} FLOP/s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for setting in settings:
+        vars(args).update(setting)
+        best = measure(args, ["ours", "hf"])
+        for impl, r in best.items():
+            mfu = r["seq_per_s"] * best["ours"]["flops_per_seq"] / peak
+            rows.append({**setting, **r, "mfu": mfu})
+            print(f"| {args.size} | {args.seq_len} | {args.batch_size} | {args.compile} | {impl} | {r['s_per_step']:.3f} | "
+                  f"{r['cpu_s_per_step']:.3f} | {r['seq_per_s']:.2f} | {100 * mfu:.1f}% |")
+        print(f"ours / transformers speed: {best['hf']['s_per_step'] / best['ours']['s_per_step']:.2f}x wall, "
+              f"{best['hf']['cpu_s_per_step'] / best['ours']['cpu_s_per_step']:.2f}x CPU time")
+    (out_dir / "bench_pretrain.json").write_text(json.dumps({"args": vars(args), "peak": peak, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main(parse_args())
