@@ -27,6 +27,7 @@ import os
 import random
 import re
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -240,6 +241,7 @@ def pack_examples(documents_ids, max_len, rng, cls_id, sep_id) -> Iterator[tuple
 # ---------------------------------------------------------------------------------------------
 SHARD_FORMAT = 1
 WRITE_CHUNK = 4096   # examples buffered before a write: memory does not grow with the corpus
+IN_FLIGHT_LINES = 100_000   # lines read but not yet packed; > MAX_DOCUMENT_LINES + the pool's block
 
 
 def _sha256(path, chunk=1 << 20):
@@ -251,21 +253,32 @@ def _sha256(path, chunk=1 << 20):
 
 
 def _tokenized_documents(tokenizer, paths, workers, progress):
-    """Documents of token id lists. Lines go to the tokenizer's worker pool one stream; the number
-    of sentences of each document rides alongside in a queue to regroup them."""
-    sizes = deque()
+    """Documents of token id lists. Lines go to the tokenizer's worker pool as one stream; the
+    number of sentences of each document rides alongside in a queue to regroup them. A semaphore
+    holds the reader back when IN_FLIGHT_LINES lines wait to be packed (the pool itself would
+    read ahead without limit, and memory would grow with the corpus)."""
+    sizes, in_flight, stop = deque(), threading.Semaphore(IN_FLIGHT_LINES), threading.Event()
 
-    def lines():
+    def lines():   # runs in the pool's feeder thread when workers > 1
         for document in read_documents(paths):
             sizes.append(len(document))
-            yield from document
+            for line in document:
+                while not in_flight.acquire(timeout=0.5):
+                    if stop.is_set():
+                        return
+                yield line
 
     ids = tokenizer.encode_lines(lines(), workers=workers, progress=False)
-    with tqdm(desc="documents", unit=" doc", disable=not progress) as bar:
-        for sentence in ids:
-            document = [sentence] + [next(ids) for _ in range(sizes.popleft() - 1)]
-            bar.update()
-            yield document
+    try:
+        with tqdm(desc="documents", unit=" doc", disable=not progress) as bar:
+            for sentence in ids:
+                document = [sentence] + [next(ids) for _ in range(sizes.popleft() - 1)]
+                in_flight.release(len(document))
+                bar.update()
+                yield document
+    finally:
+        stop.set()
+        ids.close()
 
 
 class _ExampleWriter:
