@@ -41,6 +41,8 @@ import regex
 import torch
 from tqdm import tqdm
 
+from tokenizer import Tokenizer
+
 
 class DataError(ValueError):
     """Bad or missing input. The message starts with "path:line: " when one line is at fault."""
@@ -284,8 +286,8 @@ def _tokenized_documents(tokenizer, paths, workers, progress):
 class _ExampleWriter:
     """Appends padded examples to examples.bin and index.bin, WRITE_CHUNK at a time."""
 
-    def __init__(self, out_dir, max_len, dtype):
-        self.max_len, self.dtype, self.n = max_len, dtype, 0
+    def __init__(self, out_dir, max_len, dtype, pad_id):
+        self.max_len, self.dtype, self.pad_id, self.n = max_len, dtype, pad_id, 0
         self.files = [open(out_dir / "examples.bin.tmp", "wb"), open(out_dir / "index.bin.tmp", "wb")]
         self.buffer = []
 
@@ -295,7 +297,7 @@ class _ExampleWriter:
             self.flush()
 
     def flush(self):
-        rows = np.zeros((len(self.buffer), self.max_len), dtype=self.dtype)
+        rows = np.full((len(self.buffer), self.max_len), self.pad_id, dtype=self.dtype)
         index = np.zeros((len(self.buffer), 2), dtype=np.int32)
         for i, (input_ids, token_types) in enumerate(self.buffer):
             rows[i, :len(input_ids)] = input_ids
@@ -317,22 +319,10 @@ def _cache_key(corpus_paths, vocab_file, max_len, seed, lowercase):
             "max_len": max_len, "seed": seed, "lowercase": lowercase}
 
 
-def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, seed=0, lowercase=True,
-                   progress=False) -> Path:
-    """Tokenize, pack and write the corpus to out_dir; return out_dir. Reuses out_dir when its
-    meta.json was written from the same inputs (paths, sizes, mtimes), vocab, max_len and seed."""
-    from tokenizer import Tokenizer   # the tokenizer chapter; imported here so readers need no vocab
-
-    paths = [require_file(p) for p in ([corpus_paths] if isinstance(corpus_paths, (str, Path)) else corpus_paths)]
-    vocab_file, out_dir = require_file(vocab_file, "a WordPiece vocab, one token a line"), Path(out_dir)
-    key = _cache_key(paths, vocab_file, max_len, seed, lowercase)
-    if (out_dir / "meta.json").is_file() and json.loads((out_dir / "meta.json").read_text()).get("key") == key:
-        return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "meta.json").unlink(missing_ok=True)
-    tokenizer = Tokenizer.from_vocab_file(vocab_file, lowercase=lowercase)
+def _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress):
+    """Tokenize -> pack -> append to out_dir/*.bin.tmp. Returns the number of examples and counts."""
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
-    writer, counts = _ExampleWriter(out_dir, max_len, dtype), Counter()
+    writer, counts = _ExampleWriter(out_dir, max_len, dtype, tokenizer.pad_id), Counter()
 
     def counted(documents):
         for document in documents:
@@ -345,14 +335,34 @@ def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, se
         counts.update(kept_tokens=len(input_ids) - (3 if token_types[-1] else 2))   # minus [CLS], [SEP]s
         writer.add(input_ids, token_types)
     writer.close()
-    if writer.n == 0:
-        raise DataError(f"{paths[0]}: no examples (the corpus has no tokens)")
-    for name in ("examples.bin", "index.bin"):
-        os.replace(out_dir / f"{name}.tmp", out_dir / name)
-    meta = {"num_examples": writer.n, "max_len": max_len, "vocab_size": len(tokenizer),
-            "dtype": np.dtype(dtype).name, "pad_id": tokenizer.pad_id, **counts,
-            "truncated_tokens": counts["tokens"] - counts["kept_tokens"], "key": key}
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    counts.update(truncated_tokens=counts["tokens"] - counts["kept_tokens"])
+    return writer.n, {"dtype": np.dtype(dtype).name, **counts}
+
+
+def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, seed=0, lowercase=True,
+                   progress=False) -> Path:
+    """Tokenize, pack and write the corpus to out_dir; return out_dir. Reuses out_dir when its
+    meta.json was written from the same inputs (paths, sizes, mtimes), vocab, max_len and seed."""
+    paths = [require_file(p) for p in ([corpus_paths] if isinstance(corpus_paths, (str, Path)) else corpus_paths)]
+    vocab_file, out_dir = require_file(vocab_file, "a WordPiece vocab, one token a line"), Path(out_dir)
+    key = _cache_key(paths, vocab_file, max_len, seed, lowercase)
+    if (out_dir / "meta.json").is_file() and json.loads((out_dir / "meta.json").read_text()).get("key") == key:
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "meta.json").unlink(missing_ok=True)
+    tokenizer = Tokenizer.from_vocab_file(vocab_file, lowercase=lowercase)
+    try:
+        n, counts = _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress)
+        if n == 0:
+            raise DataError(f"{paths[0]}: no examples (the corpus has no tokens)")
+        for name in ("examples.bin", "index.bin"):
+            os.replace(out_dir / f"{name}.tmp", out_dir / name)
+    finally:
+        for name in ("examples.bin.tmp", "index.bin.tmp"):
+            (out_dir / name).unlink(missing_ok=True)
+    meta = {"num_examples": n, "max_len": max_len, "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_id,
+            **counts, "key": key}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))   # last: marks the shards complete
     return out_dir
 
 

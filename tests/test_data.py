@@ -284,6 +284,10 @@ def test_prepare_cache_and_bad_corpora(tmp_path, data_dir, scivocab):
                           ("missing.txt", "file not found")]:
         with pytest.raises(DataError, match=f"{name}: {message}"):
             data.prepare_corpus(tmp_path / name, scivocab, tmp_path / name.split(".")[0], workers=1)
+    (tmp_path / "latin.txt").write_bytes(b"fine .\n\nalso fine .\nna\xefve\n")   # error inside the worker pool
+    with pytest.raises(DataError, match="latin.txt:4: not UTF-8"):
+        data.prepare_corpus(tmp_path / "latin.txt", scivocab, tmp_path / "latin", workers=2)
+    assert not list((tmp_path / "latin").iterdir())   # no half-written shards left behind
 
 
 # ---------------------------------------------------------------------------------------------
