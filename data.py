@@ -61,6 +61,15 @@ def require_file(path, hint="") -> Path:
     return path
 
 
+def file_digest(path, algorithm) -> str:
+    """Hex digest ("md5", "sha256", ...) of a file, read 1 MB at a time."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _fail(path, line_no, message):
     raise DataError(f"{path}:{line_no}: {message}")
 
@@ -185,6 +194,8 @@ def write_corpus(xml_paths, out_path, progress=False) -> dict:
 #    the time a random length in [5, max_len]); the end of a document flushes what is collected, so
 #    no example spans two documents. 10% of examples are one segment; otherwise the first segment
 #    aims at (target - 3) // 2 tokens. Example = [CLS] A [SEP] B [SEP], token types 0 ... 0 1 ... 1.
+#    As in ELECTRA, a short sentence still joins A after a longer one went to B (A and B can
+#    interleave), and the sentence that crosses the target is cut at max_len: ~10% of tokens are lost.
 # ---------------------------------------------------------------------------------------------
 def split_segments(sentences, target_length, max_len, rng):
     """ELECTRA's _create_example: the sentences (token id lists) -> first and second segment."""
@@ -244,14 +255,6 @@ def pack_examples(documents_ids, max_len, rng, cls_id, sep_id) -> Iterator[tuple
 SHARD_FORMAT = 1
 WRITE_CHUNK = 4096   # examples buffered before a write: memory does not grow with the corpus
 IN_FLIGHT_LINES = 100_000   # lines read but not yet packed; > MAX_DOCUMENT_LINES + the pool's block
-
-
-def _sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tokenized_documents(tokenizer, paths, workers, progress):
@@ -315,7 +318,7 @@ class _ExampleWriter:
 
 def _cache_key(corpus_paths, vocab_file, max_len, seed, lowercase):
     inputs = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in corpus_paths]
-    return {"format": SHARD_FORMAT, "inputs": inputs, "vocab_sha256": _sha256(vocab_file),
+    return {"format": SHARD_FORMAT, "inputs": inputs, "vocab_sha256": file_digest(vocab_file, "sha256"),
             "max_len": max_len, "seed": seed, "lowercase": lowercase}
 
 
@@ -616,14 +619,6 @@ class _Retry(Exception):
     """A transient failure: try again (resuming what was already written)."""
 
 
-def _file_digest(path, algorithm):
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _retrying(action, what, retries, backoff):
     for attempt in range(retries + 1):
         try:
@@ -668,12 +663,12 @@ def fetch(url, dest, algorithm, checksum, retries=4, backoff=1.0, progress=False
     """Download url to dest (kept as dest.part until complete) and check its md5/sha256 digest.
     A dest that already has the right digest is not fetched again."""
     dest = Path(dest)
-    if dest.is_file() and _file_digest(dest, algorithm) == checksum:
+    if dest.is_file() and file_digest(dest, algorithm) == checksum:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     _retrying(lambda: _download_once(url, part, progress), url, retries, backoff)
-    got = _file_digest(part, algorithm)
+    got = file_digest(part, algorithm)
     if got != checksum:
         part.unlink()
         raise DataError(f"{url}: {algorithm} checksum mismatch (got {got}, expected {checksum}); "
@@ -713,7 +708,7 @@ def _copy_checked(source, dest, checksum):
     source, part = require_file(source), Path(f"{dest}.part")
     part.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, part)
-    if _file_digest(part, "sha256") != checksum:
+    if file_digest(part, "sha256") != checksum:
         part.unlink()
         raise DataError(f"{source}: sha256 checksum mismatch: not the file ELECTRAMed used")
     os.replace(part, dest)

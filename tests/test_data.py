@@ -41,6 +41,9 @@ def test_read_documents_plain_gz_and_many_files(tmp_path, data_dir):
     assert docs == [["First sentence .", "Second one ."], ["Other doc ."], ["Last doc ."]]
     sample = list(data.read_documents(data_dir / "pubmed/pubmed_sample.txt"))
     assert (len(sample), sum(map(len, sample))) == (1518, 6334)   # README: 1,518 documents / 6,334 sentences
+    corpus = list(data.read_documents(data_dir / "pubmed/corpus.txt"))
+    n_words = sum(len(s.split()) for d in corpus for s in d)
+    assert (len(corpus), sum(map(len, corpus)), n_words) == (15655, 58490, 1333010)   # README
 
 
 def test_read_documents_errors_and_no_blank_lines(tmp_path, monkeypatch):
