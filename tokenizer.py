@@ -69,7 +69,7 @@ def is_removed(char: str) -> bool:
     """True for the characters cleaning drops: NUL, U+FFFD, control and format chars (not \\t\\n\\r)."""
     if char in "\t\n\r":
         return False
-    return char == "\x00" or char == "\ufffd" or unicodedata.category(char).startswith("C")
+    return char == "\ufffd" or unicodedata.category(char).startswith("C")   # C* includes NUL
 
 
 def clean_text(text: str) -> str:
@@ -120,19 +120,17 @@ def unicode_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str,
             chars.append((" " if c.isspace() else c, i))
     if lowercase:
         chars = [(low, i) for c, i in strip_accents(chars) for low in c.lower()]
-    words, current = [], None
+    words, in_word = [], False          # words: ([chars], [origins])
     for c, i in chars:
         if c.isspace():
-            current = None
-        elif is_punctuation(c) or is_cjk(c):
-            words.append((c, [i]))
-            current = None
-        else:
-            if current is None:
-                current = ("", [])
-                words.append(current)
-            words[-1] = current = (current[0] + c, current[1] + [i])
-    return words
+            in_word = False
+        elif in_word and not (is_punctuation(c) or is_cjk(c)):
+            words[-1][0].append(c)
+            words[-1][1].append(i)
+        else:                           # a word starts; punctuation and CJK are words of one char
+            words.append(([c], [i]))
+            in_word = not (is_punctuation(c) or is_cjk(c))
+    return [("".join(cs), origins) for cs, origins in words]
 
 
 def basic_tokenize(text: str, lowercase: bool = True) -> list[str]:
@@ -520,7 +518,10 @@ def choose_alphabet(word_counts: Counter, limit_alphabet: int) -> list[str]:
     return sorted(sorted(chars, key=lambda c: (-chars[c], c))[:limit_alphabet])
 
 
-def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 2, limit_alphabet: int = 1000,
+# CHOICE: min_frequency defaults to 10, not tokenizers' 2. The score ranks two rare symbols that
+# always occur together above any common pair, so at 2 a 30k PubMed vocab fills with rare ids and
+# numbers (2.6 pieces per word; 1.15 at 10; bench/results_tokenizer.md).
+def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, limit_alphabet: int = 1000,
                 num_unused: int = 100, verbose: bool = False, progress: bool = False) -> list[str]:
     """A WordPiece vocabulary in BERT's layout: reserved ids, the alphabet ("c" and "##c"), then merges.
 
@@ -585,7 +586,7 @@ def parse_args(argv=None):
     t.add_argument("--vocab-size", type=int, default=31090, help="tokens in all (default: scivocab's size)")
     t.add_argument("--out", default="runs/vocab.txt", help="where to write vocab.txt")
     t.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
-    t.add_argument("--min-frequency", type=int, default=2, help="merge only pairs seen this often")
+    t.add_argument("--min-frequency", type=int, default=10, help="merge only pairs seen this often (see learn_vocab)")
     t.add_argument("--limit-alphabet", type=int, default=1000, help="keep this many most frequent characters")
     t.add_argument("--unused", type=int, default=100, help="[unusedN] slots after [PAD] (scivocab: 100)")
     t.add_argument("--workers", type=int, default=2, help="processes counting words")

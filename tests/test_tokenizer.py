@@ -163,18 +163,31 @@ def test_parity_scivocab_on_random_strings(sci, sci_hf):
     assert bad_ids == bad_offsets == 0, f"first difference {first}"
 
 
+def check_spans(tok, texts) -> int:
+    """Every piece's span, normalised (lowercased, accents stripped), spells the piece; an [UNK]'s
+    span is a whole word. Returns the number of pieces checked."""
+    checked = 0
+    for text in texts:
+        for piece, (s, e) in zip(*tok.tokenize_with_offsets(text)):
+            words = tk.basic_tokenize(text[s:e], lowercase=tok.lowercase)
+            if piece == "[UNK]":
+                assert len(words) == 1, f"[UNK] spans {text[s:e]!r} in {text!r}"
+            else:
+                assert "".join(words) == piece.removeprefix("##"), f"{piece!r} spans {text[s:e]!r} in {text!r}"
+            checked += 1
+    return checked
+
+
 def test_offsets_span_the_text_that_produced_each_piece(sci, data_dir):
     texts = [t for p in data_files(data_dir) for t in read_texts(p)[:200]] + random_strings(300, seed=1)
     texts += ["Café  au   lait\t\tNaïve Ångström", "ΟΔΟΣ  µ-opioid", "İstanbul", "x\u0301\u0308y"]
-    checked = 0
-    for text in texts:
-        for piece, (s, e) in zip(*sci.tokenize_with_offsets(text)):
-            if piece == "[UNK]":
-                continue
-            normalised = "".join(tk.basic_tokenize(text[s:e], lowercase=True))
-            assert normalised == piece.removeprefix("##"), f"{piece!r} spans {text[s:e]!r} in {text!r}"
-            checked += 1
-    print(f"offsets: {checked} pieces map back to their text")
+    print(f"offsets: {check_spans(sci, texts)} pieces map back to their text")
+
+
+@pytest.mark.slow
+def test_offsets_of_every_piece_of_every_real_text(sci, data_dir):
+    texts = [t for p in data_files(data_dir) for t in read_texts(p)]
+    print(f"offsets: {check_spans(sci, texts)} pieces of {len(texts)} texts map back to their text")
 
 
 def test_offsets_are_exact_for_a_cased_vocabulary():
@@ -246,6 +259,13 @@ def test_vocab_errors_name_the_file(tmp_path):
         Tokenizer.from_vocab_file(not_utf8)
     with pytest.raises(TokenizerError, match=r"missing\.txt: cannot read"):
         Tokenizer.from_vocab_file(tmp_path / "missing.txt")
+
+
+def test_clean_text_matches_bert_normalizer():
+    clean_only = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False,
+                                            lowercase=False)
+    for text in random_strings(2000, seed=5):
+        assert tk.clean_text(text) == clean_only.normalize_str(text), repr(text)
 
 
 def test_ascii_fast_path_equals_the_character_by_character_definition(data_dir):
