@@ -291,7 +291,7 @@ class _ExampleWriter:
 
     def __init__(self, out_dir, max_len, dtype, pad_id):
         self.max_len, self.dtype, self.pad_id, self.n = max_len, dtype, pad_id, 0
-        self.files = [open(out_dir / "examples.bin.tmp", "wb"), open(out_dir / "index.bin.tmp", "wb")]
+        self.files = [open(out_dir / f"{name}.tmp{os.getpid()}", "wb") for name in ("examples.bin", "index.bin")]
         self.buffer = []
 
     def add(self, input_ids, token_types):
@@ -323,7 +323,7 @@ def _cache_key(corpus_paths, vocab_file, max_len, seed, lowercase):
 
 
 def _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress):
-    """Tokenize -> pack -> append to out_dir/*.bin.tmp. Returns the number of examples and counts."""
+    """Tokenize -> pack -> append to out_dir/*.bin.tmpPID. Returns the number of examples and counts."""
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
     writer, counts = _ExampleWriter(out_dir, max_len, dtype, tokenizer.pad_id), Counter()
 
@@ -359,10 +359,10 @@ def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, se
         if n == 0:
             raise DataError(f"{paths[0]}: no examples (the corpus has no tokens)")
         for name in ("examples.bin", "index.bin"):
-            os.replace(out_dir / f"{name}.tmp", out_dir / name)
+            os.replace(out_dir / f"{name}.tmp{os.getpid()}", out_dir / name)   # atomic, per process
     finally:
-        for name in ("examples.bin.tmp", "index.bin.tmp"):
-            (out_dir / name).unlink(missing_ok=True)
+        for name in ("examples.bin", "index.bin"):
+            (out_dir / f"{name}.tmp{os.getpid()}").unlink(missing_ok=True)
     meta = {"num_examples": n, "max_len": max_len, "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_id,
             **counts, "key": key}
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))   # last: marks the shards complete

@@ -264,6 +264,18 @@ def test_reader_splits_ranks_covers_epochs_and_resumes(sample_shards):
         data.PretrainingData(sample_shards, batch_size=2000, world_size=2)
 
 
+def test_prepare_command_line(tmp_path, data_dir, capsys):
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("\n".join((data_dir / "pubmed/pubmed_sample.txt").read_text().splitlines()[:300]) + "\n")
+    data.main(data.parse_args(["prepare", "--corpus", str(corpus), "--data-dir", str(data_dir), "--max-len", "64",
+                               "--workers", "1", "--seed", "5", "--out-dir", str(tmp_path / "shards")]))
+    out = capsys.readouterr().out
+    assert f"writing shards to {tmp_path / 'shards'}" in out and "'num_examples'" in out
+    assert data.PretrainingData(tmp_path / "shards", 2).max_len == 64
+    with pytest.raises(SystemExit, match="missing.txt: file not found"):
+        data.main(data.parse_args(["prepare", "--corpus", str(tmp_path / "missing.txt"), "--out-dir", str(tmp_path)]))
+
+
 def test_prepare_cache_and_bad_corpora(tmp_path, data_dir, scivocab):
     lines = (data_dir / "pubmed/pubmed_sample.txt").read_text().splitlines()[:200]
     flat = tmp_path / "flat.txt"   # no blank lines: one document (packed like ELECTRA, never split)
