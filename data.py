@@ -569,7 +569,9 @@ def count_split(path) -> dict:
 #    (BASE/owner/repo/commit/path), with the sha256 of the files ELECTRAMed evaluated on.
 # ---------------------------------------------------------------------------------------------
 PUBMED_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline"
-PUBMED_YEAR = "26"   # NCBI replaces the whole baseline each December (pubmed25n... -> pubmed26n...)
+# The baseline of production year 20YY is released each December before it and replaces the previous
+# one entirely (NLM, "PubMed 2022 Baseline Released", Dec 12 2021: pubmed22n0001 - pubmed22n1114).
+PUBMED_YEAR = "26"
 GITHUB_RAW_URL = "https://raw.githubusercontent.com"
 REPOS = {
     "electramed": "gmpoli/electramed/674c6151001cae52d2abba7b4d0c0677a7c5f01a",
