@@ -175,6 +175,11 @@ _SPLIT_NOT_SPACE = re.compile(r"[\x0b\x0c\x1c-\x1f\x85]")
 _CHUNK = re.compile(r"(?:[^\s]|[\x0b\x0c\x1c-\x1f\x85])+")
 
 
+def split_chunks(text: str) -> list[str]:
+    """Whitespace-separated chunks exactly as BERT separates them: "a\\x85b c" -> ["a\\x85b", "c"]."""
+    return _CHUNK.findall(text) if _SPLIT_NOT_SPACE.search(text) else text.split()
+
+
 class Tokenizer:
     """BERT WordPiece tokenizer over a fixed vocabulary (one token per line, id = line number)."""
 
@@ -297,9 +302,9 @@ class Tokenizer:
         else:
             ctx = multiprocessing.get_context("spawn")   # CHOICE: spawn, safe beside torch threads
             with ctx.Pool(workers, _init_worker, (self.id_to_token, self.lowercase)) as pool:
-                for ids_block in pool.imap(_encode_block, _blocks(lines, 1000)):
-                    bar.update(len(ids_block))
-                    yield from ids_block
+                for ids in pool.imap(_encode_in_worker, lines, chunksize=1000):
+                    bar.update()
+                    yield ids
         bar.close()
 
     def decode(self, ids, skip_special: bool = True) -> str:
@@ -339,20 +344,8 @@ def _init_worker(tokens, lowercase):
     _WORKER_TOKENIZER = Tokenizer(tokens, lowercase)
 
 
-def _encode_block(lines):
-    return [_WORKER_TOKENIZER.encode_text(line) for line in lines]
-
-
-def _blocks(items, size):
-    """Lists of `size` consecutive items: _blocks(range(5), 2) -> [0, 1], [2, 3], [4]."""
-    block = []
-    for item in items:
-        block.append(item)
-        if len(block) == size:
-            yield block
-            block = []
-    if block:
-        yield block
+def _encode_in_worker(line):
+    return _WORKER_TOKENIZER.encode_text(line)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,11 +359,6 @@ def _blocks(items, size):
 # ---------------------------------------------------------------------------------------------
 
 BLOCK_BYTES = 1 << 22   # corpus files are read and counted in blocks of whole lines
-
-
-def split_chunks(text: str) -> list[str]:
-    """Whitespace-separated chunks exactly as BERT separates them: "a\\x85b c" -> ["a\\x85b", "c"]."""
-    return _CHUNK.findall(text) if _SPLIT_NOT_SPACE.search(text) else text.split()
 
 
 def read_blocks(path):
