@@ -317,3 +317,19 @@ def test_missing_config_keys_and_headless_checkpoints_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(em.CheckpointError, match="no model.safetensors or pytorch_model.bin"):
         em.read_state_dict(tmp_path / "empty")
+
+
+def test_older_checkpoint_extras_are_accepted_and_checked(tmp_path):
+    """transformers 4.x saved the position_ids buffer and a copy of the tied MLM matrix."""
+    hf = ElectraForMaskedLM(ElectraConfig(**asdict(shaped_config("tiny", "generator", 100))))
+    hf.save_pretrained(tmp_path)
+    state = {k: v.clone() for k, v in hf.state_dict().items()}
+    state["electra.embeddings.position_ids"] = torch.arange(512)[None]
+    assert "generator_lm_head.weight" in state                  # the tied copy, as older files hold it
+    rewrite(tmp_path, state)
+    gen = em.load_hf_checkpoint(tmp_path)
+    assert torch.equal(gen.encoder.embeddings.word_embeddings.weight, state["generator_lm_head.weight"])
+    state["generator_lm_head.weight"] = state["generator_lm_head.weight"] + 1.0
+    rewrite(tmp_path, state)
+    with pytest.raises(em.CheckpointError, match="generator_lm_head.weight differs from the word embeddings"):
+        em.load_hf_checkpoint(tmp_path)
