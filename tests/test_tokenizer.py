@@ -373,6 +373,8 @@ def test_corpus_errors_name_the_file_and_line(tmp_path):
             tk.count_words([bad], workers=workers)
     with pytest.raises(TokenizerError, match=r"nowhere\.txt: cannot read corpus"):
         tk.count_words([tmp_path / "nowhere.txt"])
+    with pytest.raises(TokenizerError, match=r"cannot read corpus \(Is a directory\)"):
+        tk.count_words([tmp_path])
     (tmp_path / "fake.gz").write_bytes(b"not gzip at all")
     with pytest.raises(TokenizerError, match=r"fake\.gz: cannot read corpus"):
         tk.count_words([tmp_path / "fake.gz"])
@@ -436,3 +438,13 @@ def test_cli_encode_and_clean_errors(scivocab, data_dir, tmp_path, capsys):
     run = subprocess.run([sys.executable, "tokenizer.py", "train", "--corpus", str(tmp_path / "bad.txt"),
                           "--out", str(tmp_path / "v.txt")], capture_output=True, text=True, cwd=tk.__file__[:-12])
     assert run.returncode == 1 and "bad.txt:2: not valid UTF-8" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_cli_help(capsys):
+    for argv, expected in [(["--help"], ["train", "encode", "python tokenizer.py train"]),
+                           (["train", "--help"], ["--corpus", "--vocab-size", "--min-frequency", "--verbose"]),
+                           (["encode", "--help"], ["--vocab", "--input", "--workers"])]:
+        with pytest.raises(SystemExit) as exit_info:
+            tk.parse_args(argv)
+        printed = capsys.readouterr().out
+        assert exit_info.value.code == 0 and all(word in printed for word in expected), printed
