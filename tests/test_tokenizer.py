@@ -368,11 +368,13 @@ def test_count_words_plain_gz_parallel_match_tokenizers(data_dir, tmp_path, monk
 def test_corpus_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "latin1.txt"
     bad.write_bytes(b"fine line\nanother\nna\xefve\n")
+    bad.with_name("ok.txt").write_text("fine\n", encoding="utf-8")
     for workers in (1, 2):
         with pytest.raises(TokenizerError, match=r"latin1\.txt:3: not valid UTF-8 \(byte 0xef\)"):
             tk.count_words([bad], workers=workers)
-    with pytest.raises(TokenizerError, match=r"nowhere\.txt: cannot read corpus"):
-        tk.count_words([tmp_path / "nowhere.txt"])
+    for workers in (1, 2):
+        with pytest.raises(TokenizerError, match=r"nowhere\.txt: cannot read corpus \(No such file"):
+            tk.count_words([bad.with_name("ok.txt"), tmp_path / "nowhere.txt"], workers=workers)
     with pytest.raises(TokenizerError, match=r"cannot read corpus \(Is a directory\)"):
         tk.count_words([tmp_path])
     (tmp_path / "fake.gz").write_bytes(b"not gzip at all")
