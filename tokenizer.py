@@ -44,7 +44,9 @@ class TokenizerError(ValueError):
 #    Drop NUL, U+FFFD and control/format chars (category C*, except \t \n \r); whitespace -> space;
 #    put spaces around CJK ideographs; if lowercasing: NFD, drop combining marks (Mn), lower();
 #    split on whitespace; split off every punctuation char (non-alphanumeric ASCII and Unicode P*).
-#    The order follows Hugging Face's BertNormalizer (accents stripped, then lowercase, per char).
+#    CHOICE: the order is that of Hugging Face's Rust BertNormalizer, which transformers'
+#    BertTokenizer uses: accents stripped, then lowercase, one char at a time, no NFC. The older
+#    Python tokenizer (NFC first, whole-word lower(): final sigma) differs on rare strings only.
 # ---------------------------------------------------------------------------------------------
 
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
