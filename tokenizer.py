@@ -559,8 +559,8 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, 
 # ---------------------------------------------------------------------------------------------
 
 def read_lines(path) -> list[str]:
-    """All lines of a UTF-8 text file (plain or .gz), cut at "\n" only (str.splitlines would also cut
-    at \x85 and \u2028); a bad byte is reported with its line number."""
+    """All lines of a UTF-8 text file (plain or .gz), cut at newlines only (str.splitlines would also
+    cut at U+0085 and U+2028); a bad byte is reported with its line number."""
     lines = []
     for block in read_blocks(path):
         text = decode_block(*block)
@@ -607,8 +607,13 @@ def main(args):
         Tokenizer(vocab, args.lowercase).save(args.out)
         print(f"wrote {len(vocab):,} tokens to {args.out}")
         return vocab
-    tok = Tokenizer.from_vocab_file(args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt"),
-                                    args.lowercase)
+    vocab_file = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
+    if not os.path.isfile(vocab_file):
+        raise TokenizerError(f"{vocab_file}: no such vocabulary file; pass --vocab FILE, or --data-dir / "
+                             "ELECTRAMED_DATA pointing at the data directory (python data.py download all)")
+    if not args.input and not " ".join(args.text).strip():
+        raise TokenizerError("nothing to encode: give a text, or --input FILE")
+    tok = Tokenizer.from_vocab_file(vocab_file, args.lowercase)
     if args.input:
         print(f"encoding {args.input} -> {args.out}")
         lines = read_lines(args.input)

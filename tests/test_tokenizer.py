@@ -444,6 +444,10 @@ def test_cli_encode_and_clean_errors(scivocab, data_dir, tmp_path, capsys):
                            "--out", str(tmp_path / "ids.txt"), "--workers", "1"]))
     written = [[int(i) for i in line.split()] for line in (tmp_path / "ids.txt").read_text().splitlines()]
     assert written == BertTokenizer(str(scivocab))(lines, add_special_tokens=False)["input_ids"]
+    with pytest.raises(TokenizerError, match=r"nowhere/vocab/scivocab_uncased\.txt: no such vocabulary file"):
+        tk.main(tk.parse_args(["encode", "--data-dir", str(tmp_path / "nowhere"), "EGFR"]))
+    with pytest.raises(TokenizerError, match="nothing to encode"):
+        tk.main(tk.parse_args(["encode", "--vocab", str(scivocab), "  "]))
     (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\n")
     run = subprocess.run([sys.executable, "tokenizer.py", "train", "--corpus", str(tmp_path / "bad.txt"),
                           "--out", str(tmp_path / "v.txt")], capture_output=True, text=True, cwd=tk.__file__[:-12])
