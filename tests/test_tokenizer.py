@@ -1,12 +1,14 @@
 """Tests for tokenizer.py: BERT tokenization, offsets, the WordPiece trainer and the command line.
 
 Oracles: transformers.BertTokenizer (Rust `tokenizers` backend, what transformers uses) and the
-pure-Python BertTokenizerLegacy, both on the same vocab file and casing; the `tokenizers` library
-itself for whitespace rules. Texts: every real file in the data directory (PubMed, the CoNLL, TSV
-and BioASQ benchmark files) and thousands of seeded random strings.
+pure-Python BertTokenizerLegacy, both on the same vocab file and casing (scivocab, uncased, and a
+cased vocab we train); the `tokenizers` library's BertNormalizer and BertPreTokenizer for cleaning
+and word counts; a from-scratch recount for the incremental trainer. Texts: real files in the data
+directory (PubMed, the CoNLL, TSV and BioASQ benchmark files) and thousands of seeded random strings.
+Each parity test prints its counts of texts and mismatches (run with -s to see them).
 
-    python -m pytest tests/test_tokenizer.py            # representative subsets, about a minute
-    python -m pytest tests/test_tokenizer.py -m slow    # every sentence of every file
+    python -m pytest tests/test_tokenizer.py            # subsets of every file, about a minute
+    python -m pytest tests/test_tokenizer.py -m slow    # every sentence of every file, ~8 minutes
 """
 import gzip
 import json
