@@ -196,10 +196,9 @@ def parse_args(argv=None):
 def child_argv(args, impl):
     argv = [sys.executable, __file__, "--impl", impl]
     for key in ("size", "vocab_size", "seq_len", "batch_size", "mask_prob", "steps", "warmup", "device",
-                "dtype", "seed", "out_dir"):
+                "dtype", "threads", "seed", "out_dir"):
         argv += ["--" + key.replace("_", "-"), str(getattr(args, key))]
-    return argv + (["--compile"] if args.compile else []) + \
-        (["--threads", str(args.threads)] if args.threads else [])
+    return argv + (["--compile"] if args.compile else [])
 
 
 def main(args):
