@@ -345,7 +345,7 @@ def to_hf_state_dict(model: nn.Module) -> dict:
     return out
 
 
-def from_hf_state_dict(hf: dict, model: nn.Module) -> dict:
+def from_hf_state_dict(hf: dict, model: nn.Module, source: str = "checkpoint") -> dict:
     """Our state dict from HF-keyed tensors; raises CheckpointError listing every mismatch."""
     kind, ours, used, missing, bad_shape = type(model).__name__, {}, set(), [], []
     for key, target in model.state_dict().items():
@@ -367,7 +367,7 @@ def from_hf_state_dict(hf: dict, model: nn.Module) -> dict:
     problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
                ([f"unexpected: {', '.join(unexpected)}"] if unexpected else []) + bad_shape
     if problems:
-        raise CheckpointError(f"checkpoint does not fit {kind}({model.config}):\n  " + "\n  ".join(problems))
+        raise CheckpointError(f"{source} does not fit {kind}({model.config}):\n  " + "\n  ".join(problems))
     return ours
 
 
@@ -377,9 +377,14 @@ def _read_safetensors(path: Path) -> dict:
     dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
               "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
               "U8": torch.uint8, "BOOL": torch.bool}
-    data = bytearray(path.read_bytes())                      # writable, so frombuffer shares it silently
+    data = bytearray(path.stat().st_size)                    # writable, so frombuffer shares it silently
+    with open(path, "rb") as f:
+        f.readinto(data)
     n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n])
+    try:
+        header = json.loads(data[8:8 + n])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: not a safetensors file (bad header: {e})") from None
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -407,7 +412,10 @@ def read_state_dict(directory_or_file) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
-    return torch.load(path, map_location="cpu", weights_only=True)   # tensors only: no code runs
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)   # tensors only: no code runs
+    except Exception as e:                                   # pickle, zip and weights_only errors alike
+        raise CheckpointError(f"{path}: cannot read as a PyTorch state dict ({type(e).__name__}: {e})") from None
 
 
 def read_hf_config(directory) -> tuple:
@@ -415,7 +423,10 @@ def read_hf_config(directory) -> tuple:
     path = Path(directory) / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{path}: no config.json")
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     required = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                 "intermediate_size")
     expected = {"model_type": "electra", "hidden_act": "gelu", "position_embedding_type": "absolute",
@@ -444,7 +455,7 @@ def load_hf_checkpoint(directory, kind=None):
     if kind == "generator" and raw.get("tie_word_embeddings") is False:
         raise CheckpointError(f"{directory}: tie_word_embeddings is false; this generator always ties them")
     model = (Discriminator if kind == "discriminator" else Generator)(config)
-    model.load_state_dict(from_hf_state_dict(read_state_dict(directory), model))
+    model.load_state_dict(from_hf_state_dict(read_state_dict(directory), model, source=str(directory)))
     return model.eval()                    # as transformers' from_pretrained: call .train() to fine-tune
 
 
@@ -455,7 +466,7 @@ def load_hf_encoder(directory) -> Encoder:
     if any(k.startswith("electra.") for k in hf):            # a model with heads: keep the body
         hf = {k[len("electra."):]: v for k, v in hf.items() if k.startswith("electra.")}
     encoder = Encoder(config)
-    encoder.load_state_dict(from_hf_state_dict(hf, encoder))
+    encoder.load_state_dict(from_hf_state_dict(hf, encoder, source=str(directory)))
     return encoder.eval()
 
 

@@ -333,3 +333,17 @@ def test_older_checkpoint_extras_are_accepted_and_checked(tmp_path):
     rewrite(tmp_path, state)
     with pytest.raises(em.CheckpointError, match="generator_lm_head.weight differs from the word embeddings"):
         em.load_hf_checkpoint(tmp_path)
+
+
+def test_unreadable_files_name_the_file(tmp_path):
+    saved_hf_discriminator(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(em.CheckpointError, match="model.safetensors: not a safetensors file"):
+        em.load_hf_checkpoint(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "pytorch_model.bin").write_bytes(b"garbage")
+    with pytest.raises(em.CheckpointError, match="pytorch_model.bin: cannot read as a PyTorch state dict"):
+        em.load_hf_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text("{")
+    with pytest.raises(em.CheckpointError, match="config.json: not valid JSON"):
+        em.load_hf_checkpoint(tmp_path)
