@@ -182,6 +182,42 @@ def split_chunks(text: str) -> list[str]:
     return _CHUNK.findall(text) if _SPLIT_NOT_SPACE.search(text) else text.split()
 
 
+BLOCK_BYTES = 1 << 22   # text files are read (and corpora counted) in blocks of whole lines
+
+
+def read_blocks(path):
+    """Yield (path, first line number, bytes of whole lines) from a plain or .gz text file."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            line_no = 1
+            while block := f.read(BLOCK_BYTES):
+                block += f.readline()
+                yield str(path), line_no, block
+                line_no += block.count(b"\n")
+    except (OSError, EOFError) as e:   # missing, unreadable, not gzip, truncated gzip
+        raise TokenizerError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+
+
+def decode_block(path: str, line_no: int, block: bytes) -> str:
+    """UTF-8 text of a block; a bad byte raises TokenizerError naming file and line."""
+    try:
+        return block.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = line_no + block.count(b"\n", 0, e.start)
+        raise TokenizerError(f"{path}:{line}: not valid UTF-8 (byte {block[e.start]:#04x})") from None
+
+
+def read_lines(path) -> list[str]:
+    """All lines of a UTF-8 text file (plain or .gz), cut at "\\n" (or "\\r\\n") only: str.splitlines
+    would also cut at U+0085 and U+2028. A bad byte is reported with its line number."""
+    lines = []
+    for block in read_blocks(path):
+        text = decode_block(*block)
+        lines += (text[:-1] if text.endswith("\n") else text).split("\n")
+    return [line.removesuffix("\r") for line in lines]
+
+
 class Tokenizer:
     """BERT WordPiece tokenizer over a fixed vocabulary (one token per line, id = line number)."""
 
@@ -201,20 +237,7 @@ class Tokenizer:
     @classmethod
     def from_vocab_file(cls, path, lowercase: bool = True) -> "Tokenizer":
         """Load a BERT vocab.txt; a clear TokenizerError names the file (and line) if it is bad."""
-        try:
-            with open(path, "rb") as f:
-                raw = f.read().split(b"\n")
-        except OSError as e:
-            raise TokenizerError(f"{path}: cannot read vocabulary file ({e.strerror})") from None
-        if raw and raw[-1] == b"":
-            raw.pop()
-        tokens = []
-        for line_no, line in enumerate(raw, 1):
-            try:
-                tokens.append(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise TokenizerError(f"{path}:{line_no}: vocabulary line is not valid UTF-8") from None
-        return cls(tokens, lowercase, source=str(path))
+        return cls(read_lines(path), lowercase, source=str(path))
 
     def __len__(self) -> int:
         return len(self.id_to_token)
@@ -360,32 +383,6 @@ def _encode_in_worker(line):
 #    best pair, so a merge costs what it touches, never a recount of the corpus.
 # ---------------------------------------------------------------------------------------------
 
-BLOCK_BYTES = 1 << 22   # corpus files are read and counted in blocks of whole lines
-
-
-def read_blocks(path):
-    """Yield (path, first line number, bytes of whole lines) from a plain or .gz corpus file."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            line_no = 1
-            while block := f.read(BLOCK_BYTES):
-                block += f.readline()
-                yield str(path), line_no, block
-                line_no += block.count(b"\n")
-    except (OSError, EOFError) as e:   # missing, unreadable, not gzip, truncated gzip
-        raise TokenizerError(f"{path}: cannot read corpus ({getattr(e, 'strerror', None) or e})") from None
-
-
-def decode_block(path: str, line_no: int, block: bytes) -> str:
-    """UTF-8 text of a block; a bad byte raises TokenizerError naming file and line."""
-    try:
-        return block.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = line_no + block.count(b"\n", 0, e.start)
-        raise TokenizerError(f"{path}:{line}: not valid UTF-8 (byte {block[e.start]:#04x})") from None
-
-
 def _count_block(path_line_block) -> tuple[Counter, int]:
     """Chunk counts of one block, and its size in bytes."""
     return Counter(split_chunks(decode_block(*path_line_block))), len(path_line_block[2])
@@ -519,6 +516,7 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, 
     frequent pair, then the alphabetically first. Words with a character outside the alphabet are
     left out (they encode to [UNK]).
     """
+    min_frequency = max(1, min_frequency)                  # a pair that no longer occurs is never merged
     alphabet = choose_alphabet(word_counts, limit_alphabet)
     vocab = bert_layout(num_unused) + alphabet + ["##" + c for c in alphabet]
     if vocab_size < len(vocab):
@@ -557,16 +555,6 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, 
 # ---------------------------------------------------------------------------------------------
 # 5. Command line
 # ---------------------------------------------------------------------------------------------
-
-def read_lines(path) -> list[str]:
-    """All lines of a UTF-8 text file (plain or .gz), cut at newlines only (str.splitlines would also
-    cut at U+0085 and U+2028); a bad byte is reported with its line number."""
-    lines = []
-    for block in read_blocks(path):
-        text = decode_block(*block)
-        lines += text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
-    return lines
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
