@@ -130,6 +130,8 @@ def resolve_defaults(args):
     if args.gpus > torch.cuda.device_count():
         raise PretrainError(f"--gpus {args.gpus} asks for more GPUs than torch sees "
                             f"({torch.cuda.device_count()}); use --gpus 0 --nproc N for CPU processes")
+    if args.gpus and args.nproc > 1:
+        raise PretrainError("--nproc starts CPU processes; with GPUs use --gpus N (one process per GPU)")
     args.precision = args.precision or ("bf16" if args.gpus else "fp32")
     if args.precision == "fp16":
         raise PretrainError("--precision fp16 needs loss scaling, which this recipe leaves out: "
@@ -215,7 +217,7 @@ def count_targets(input_ids, special_ids, pad_id, mask_prob, n):
     real = (input_ids != pad_id).sum(-1)
     wanted = torch.round(real.float() * mask_prob).long().clamp(1, n)   # float32 and half-to-even, as tf.round
     candidates = masking_candidates(input_ids, special_ids, pad_id).sum(-1)
-    return torch.minimum(wanted, candidates)
+    return torch.minimum(wanted, candidates)      # CHOICE: never more than the candidates (tiny examples only)
 
 
 def masking_candidates(input_ids, special_ids, pad_id):
@@ -270,8 +272,9 @@ def replace_tokens(input_ids, positions, weights, sampled):
 
 
 def example_seeds(seed, step, indices):
-    """One 64-bit seed per example from (run seed, step, index of the example in the global batch),
-    so the random draws do not depend on how the batch is split over processes or micro-batches."""
+    """One 64-bit seed per example from (run seed, step, index of the example in the global batch).
+    CHOICE: per-example generators (not one stream per process, as in TF), so the masks and samples
+    do not depend on how the batch is split over processes or micro-batches, and resume exactly."""
     return [int(np.random.SeedSequence([seed, step, i]).generate_state(1, np.uint64)[0]) for i in indices]
 
 
@@ -323,6 +326,9 @@ class ReplacedTokenDetection(nn.Module):
         mlm_sum = (nll.view_as(weights) * weights).sum()
         bce = F.binary_cross_entropy_with_logits(disc_logits, labels.float(), reduction="none")
         rtd_sum = (bce * real).sum()
+        # CHOICE: token means over the whole global batch (the loop passes global counts), so the update
+        # does not depend on the process split; ELECTRA's TPU run averaged per-core means (equal when
+        # every core holds as many masked/real tokens).
         loss = mlm_sum / batch["mlm_denominator"] + self.disc_weight * rtd_sum / batch["rtd_denominator"]
         with torch.no_grad():
             predicted = (disc_logits > 0) & real
@@ -345,7 +351,8 @@ def summarize(stats, disc_weight):
 
 def roc_auc(scores, labels) -> float:
     """Area under the ROC curve: P(score of a replaced token > score of an original), ties count
-    half (Mann-Whitney U with average ranks). scores: (T,) float, labels: (T,) bool."""
+    half (Mann-Whitney U with average ranks). scores: (T,) float, labels: (T,) bool.
+    Exact, where ELECTRA's tf.metrics.auc interpolates over 200 thresholds."""
     scores, labels = scores.double().flatten(), labels.flatten()
     n_pos = labels.sum().item()
     n_neg = labels.numel() - n_pos
@@ -399,7 +406,7 @@ class AdamWeightDecay(torch.optim.Optimizer):
                 m.lerp_(p.grad, 1 - b1)                                   # m = b1 m + (1 - b1) g
                 v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)         # v = b2 v + (1 - b2) g^2
                 c1, c2 = (1 - b1 ** t, 1 - b2 ** t) if group["bias_correction"] else (1.0, 1.0)
-                denominator = (v.sqrt() / math.sqrt(c2)).add_(group["eps"])
+                denominator = v.sqrt().div_(math.sqrt(c2)).add_(group["eps"])
                 p.mul_(1 - lr * wd)                                       # decoupled decay, from the old p
                 p.addcdiv_(m, denominator, value=-lr / c1)
 
@@ -590,6 +597,9 @@ def train(args, dist: Dist):
     step, checkpoint = 0, latest_checkpoint(out_dir) if args.resume else None
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, args.vocab)
+        if state["model_config"] != asdict(raw.discriminator.config):
+            raise PretrainError(f"{checkpoint}: saved for model {state['model_config']}, this run builds "
+                                f"{asdict(raw.discriminator.config)}: resume with the same --size/--seq-len")
         raw.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         data.load_state_dict(state["data"])
