@@ -5,10 +5,10 @@ A small generator fills in masked tokens; the discriminator learns to tell, for 
 it is the original or a generator sample. Both are trained together with one loss, mlm + 50 * rtd,
 and only the discriminator is kept for fine-tuning.
 
-    python train_pretrain.py --size tiny --corpus ../shared/data/pubmed/corpus.txt \
-        --vocab ../shared/data/vocab/scivocab_uncased.txt --steps 300         # CPU, a few minutes
-    python train_pretrain.py --size base --corpus pubmed/*.txt --gpus 8      # the paper's run
-    torchrun --nnodes 2 --nproc-per-node 8 ... train_pretrain.py --size base --corpus ...
+    export ELECTRAMED_DATA=../shared/data           # corpus and vocab default to files in here
+    python train_pretrain.py --size tiny --steps 300     # CPU, minutes (bench/results_pretrain.md)
+    python train_pretrain.py --size base --corpus pubmed/*.txt --gpus 8                 # the paper's run
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 train_pretrain.py --size base ...
 
 Writes to --out-dir: args.json (with the git commit), log.jsonl (one line per log step),
 shards/ (the packed corpus, reused), checkpoints/step_XXXXXXX.pt, and at the end
