@@ -312,7 +312,7 @@ class ReplacedTokenDetection(nn.Module):
     def forward(self, batch):
         """batch: input_ids, token_type_ids (B, L); attention_mask (B, L) or None (no padding);
         counts (B,); noise from draw_noise; mlm_denominator, rtd_denominator (0-dim tensors).
-        Returns {"loss": for backward, STATS: (len(STATS),) sums, "disc_logits", "labels", "real"}."""
+        Returns {"loss": for backward, "stats": (len(STATS),) sums, "disc_logits", "labels", "real"}."""
         ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
         masked, positions, weights, originals = mask_tokens(
             ids, batch["counts"], batch["position_noise"], batch["keep_noise"],
