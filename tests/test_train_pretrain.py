@@ -333,6 +333,8 @@ def test_bad_input_gives_clear_errors(small_corpus, scivocab, tmp_path):
         tp.main(tiny_args(small_corpus, scivocab, tmp_path / "g", "--gpus", "1"))
     with pytest.raises(tp.PretrainError, match="fp16"):
         tp.main(tiny_args(small_corpus, scivocab, tmp_path / "h", "--gpus", "0", "--precision", "fp16"))
+    with pytest.raises(FloatingPointError, match=r"at step \d+"):     # lr 1e30 blows the weights up
+        tp.main(tiny_args(small_corpus, scivocab, tmp_path / "n", "--steps", "5", "--lr", "1e30", "--warmup-steps", "0"))
     tp.main(tiny_args(small_corpus, scivocab, tmp_path / "r", "--steps", "1"))
     other = tmp_path / "vocab.txt"
     other.write_bytes(Path(scivocab).read_bytes() + b"extra-token\n")
