@@ -29,6 +29,7 @@ import json
 import math
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -44,7 +45,7 @@ from tqdm import tqdm
 import data
 import electramed
 import eval as scoring
-from tokenizer import Tokenizer
+from tokenizer import Tokenizer, TokenizerError
 
 IGNORE = -100                            # label of positions without a loss (F.cross_entropy default)
 
@@ -643,6 +644,16 @@ def load_tokenizer(args, folder):
     return Tokenizer.from_vocab_file(data.require_file(args.vocab, "pass --vocab FILE"), lowercase=args.lowercase)
 
 
+def git_state() -> dict:
+    """The commit this run's code comes from, and whether the tree had local changes (STYLE.md B.9)."""
+    here = Path(__file__).resolve().parent
+    run = lambda *cmd: subprocess.run(["git", *cmd], cwd=here, capture_output=True, text=True).stdout.strip()
+    try:
+        return {"git_commit": run("rev-parse", "HEAD"), "git_dirty": bool(run("status", "--porcelain", "--", "."))}
+    except OSError:                                            # no git on this machine
+        return {"git_commit": None, "git_dirty": None}
+
+
 def summarize(args, spec, labels, results) -> dict:
     """The summary eval.py's table reads: the test metric per seed, its mean and std."""
     values = {str(s): r["test"][SCORE_KEY[spec.metric]] for s, r in results.items()}
@@ -710,7 +721,7 @@ def main(args) -> dict:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     print(f"task {args.task} ({spec.kind}) | {args.n_train} train features | labels {prep['labels'] or 'spans'} | "
           f"init {args.init} | vocab {args.vocab} ({len(tokenizer)}) | seeds {seeds} | device {args.device}")
-    (out_dir / "args.json").write_text(json.dumps({**vars(args), "torch": torch.__version__}, indent=2))
+    (out_dir / "args.json").write_text(json.dumps({**vars(args), "torch": torch.__version__, **git_state()}, indent=2))
     results = {}
     for seed in seeds:
         (out_dir / f"seed_{seed}").mkdir(exist_ok=True)
@@ -727,5 +738,5 @@ def main(args) -> dict:
 if __name__ == "__main__":
     try:
         main(parse_args())
-    except (data.DataError, FinetuneError, electramed.CheckpointError) as e:
+    except (data.DataError, FinetuneError, electramed.CheckpointError, TokenizerError) as e:
         sys.exit(f"error: {e}")
