@@ -249,19 +249,28 @@ def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_
 
 # ---------------------------------------------------------------------------------------------
 # 4. Sampling replacements                                                (PAPER.md §3; ELECTRA)
-#    One categorical sample per masked slot from the generator's softmax at temperature 1
-#    (Gumbel-max in fp32, no gradient), written into the ORIGINAL ids. Label = sample != original:
-#    a correct guess counts as original.
+#    One categorical sample per masked slot from the generator's softmax at temperature 1 (fp32,
+#    no gradient), written into the ORIGINAL ids. Label = sample != original: a correct guess
+#    counts as original.
+#    CHOICE: inverse-CDF sampling (one uniform per slot, searchsorted over the cumulative softmax)
+#    instead of ELECTRA's Gumbel-max (one uniform per slot AND vocabulary entry). Both draw exactly
+#    from softmax(logits); inverse-CDF needs N uniforms per example instead of N * V, and one
+#    cumulative sum instead of two logs and an add over (B, N, V): on CPU, where the vocabulary is
+#    the cost, Gumbel-max was ~60% of a tiny step.
 # ---------------------------------------------------------------------------------------------
 def sample_replacements(logits, uniform):
-    """Draw one token per masked position from the generator's softmax (Gumbel-max, fp32, no gradient).
+    """Draw one token per masked position from the generator's softmax (inverse CDF, fp32, no gradient).
 
-    logits, uniform: (B, N, V). Returns (B, N) token ids.
-    Follows google-research/electra:pretrain/pretrain_helpers.py, sample_from_softmax.
+    logits: (B, N, V); uniform: (B, N) in [0, 1). Returns (B, N) token ids.
+    Same distribution as google-research/electra:pretrain/pretrain_helpers.py, sample_from_softmax.
     """
     with torch.no_grad():
-        gumbel = uniform.add(1e-9).log_().neg_().add_(1e-9).log_().neg_()   # -log(-log(u)); in place: V is big
-        return gumbel.add_(logits.float()).argmax(-1)
+        logits = logits.float()
+        cdf = (logits - logits.amax(-1, keepdim=True)).exp_().cumsum_(-1)          # unnormalized (B, N, V)
+        target = uniform.float().unsqueeze(-1) * cdf[..., -1:]                      # (B, N, 1) in [0, total)
+        # first index whose cumulative mass exceeds the target: a zero-probability token is never picked
+        sampled = torch.searchsorted(cdf, target.contiguous(), right=True).squeeze(-1)
+        return sampled.clamp_(max=logits.shape[-1] - 1)                             # u * total rounded up to total
 
 
 def replace_tokens(input_ids, positions, weights, sampled):
@@ -278,15 +287,15 @@ def example_seeds(seed, step, indices):
     return [int(np.random.SeedSequence([seed, step, i]).generate_state(1, np.uint64)[0]) for i in indices]
 
 
-def draw_noise(seeds, seq_len, n, vocab_size, device):
-    """Uniform noise for masking and sampling: (B, L), (B, N), (B, N, V), one generator per example."""
-    width = seq_len + n + n * vocab_size
+def draw_noise(seeds, seq_len, n, device):
+    """Uniform noise for masking and sampling: (B, L), (B, N), (B, N), one generator per example."""
+    width = seq_len + 2 * n
     out = torch.empty(len(seeds), width, device=device)
     rng = torch.Generator(device=device)
     for row, s in zip(out, seeds):
         rng.manual_seed(s)
         torch.rand(width, generator=rng, device=device, out=row)
-    return out[:, :seq_len], out[:, seq_len:seq_len + n], out[:, seq_len + n:].view(len(seeds), n, vocab_size)
+    return out[:, :seq_len], out[:, seq_len:seq_len + n], out[:, seq_len + n:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +327,7 @@ class ReplacedTokenDetection(nn.Module):
             ids, batch["counts"], batch["position_noise"], batch["keep_noise"],
             self.special_ids, self.pad_id, self.mask_id)
         gen_logits = self.generator(masked, types, attn, positions=positions).float()  # (B, N, V)
-        sampled = sample_replacements(gen_logits, batch["gumbel_noise"])            # (B, N)
+        sampled = sample_replacements(gen_logits, batch["sample_noise"])            # (B, N)
         corrupted, labels = replace_tokens(ids, positions, weights, sampled)        # (B, L) x 2
         disc_logits = self.discriminator(corrupted, types, attn).float()            # (B, L)
         real = ids != self.pad_id
@@ -503,8 +512,8 @@ def prepare_batch(batch, model: ReplacedTokenDetection, args, step, first_index,
     if batch["attention_mask"].all():
         batch["attention_mask"] = None          # no padding: SDPA may use the flash kernel (PAPER.md §5)
     seeds = example_seeds(args.seed, step, range(first_index, first_index + len(batch["input_ids"])))
-    batch["position_noise"], batch["keep_noise"], batch["gumbel_noise"] = draw_noise(
-        seeds, args.seq_len, args.num_predictions, model.generator.config.vocab_size, device)
+    batch["position_noise"], batch["keep_noise"], batch["sample_noise"] = draw_noise(
+        seeds, args.seq_len, args.num_predictions, device)
     return batch
 
 

@@ -103,14 +103,17 @@ def test_masking_follows_electra_on_many_draws(real_batch, tokenizer):
     assert abs(share - 0.85) < 0.01, f"[MASK] share {share:.4f} over {mask_total + kept_total} positions"
 
 
-def test_gumbel_sampling_draws_the_softmax():
-    """Gumbel-max frequencies match softmax(logits) (200k draws: 4 sigma < 0.005)."""
-    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
+def test_sampling_draws_the_softmax():
+    """Inverse-CDF sample frequencies match softmax(logits) (200k draws: 4 sigma < 0.005); a token
+    with zero probability (-inf logit) is never drawn, also at the ends of the vocabulary."""
+    logits = torch.tensor([-float("inf"), 2.0, 1.0, -float("inf"), 0.0, -1.0, 0.5, -float("inf")])
     draws = 200_000
-    uniform = torch.rand(1, draws, 5, generator=torch.Generator().manual_seed(1))
-    sampled = tp.sample_replacements(logits.expand(1, draws, 5), uniform)
-    freq = torch.bincount(sampled.flatten(), minlength=5).double() / draws
+    uniform = torch.rand(1, draws, generator=torch.Generator().manual_seed(1))
+    sampled = tp.sample_replacements(logits.expand(1, draws, len(logits)), uniform)
+    freq = torch.bincount(sampled.flatten(), minlength=len(logits)).double() / draws
     torch.testing.assert_close(freq, torch.softmax(logits.double(), -1), atol=5e-3, rtol=0)
+    edges = torch.tensor([[0.0, 1 - 2 ** -24]])            # the smallest and largest float32 uniforms
+    assert tp.sample_replacements(logits.expand(1, 2, len(logits)), edges).tolist() == [[1, 6]]
 
 
 def test_labels_zero_where_the_sample_is_the_original(real_batch, tokenizer):
