@@ -24,9 +24,12 @@ def find_data_dir() -> Path:
         "(../shared/data in this workplace, or run `python data.py download all`)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def data_dir() -> Path:
-    return find_data_dir()
+    """The data directory, also exported as ELECTRAMED_DATA so that the CLIs under test default to it."""
+    path = find_data_dir()
+    os.environ.setdefault("ELECTRAMED_DATA", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")
