@@ -308,7 +308,7 @@ def test_short_run_logs_exports_and_loads_in_transformers(small_corpus, scivocab
     checkpoints whose logits in transformers equal ours."""
     raw = tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "12", "--log-every", "4"))
     info = json.loads((tmp_path / "args.json").read_text())
-    assert len(info["git_commit"]) == 40 and isinstance(info["git_dirty"], bool) and info["num_predictions"] == 9
+    assert len(info["git_commit"]) == 40 and isinstance(info["git_dirty"], bool) and info["num_predictions"] == 16   # int((0.25 + 0.005) * 64), tiny masks 25%
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [4, 8, 12]
     for key in ("loss", "mlm_loss", "rtd_loss", "gen_acc", "disc_acc", "disc_precision", "disc_recall",
@@ -349,19 +349,35 @@ def entropy(p):
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
+def test_tiny_preset_starts_learning_real_text(small_corpus, scivocab, tmp_path):
+    """60 steps of the tiny preset (its lengths, generator, lr; batch 64) on real PubMed abstracts:
+    the generator's MLM loss falls from ~log V and its accuracy rises, and the discriminator ranks
+    the replaced tokens above the originals (AUC well above 0.5) while the samples are still rare
+    tokens. Accuracy above the all-original baseline takes the README's full run (the slow test below)."""
+    tp.main(tp.parse_args(["--size", "tiny", "--corpus", str(small_corpus), "--vocab", str(scivocab),
+                           "--out-dir", str(tmp_path), "--data-workers", "1", "--batch-size", "64",
+                           "--steps", "60", "--log-every", "10"]))
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[0]["mlm_loss"] > 9.5 and log[-1]["mlm_loss"] < log[0]["mlm_loss"] - 1.0, [r["mlm_loss"] for r in log]
+    assert max(r["gen_acc"] for r in log[1:]) > log[0]["gen_acc"] + 0.01, [r["gen_acc"] for r in log]
+    assert max(r["disc_auc"] for r in log) > 0.65, [r["disc_auc"] for r in log]
+
+
 @pytest.mark.slow
 def test_tiny_preset_learns_real_pubmed(data_dir, scivocab, tmp_path):
-    """The README's tiny run (300 steps; 4-30 min on 2 shared cores): generator accuracy rises, and
-    the discriminator beats the all-original baseline in log-loss (its BCE falls below the entropy of
-    the replaced rate, the best any constant guess can do) and in ranking (AUC > 0.5). Accuracy above
-    the baseline needs longer runs: at 300-1000 tiny steps it equals the baseline (results_pretrain.md)."""
+    """The README's tiny run (1,000 steps of 128 x 32 tokens; minutes on 2 cores, longer when they are
+    shared): generator accuracy rises, and the discriminator beats the all-original baseline in
+    accuracy (at each of the last four logs, by ~0.004), in log-loss (its BCE is below the entropy
+    of the replaced rate, the best any constant guess can do) and in ranking (AUC > 0.55)."""
     tp.main(tp.parse_args(["--size", "tiny", "--corpus", str(data_dir / "pubmed" / "corpus.txt"),
                            "--vocab", str(scivocab), "--out-dir", str(tmp_path), "--log-every", "25"]))
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert log[-1]["gen_acc"] > log[0]["gen_acc"] + 0.02, (log[0], log[-1])
     late = log[-4:]
+    above = [r["disc_acc"] - r["disc_baseline_acc"] for r in late]
+    assert min(above) > 0 and np.mean(above) > 0.002, \
+        f"disc acc {[r['disc_acc'] for r in late]} vs baseline {[r['disc_baseline_acc'] for r in late]}"
     margin = np.mean([entropy(1 - r["disc_baseline_acc"]) - r["rtd_loss"] for r in late])
     assert margin > 0.002, f"rtd loss {[r['rtd_loss'] for r in late]} vs base-rate entropy, margin {margin:.4f}"
-    assert np.mean([r["disc_auc"] for r in late]) > 0.51, [r["disc_auc"] for r in late]
-    assert all(r["disc_acc"] >= r["disc_baseline_acc"] - 0.005 for r in late)
+    assert np.mean([r["disc_auc"] for r in late]) > 0.55, [r["disc_auc"] for r in late]
     ElectraForPreTraining.from_pretrained(tmp_path / "final" / "discriminator")
