@@ -52,14 +52,17 @@ class ModelConfig:
 
 
 # Discriminator sizes from PAPER.md §2. "tiny" exists only for tests and CPU demos; its embedding
-# size differs from its hidden size so that the projection path is exercised as in Small.
+# size differs from its hidden size so that the projection path is exercised as in Small. "mini" is
+# the CPU proof of the method (train_pretrain.py's mini preset, bench/results_pretrain.md): a third
+# of Small's depth and half its width, so that a 2-core CPU pre-trains it in under two hours.
 SIZES = {
     "tiny":  dict(hidden_size=64,   num_hidden_layers=2,  num_attention_heads=2,  intermediate_size=256,  embedding_size=32),
+    "mini":  dict(hidden_size=128,  num_hidden_layers=4,  num_attention_heads=2,  intermediate_size=512,  embedding_size=128),
     "small": dict(hidden_size=256,  num_hidden_layers=12, num_attention_heads=4,  intermediate_size=1024, embedding_size=128),
     "base":  dict(hidden_size=768,  num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, embedding_size=768),
     "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, embedding_size=1024),
 }
-GENERATOR_FRACTION = {"tiny": 1 / 2, "small": 1 / 4, "base": 1 / 3, "large": 1 / 4}
+GENERATOR_FRACTION = {"tiny": 1 / 2, "mini": 1 / 4, "small": 1 / 4, "base": 1 / 3, "large": 1 / 4}
 
 
 def model_config(size: str, vocab_size: int, **overrides) -> ModelConfig:
