@@ -48,9 +48,28 @@ class DataError(ValueError):
     """Bad or missing input. The message starts with "path:line: " when one line is at fault."""
 
 
-def default_data_dir() -> str:
-    """The data directory every CLI uses by default: $ELECTRAMED_DATA, else "data"."""
-    return os.environ.get("ELECTRAMED_DATA") or "data"
+# CHOICE: a clone alone must run the README's first command, so the repository carries a small sample
+# (sample_data/SOURCE.md: 693 NCBI-disease train+dev abstracts, public domain, and SciBERT's scivocab,
+# Apache-2.0). It is the last resort, never a silent one: note_if_sample says so when it is used.
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
+SAMPLE_NOTE = ("=> no data directory given or found: using the embedded sample (sample_data/, 693 NCBI-disease "
+               "abstracts, no benchmarks); see the README for the full data")
+
+
+def default_data_dir(embedded=True) -> str:
+    """The data directory every CLI uses by default: $ELECTRAMED_DATA, else data/ if it exists, else the
+    embedded sample. Commands that write (downloads) pass embedded=False and get data/ instead."""
+    if os.environ.get("ELECTRAMED_DATA"):
+        return os.environ["ELECTRAMED_DATA"]
+    return "data" if os.path.isdir("data") or not embedded else str(SAMPLE_DATA_DIR)
+
+
+def note_if_sample(*paths) -> bool:
+    """Print SAMPLE_NOTE (one line) when any of `paths` lies in the embedded sample; True if it did."""
+    used = any(SAMPLE_DATA_DIR in [Path(p).resolve(), *Path(p).resolve().parents] for p in paths if p)
+    if used:
+        print(SAMPLE_NOTE)
+    return used
 
 
 def require_file(path, hint="") -> Path:
@@ -772,7 +791,7 @@ def parse_args(argv=None):
     c.add_argument("--out", default="data/pubmed/corpus.txt")
     c = sub.add_parser("download", help="fetch the benchmark files, sha256-checked")
     c.add_argument("task", choices=[*BENCHMARKS, "all"])
-    c.add_argument("--out-dir", default=default_data_dir())
+    c.add_argument("--out-dir", default=default_data_dir(embedded=False))
     c.add_argument("--mirror", default=None, help="copy from this directory (laid out like the data dir)")
     c.add_argument("--base-url", default=GITHUB_RAW_URL)
     c.add_argument("--bioasq-dir", default=None, help="your registered copy of the BioASQ files")
@@ -788,6 +807,7 @@ def main(args):
         if args.command == "prepare":
             print(f"writing shards to {args.out_dir}")
             vocab = args.vocab or Path(args.data_dir) / "vocab" / "scivocab_uncased.txt"
+            note_if_sample(vocab, *args.corpus)
             out = prepare_corpus(args.corpus, vocab, args.out_dir, args.max_len, args.workers, args.seed,
                                  args.lowercase, progress=True)
             meta = json.loads((out / "meta.json").read_text())
@@ -810,6 +830,7 @@ def main(args):
             if missing:
                 raise DataError("not downloaded:\n  " + "\n  ".join(missing))
         elif args.command == "counts":
+            note_if_sample(args.data_dir)
             print_counts(args.data_dir)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None

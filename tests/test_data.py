@@ -551,3 +551,59 @@ def test_benchmark_download_rejects_corrupted_files(server, tmp_path, data_dir):
         f.write(b"extra O\n")
     with pytest.raises(DataError, match="test.txt: sha256 checksum mismatch"):
         data.download_benchmark("ncbi_disease", tmp_path / "out", mirror=mirror)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. The embedded sample (sample_data/SOURCE.md): the default when no data directory is found
+# ---------------------------------------------------------------------------------------------
+SAMPLE = data.SAMPLE_DATA_DIR
+
+
+@pytest.fixture()
+def bare_machine(tmp_path, monkeypatch):
+    """A clone alone: no $ELECTRAMED_DATA (conftest exports it) and no data/ in the working directory."""
+    monkeypatch.delenv("ELECTRAMED_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_default_data_dir_order(bare_machine, monkeypatch, capsys):
+    assert data.default_data_dir() == str(SAMPLE)                          # neither: the sample
+    assert data.parse_args(["download", "all"]).out_dir == "data"          # downloads never write into it
+    (bare_machine / "data").mkdir()
+    assert data.default_data_dir() == "data"                               # data/ present
+    monkeypatch.setenv("ELECTRAMED_DATA", str(bare_machine / "elsewhere"))
+    assert data.default_data_dir() == str(bare_machine / "elsewhere")      # the env var first
+    assert not data.note_if_sample("data", bare_machine / "elsewhere", None)
+    assert capsys.readouterr().out == ""
+    assert data.note_if_sample("data", SAMPLE / "vocab" / "scivocab_uncased.txt")
+    assert capsys.readouterr().out == data.SAMPLE_NOTE + "\n"
+
+
+def test_sample_is_the_start_of_the_real_corpus_and_scivocab(data_dir):
+    docs = list(data.read_documents([SAMPLE / "pubmed" / "corpus.txt"]))
+    assert len(docs) == 693 and sum(map(len, docs)) == 6640
+    assert (SAMPLE / "pubmed" / "corpus.txt").stat().st_size + (SAMPLE / "vocab" / "scivocab_uncased.txt").stat().st_size < 1.2e6
+    real = data_dir / "pubmed" / "corpus.txt"
+    if real.is_file():
+        first = [d for _, d in zip(range(693), data.read_documents([real]))]
+        assert docs == first
+        assert real.read_text(encoding="utf-8").splitlines()[7332] == ""  # line 7,333 ends document 693
+    assert (SAMPLE / "vocab" / "scivocab_uncased.txt").read_bytes() == (data_dir / "vocab" / "scivocab_uncased.txt").read_bytes()
+
+
+def test_pretraining_runs_on_the_sample_alone(bare_machine):
+    import train_pretrain as tp
+    args = tp.parse_args(["--size", "tiny", "--steps", "5", "--out-dir", str(bare_machine / "run"),
+                          "--data-workers", "1"])
+    assert args.data_dir == str(SAMPLE)
+    tp.main(args)
+    assert (bare_machine / "run" / "final" / "discriminator").is_dir()
+    assert not (bare_machine / "data").exists()
+
+
+def test_finetuning_on_the_sample_names_the_missing_file(bare_machine):
+    import finetune
+    with pytest.raises(DataError, match=r"sample_data/ncbi_disease/train.txt: missing"):
+        finetune.main(finetune.parse_args(["--task", "ncbi_disease", "--size", "tiny",
+                                           "--out-dir", str(bare_machine / "ft")]))
