@@ -352,3 +352,67 @@ def test_checkpoint_weights_and_vocab_are_used(tmp_path, renamed_ner, scivocab, 
     expected = model.encoder.state_dict()
     for name, tensor in loaded.state_dict().items():
         torch.testing.assert_close(tensor, expected[name], msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipe for random init and small models (issue 9)
+# ---------------------------------------------------------------------------------------------
+
+def filled(argv, tmp_path):
+    """parse_args + fill_defaults for a named task, as main() does before any data work."""
+    args = finetune.parse_args([*argv, "--out-dir", str(tmp_path / "run")])
+    spec, _ = finetune.resolve_task(args)
+    finetune.fill_defaults(args, spec, finetune.init_hidden_size(args))
+    return args
+
+
+def test_random_init_gets_no_layerwise_decay(tmp_path, tokenizer, scivocab):
+    """--init random: decay 1.0, so every parameter trains at the head's lr; a checkpoint keeps 0.8."""
+    args = filled(["--task", "ncbi_disease", "--init", "random", "--size", "mini"], tmp_path)
+    assert args.layerwise_decay == 1.0 and args.epochs == 20 and args.patience == finetune.SCRATCH_PATIENCE
+    model = finetune.FineTuner(electramed.Encoder(electramed.model_config("mini", len(tokenizer))), "ner", 3)
+    groups = finetune.layerwise_param_groups(model, 1e-3, args.layerwise_decay, 0.01)
+    assert {g["lr"] for g in groups} == {1e-3}
+    electramed.save_hf_checkpoint(electramed.Discriminator(electramed.model_config("tiny", len(tokenizer))),
+                                  tmp_path / "ckpt", vocab_file=scivocab)
+    args = filled(["--task", "ncbi_disease", "--init", str(tmp_path / "ckpt")], tmp_path)
+    assert args.layerwise_decay == 0.8 and args.epochs == 10 and args.patience == 0   # the paper's protocol
+    explicit = filled(["--task", "chemprot", "--init", "random", "--layerwise-decay", "0.9", "--epochs", "4",
+                       "--patience", "0"], tmp_path)
+    assert (explicit.layerwise_decay, explicit.epochs, explicit.patience) == (0.9, 4, 0)
+
+
+def test_lr_list_is_swept_on_dev_then_every_seed_uses_the_best(tmp_path, data_dir):
+    """sweep.json holds each lr's best dev F1 (seed 1); the chosen lr is the argmax, used by all seeds;
+    seed 1's run is the sweep's own run (same dev score), not a re-run with other results."""
+    out = tmp_path / "run"
+    summary = finetune.main(finetune.parse_args([
+        "--task", "ncbi_disease", "--data-dir", str(data_dir), "--init", "random", "--size", "tiny",
+        "--batch-size", "16", "--seeds", "1,2", "--epochs", "2", "--max-train-examples", "200",
+        "--max-eval-examples", "80", "--lr", "1e-6,3e-3", "--out-dir", str(out)]))
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert set(sweep["dev"]) == {"1e-06", "0.003"} and sweep["seed"] == 1
+    best = max(sweep["dev"], key=sweep["dev"].get)
+    assert sweep["best_lr"] == float(best) and sweep["dev"][best] > min(sweep["dev"].values())
+    seed1 = json.loads((out / "seed_1" / "metrics.json").read_text())
+    assert seed1["dev"]["f1"] == sweep["dev"][best] and "test" in seed1
+    assert summary["lr"] == {"1": float(best), "2": float(best)}
+
+
+def test_patience_stops_when_dev_stops_improving(tmp_path, data_dir):
+    """With an lr too small to change predictions, dev never beats epoch 1: patience 2 stops after epoch 3."""
+    _, metrics, _ = run(tmp_path, "--task", "ncbi_disease", "--data-dir", str(data_dir), "--epochs", "10",
+                        "--patience", "2", "--max-train-examples", "64", "--max-eval-examples", "40", "--lr", "1e-9")
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["best_epoch"] == 1
+
+
+def test_mini_size_from_random_init_runs(tmp_path, data_dir, scivocab):
+    """--init random --size mini --vocab FILE builds the mini shape (hidden 128, 4 layers) and trains."""
+    out = tmp_path / "run"
+    summary = finetune.main(finetune.parse_args([
+        "--task", "chemprot", "--data-dir", str(data_dir), "--epochs", "1", "--max-train-examples", "64",
+        "--max-eval-examples", "40", "--init", "random", "--size", "mini", "--vocab", str(scivocab),
+        "--out-dir", str(out)]))
+    assert summary["model"] == "random-mini"
+    saved = json.loads((out / "args.json").read_text())
+    assert saved["size"] == "mini" and saved["vocab"] == str(scivocab)
