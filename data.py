@@ -268,6 +268,9 @@ def pack_examples(documents_ids, max_len, rng, cls_id, sep_id) -> Iterator[tuple
 #      examples.bin  (N, max_len) token ids, padded with [PAD]=0, uint16 (int32 if the vocab is larger)
 #      index.bin     (N, 2) int32: real length, length of the type-0 part ([CLS] A [SEP])
 #      meta.json     counts, max_len, vocab size and hash, and the inputs (the cache key), written last
+#      heldout/      the same three files for the held-out documents (every `heldout_every`-th
+#                    document, counted from the first): never trained on, packed alike, so the
+#                    run can score the generator and discriminator on text it has not seen
 #    PretrainingData reads them through np.memmap: global batch s of an epoch is examples
 #    [s*B*W, (s+1)*B*W) of a permutation seeded by (seed, epoch); rank r takes [r*B, (r+1)*B).
 # ---------------------------------------------------------------------------------------------
@@ -335,55 +338,81 @@ class _ExampleWriter:
             f.close()
 
 
-def _cache_key(corpus_paths, vocab_file, max_len, seed, lowercase):
+def _cache_key(corpus_paths, vocab_file, max_len, seed, lowercase, heldout_every):
     inputs = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in corpus_paths]
     return {"format": SHARD_FORMAT, "inputs": inputs, "vocab_sha256": file_digest(vocab_file, "sha256"),
-            "max_len": max_len, "seed": seed, "lowercase": lowercase}
+            "max_len": max_len, "seed": seed, "lowercase": lowercase, "heldout_every": heldout_every}
 
 
-def _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress):
-    """Tokenize -> pack -> append to out_dir/*.bin.tmpPID. Returns the number of examples and counts."""
-    dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
-    writer, counts = _ExampleWriter(out_dir, max_len, dtype, tokenizer.pad_id), Counter()
-
-    def counted(documents):
-        for document in documents:
-            counts.update(documents=1, sentences=len(document), tokens=sum(map(len, document)))
-            yield document
-
-    documents = counted(_tokenized_documents(tokenizer, paths, workers, progress))
+def _pack_into(writer, documents, max_len, seed, tokenizer, counts):
+    """Pack documents into examples and append them to writer; count the tokens kept."""
     for input_ids, token_types in pack_examples(documents, max_len, random.Random(seed),
                                                 tokenizer.cls_id, tokenizer.sep_id):
         counts.update(kept_tokens=len(input_ids) - (3 if token_types[-1] else 2))   # minus [CLS], [SEP]s
         writer.add(input_ids, token_types)
     writer.close()
     counts.update(truncated_tokens=counts["tokens"] - counts["kept_tokens"])
-    return writer.n, {"dtype": np.dtype(dtype).name, **counts}
+    return writer.n
+
+
+def _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress, heldout_every=0):
+    """Tokenize -> pack -> append to out_dir/*.bin.tmpPID (and out_dir/heldout/*.bin.tmpPID).
+    Returns the number of examples and counts, for the training part and the held-out part."""
+    dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
+    writer, counts = _ExampleWriter(out_dir, max_len, dtype, tokenizer.pad_id), Counter()
+    heldout, heldout_counts = [], Counter()      # ~1/heldout_every of the corpus: small enough to hold
+
+    def training_documents(documents):
+        for i, document in enumerate(documents):
+            tally = heldout_counts if heldout_every and i % heldout_every == 0 else counts
+            tally.update(documents=1, sentences=len(document), tokens=sum(map(len, document)))
+            if tally is heldout_counts:
+                heldout.append(document)
+            else:
+                yield document
+
+    n = _pack_into(writer, training_documents(_tokenized_documents(tokenizer, paths, workers, progress)),
+                   max_len, seed, tokenizer, counts)
+    if heldout:
+        (out_dir / "heldout").mkdir(exist_ok=True)
+        held_writer = _ExampleWriter(out_dir / "heldout", max_len, dtype, tokenizer.pad_id)
+        heldout_counts["examples"] = _pack_into(held_writer, heldout, max_len, seed, tokenizer, heldout_counts)
+    return n, {"dtype": np.dtype(dtype).name, **counts}, dict(heldout_counts)
 
 
 def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, seed=0, lowercase=True,
-                   progress=False) -> Path:
+                   progress=False, heldout_every=0) -> Path:
     """Tokenize, pack and write the corpus to out_dir; return out_dir. Reuses out_dir when its
-    meta.json was written from the same inputs (paths, sizes, mtimes), vocab, max_len and seed."""
+    meta.json was written from the same inputs (paths, sizes, mtimes), vocab, max_len, seed and
+    held-out rule. heldout_every=k > 0 keeps documents 0, k, 2k, ... out of training and packs them
+    into out_dir/heldout/ (read it with PretrainingData(out_dir / "heldout", ...))."""
     paths = [require_file(p) for p in ([corpus_paths] if isinstance(corpus_paths, (str, Path)) else corpus_paths)]
     vocab_file, out_dir = require_file(vocab_file, "a WordPiece vocab, one token a line"), Path(out_dir)
-    key = _cache_key(paths, vocab_file, max_len, seed, lowercase)
+    key = _cache_key(paths, vocab_file, max_len, seed, lowercase, heldout_every)
     if (out_dir / "meta.json").is_file() and json.loads((out_dir / "meta.json").read_text()).get("key") == key:
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "meta.json").unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "heldout", ignore_errors=True)
     tokenizer = Tokenizer.from_vocab_file(vocab_file, lowercase=lowercase)
+    parts = [out_dir, out_dir / "heldout"]
     try:
-        n, counts = _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress)
+        n, counts, heldout = _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress,
+                                             heldout_every)
         if n == 0:
             raise DataError(f"{paths[0]}: no examples (the corpus has no tokens)")
-        for name in ("examples.bin", "index.bin"):
-            os.replace(out_dir / f"{name}.tmp{os.getpid()}", out_dir / name)   # atomic, per process
+        for part in parts[:1 + bool(heldout.get("examples"))]:
+            for name in ("examples.bin", "index.bin"):
+                os.replace(part / f"{name}.tmp{os.getpid()}", part / name)   # atomic, per process
     finally:
-        for name in ("examples.bin", "index.bin"):
-            (out_dir / f"{name}.tmp{os.getpid()}").unlink(missing_ok=True)
-    meta = {"num_examples": n, "max_len": max_len, "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_id,
-            **counts, "key": key}
+        for part in parts:
+            for name in ("examples.bin", "index.bin"):
+                (part / f"{name}.tmp{os.getpid()}").unlink(missing_ok=True)
+    common = {"max_len": max_len, "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_id, "dtype": counts["dtype"]}
+    if heldout.get("examples"):
+        (out_dir / "heldout" / "meta.json").write_text(json.dumps(
+            {"num_examples": heldout.pop("examples"), **common, **heldout, "key": key}, indent=1))
+    meta = {"num_examples": n, **common, **counts, "heldout_documents": heldout.get("documents", 0), "key": key}
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))   # last: marks the shards complete
     return out_dir
 
@@ -423,6 +452,13 @@ class PretrainingData:
         start = s * self.global_batch + self.rank * self.batch_size
         rows = self._permutation(epoch)[start:start + self.batch_size]
         self.step += 1
+        return self._batch(rows)
+
+    def first_examples(self, n) -> dict:
+        """Examples 0..n-1 in file order, as one batch (a fixed evaluation set; position unchanged)."""
+        return self._batch(np.arange(min(n, self.num_examples)))
+
+    def _batch(self, rows) -> dict:
         input_ids = torch.from_numpy(self.examples[rows].astype(np.int64))           # (B, L)
         length, first = torch.from_numpy(self.index[rows].astype(np.int64)).unbind(1)  # (B,), (B,)
         position = torch.arange(self.max_len)

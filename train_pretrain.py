@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import electramed as em
-from data import DataError, PretrainingData, default_data_dir, prepare_corpus
+from data import DataError, PretrainingData, default_data_dir, note_if_sample, prepare_corpus
 from tokenizer import Tokenizer, TokenizerError
 
 # Shapes in comments: B batch (per process), L sequence length, N masked positions per example,
@@ -65,6 +65,8 @@ class PretrainError(ValueError):
 PRESETS = {
     "tiny":  dict(lr=1e-3, batch_size=128, seq_len=32, mask_prob=0.25, dropout=0.0, generator_fraction=1 / 4,
                   steps=1000),
+    "mini":  dict(lr=2e-3, batch_size=32, seq_len=128, mask_prob=0.15, dropout=0.0, generator_fraction=1 / 4,
+                  steps=6000, warmup_steps=300, vocab=str(Path(__file__).resolve().parent / "vocab" / "pubmed_8k_uncased.txt")),
     "small": dict(lr=5e-4, batch_size=128, seq_len=128, mask_prob=0.15, dropout=0.1,
                   generator_fraction=em.GENERATOR_FRACTION["small"], steps=1_000_000),
     "base":  dict(lr=2e-4, batch_size=256, seq_len=512, mask_prob=0.15, dropout=0.1,       # ELECTRAMed
@@ -85,11 +87,13 @@ def parse_args(argv=None):
     g.add_argument("--mask-prob", type=float, default=None, help="default 0.15, 0.25 for large and tiny")
     g.add_argument("--disc-weight", type=float, default=50.0, help="lambda in loss = mlm + lambda * rtd")
     g = p.add_argument_group("data (PAPER.md §1, §3)")
-    g.add_argument("--data-dir", default=default_data_dir(), help="default: $ELECTRAMED_DATA or data/")
+    g.add_argument("--data-dir", default=default_data_dir(),
+                   help="default: $ELECTRAMED_DATA, else data/, else the embedded sample_data/")
     g.add_argument("--corpus", nargs="+", default=None,
                    help="text files, one sentence a line, blank line between documents "
                         "(default: DATA_DIR/pubmed/corpus.txt)")
-    g.add_argument("--vocab", default=None, help="default: DATA_DIR/vocab/scivocab_uncased.txt")
+    g.add_argument("--vocab", default=None, help="default: vocab/pubmed_8k_uncased.txt for mini, "
+                                                  "else DATA_DIR/vocab/scivocab_uncased.txt")
     g.add_argument("--seq-len", type=int, default=None, help="tokens per example (128 small, 512 base)")
     g.add_argument("--data-workers", type=int, default=2, help="tokenizer processes for corpus preparation")
     g = p.add_argument_group("optimization (PAPER.md §3)")
@@ -100,8 +104,9 @@ def parse_args(argv=None):
     g.add_argument("--warmup-steps", type=int, default=None, help="default min(10000, steps // 10)")
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip")
-    g.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=False,
-                   help="Adam bias correction; ELECTRA's AdamWeightDecayOptimizer has none (default off)")
+    g.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"Adam bias correction; ELECTRA's optimizer has none (default: off when the warmup "
+                        f"is at least {BIAS_CORRECTION_WARMUP:,} steps, on for shorter warmups)")
     g = p.add_argument_group("system")
     g.add_argument("--gpus", type=int, default=None, help="GPU processes to start (default: 1 if CUDA, else 0)")
     g.add_argument("--nproc", type=int, default=1, help="CPU processes to start (gloo), when --gpus is 0")
@@ -111,6 +116,11 @@ def parse_args(argv=None):
     g.add_argument("--out-dir", default="runs/pretrain")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--log-every", type=int, default=10)
+    g.add_argument("--heldout-every", type=int, default=100,
+                   help="hold out documents 0, k, 2k, ... of the corpus (never trained on); 0: none")
+    g.add_argument("--eval-every", type=int, default=None,
+                   help="score the held-out slice every this many steps (default: --save-every)")
+    g.add_argument("--heldout-examples", type=int, default=512, help="held-out examples scored (at most)")
     g.add_argument("--save-every", type=int, default=1000, help="checkpoint every this many steps")
     g.add_argument("--keep-checkpoints", type=int, default=3)
     g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
@@ -131,8 +141,15 @@ def resolve_defaults(args):
     cuda = torch.cuda.is_available()
     args.corpus = args.corpus or [os.path.join(args.data_dir, "pubmed", "corpus.txt")]
     args.vocab = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
+    note_if_sample(*args.corpus, args.vocab)
     # CHOICE: warmup defaults to min(10k, 10% of the steps), so short runs warm up too; 10k at 1M steps.
     args.warmup_steps = min(10_000, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
+    if args.bias_correction is None:
+        args.bias_correction = needs_bias_correction(args.warmup_steps)
+    args.eval_every = args.eval_every or args.save_every
+    if args.eval_every % args.log_every:
+        raise PretrainError(f"--eval-every {args.eval_every} must be a multiple of --log-every {args.log_every} "
+                            "(held-out scores are written on log lines)")
     args.gpus = (1 if cuda else 0) if args.gpus is None else args.gpus
     if args.gpus > torch.cuda.device_count():
         raise PretrainError(f"--gpus {args.gpus} asks for more GPUs than torch sees "
@@ -159,6 +176,10 @@ def resolve_defaults(args):
     print(f"=> mask prob {args.mask_prob}: N = {args.num_predictions} masked slots per example; "
           f"generator fraction {args.generator_fraction:.3g}; {args.steps:,} steps, warmup {args.warmup_steps:,}; "
           f"{args.precision}, compile {args.compile}; out dir {args.out_dir}")
+    print(f"=> Adam bias correction {'on' if args.bias_correction else 'off'} (warmup {args.warmup_steps:,} "
+          f"steps; the rule: off from {BIAS_CORRECTION_WARMUP:,}, as ELECTRA's 10,000); held-out slice: "
+          + (f"every {args.heldout_every}th document, scored every {args.eval_every:,} steps"
+             if args.heldout_every else "none"))
     return args
 
 
@@ -360,9 +381,31 @@ def summarize(stats, disc_weight):
     s = dict(zip(STATS, stats.tolist()))
     mlm, rtd = s["mlm_sum"] / s["masked"], s["rtd_sum"] / s["real"]
     return {"loss": mlm + disc_weight * rtd, "mlm_loss": mlm, "rtd_loss": rtd,
+            "rtd_base_entropy": binary_entropy(s["replaced"] / s["real"]),
             "gen_acc": s["gen_correct"] / s["masked"], "disc_acc": s["disc_correct"] / s["real"],
             "disc_precision": s["true_pos"] / max(s["pred_pos"], 1), "disc_recall": s["true_pos"] / max(s["replaced"], 1),
             "disc_baseline_acc": 1 - s["replaced"] / s["real"]}
+
+
+def binary_entropy(p: float) -> float:
+    """The BCE of always predicting the base rate p: what rtd_loss must beat to show any learning."""
+    return 0.0 if p <= 0 or p >= 1 else -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+class ScoreCollector:
+    """Discriminator logits and labels of every micro-batch since the last log, kept on the device
+    (no host read per step), for an AUC over the whole log interval."""
+
+    def __init__(self):
+        self.parts = []
+
+    def add(self, out):
+        self.parts.append((out["disc_logits"], out["labels"], out["real"]))
+
+    def auc(self) -> float:
+        logits, labels, real = (torch.cat([p[i].flatten() for p in self.parts]) for i in range(3))
+        self.parts = []
+        return roc_auc(logits[real], labels[real])
 
 
 def roc_auc(scores, labels) -> float:
@@ -425,6 +468,19 @@ class AdamWeightDecay(torch.optim.Optimizer):
                 denominator = v.sqrt().div_(math.sqrt(c2)).add_(group["eps"])
                 p.mul_(1 - lr * wd)                                       # decoupled decay, from the old p
                 p.addcdiv_(m, denominator, value=-lr / c1)
+
+
+# CHOICE: bias correction is on when the warmup is shorter than BIAS_CORRECTION_WARMUP steps, off
+# otherwise (ELECTRA has none). Without it Adam's first updates are too large by 1/sqrt(1 - 0.999^t):
+# x3.2 at step 100, x1.26 at step 1,000, x1.003 at step 5,000. ELECTRA's 10,000-step warmup keeps
+# the lr small while that factor is large, so leaving it out does not matter there; a CPU run with a
+# few hundred warmup steps would really peak at several times its --lr (issue 8: the old tiny runs
+# "at lr 1e-3" ran near 3e-3). Proved by test_bias_correction_rule.
+BIAS_CORRECTION_WARMUP = 5_000
+
+
+def needs_bias_correction(warmup_steps: int) -> bool:
+    return warmup_steps < BIAS_CORRECTION_WARMUP
 
 
 def build_optimizer(model, args):
@@ -569,20 +625,49 @@ def global_counts(batches, raw, args, dist: Dist, stop_requested):
     return all_reduce(torch.tensor(local, device=dist.device), dist).tolist()
 
 
-def log_metrics(stats, out, args, dist: Dist, step, lr, grad_norm, flops, timer, log_file) -> dict:
-    """Summarize the stats summed since the last log (all processes), write a log.jsonl line, reset."""
+def log_metrics(stats, scores, args, dist: Dist, step, lr, grad_norm, flops, timer) -> dict:
+    """Summarize the stats summed since the last log (all processes) and reset them. disc_auc is over
+    every token this process saw since the last log (the main process's share of the batch)."""
     metrics = summarize(all_reduce(stats, dist), args.disc_weight)
     stats.zero_()
-    real = out["real"]
-    metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(),
-                   disc_auc=roc_auc(out["disc_logits"][real], out["labels"][real]),   # last micro-batch
+    metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(), disc_auc=scores.auc(),
                    seq_per_s=(step - timer[1]) * args.batch_size / (time.time() - timer[0]))
     if dist.device.type == "cuda":
         metrics["mfu"] = metrics["seq_per_s"] * flops / 989e12    # of an H100 SXM's dense bf16 peak (PAPER.md §5)
-    if log_file:
-        log_file.write(json.dumps(metrics) + "\n")
-        log_file.flush()
     return metrics
+
+
+HELDOUT_STEP = 2 ** 62     # the "step" in the held-out noise seeds: never a training step
+
+
+def load_heldout(shard_dir, args):
+    """The held-out examples as one batch on the CPU, or None when the run holds none out."""
+    if not args.heldout_every or not (Path(shard_dir) / "heldout" / "meta.json").is_file():
+        return None
+    return PretrainingData(Path(shard_dir) / "heldout", batch_size=1).first_examples(args.heldout_examples)
+
+
+@torch.no_grad()
+def evaluate_heldout(raw, heldout, args, device, batch_size=64) -> dict:
+    """Generator MLM loss/accuracy and discriminator AUC/BCE/accuracy on the held-out slice, with the
+    same masks and samples every time (noise seeded by the example's index), so the numbers of two
+    steps differ only because the model did."""
+    was_training = raw.training
+    raw.eval()
+    stats, scores = torch.zeros(len(STATS), device=device), ScoreCollector()
+    total = len(heldout["input_ids"])
+    for first in range(0, total, batch_size):
+        b = {k: v[first:first + batch_size] for k, v in heldout.items()}
+        b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob, args.num_predictions)
+        batch = prepare_batch(b, raw, args, HELDOUT_STEP, first, device)
+        batch.update(mlm_denominator=torch.tensor(1.0, device=device), rtd_denominator=torch.tensor(1.0, device=device))
+        out = raw(batch)
+        stats += out["stats"]
+        scores.add(out)
+    raw.train(was_training)
+    metrics = summarize(stats, args.disc_weight)
+    metrics["disc_auc"] = scores.auc()
+    return {f"heldout_{k}": v for k, v in metrics.items()}
 
 
 def train(args, dist: Dist):
@@ -596,10 +681,11 @@ def train(args, dist: Dist):
         write_run_info(args, dist)
     if dist.local_rank == 0:
         prepare_corpus(args.corpus, args.vocab, out_dir / "shards", max_len=args.seq_len,
-                       workers=args.data_workers, seed=args.seed, progress=True)
+                       workers=args.data_workers, seed=args.seed, progress=True, heldout_every=args.heldout_every)
     if dist.world_size > 1:
         torch_dist.barrier()
     data = PretrainingData(out_dir / "shards", args.micro_batch_size, dist.rank, dist.world_size, args.seed)
+    heldout = load_heldout(out_dir / "shards", args) if dist.is_main else None
     # 4. model, optimizer
     raw = build_model(args, tokenizer).to(dist.device)
     optimizer = build_optimizer(raw, args)
@@ -629,7 +715,7 @@ def train(args, dist: Dist):
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16"
                 else contextlib.nullcontext())
     # 7. loop: lr -> micro-steps under autocast -> clip -> step -> log -> checkpoint
-    stop, stats = StopRequest(), torch.zeros(len(STATS), device=dist.device)
+    stop, stats, scores = StopRequest(), torch.zeros(len(STATS), device=dist.device), ScoreCollector()
     bar = tqdm(total=args.steps, initial=step, disable=not dist.is_main, desc="pretrain", unit="step")
     log_file = open(out_dir / "log.jsonl", "a") if dist.is_main else None
     timer = (time.time(), step)
@@ -655,6 +741,7 @@ def train(args, dist: Dist):
                         out = model(batch)
                     out["loss"].backward()     # gradients summed over micro-batches, averaged by DDP
                 stats += out["stats"]
+                scores.add(out)
                 step_loss += out["loss"].item()
             if not math.isfinite(step_loss):
                 raise FloatingPointError(f"loss is {step_loss} at step {step + 1}: stopping (lower --lr?)")
@@ -664,9 +751,18 @@ def train(args, dist: Dist):
             step += 1
             bar.update()
             if step % args.log_every == 0 or step == args.steps:
-                metrics = log_metrics(stats, out, args, dist, step, lr, grad_norm, flops, timer, log_file)
+                metrics = log_metrics(stats, scores, args, dist, step, lr, grad_norm, flops, timer)
+                if heldout is not None and (step % args.eval_every == 0 or step == args.steps):
+                    metrics.update(evaluate_heldout(raw, heldout, args, dist.device))
+                    print0(dist, f"step {step}: held-out MLM {metrics['heldout_mlm_loss']:.3f}, gen acc "
+                                 f"{metrics['heldout_gen_acc']:.3f}, disc AUC {metrics['heldout_disc_auc']:.3f}, "
+                                 f"RTD BCE {metrics['heldout_rtd_loss']:.4f} (base rate "
+                                 f"{metrics['heldout_rtd_base_entropy']:.4f})")
+                if log_file:
+                    log_file.write(json.dumps(metrics) + "\n")
+                    log_file.flush()
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", gen_acc=f"{metrics['gen_acc']:.3f}",
-                                disc_acc=f"{metrics['disc_acc']:.3f}", lr=f"{lr:.2e}",
+                                auc=f"{metrics['disc_auc']:.3f}", lr=f"{lr:.2e}",
                                 seq_s=f"{metrics['seq_per_s']:.1f}")
                 timer = (time.time(), step)
             if step % args.save_every == 0 or step == args.steps:
@@ -721,7 +817,7 @@ def main(args):
         return worker(int(os.environ["LOCAL_RANK"]), args, None)
     # the corpus is packed once, here, before any process starts; errors surface in this process
     prepare_corpus(args.corpus, args.vocab, Path(args.out_dir) / "shards", max_len=args.seq_len,
-                   workers=args.data_workers, seed=args.seed, progress=True)
+                   workers=args.data_workers, seed=args.seed, progress=True, heldout_every=args.heldout_every)
     if args.resume and (found := latest_checkpoint(args.out_dir)) is not None:
         load_checkpoint(found, args.vocab)                    # fail early on a vocab mismatch
     if args.world_size == 1:
