@@ -2,7 +2,8 @@
 Fine-tuning ELECTRA(Med) on the paper's biomedical benchmarks (PAPER.md §4).
 
 One encoder, three hand-written heads: a tagger on the first sub-token of each word (NER: BC5CDR,
-NCBI-disease), a [CLS] classifier (relation extraction: ChemProt, DDI) and a start/end span scorer over
+NCBI-disease), a [CLS] classifier (relation extraction: ChemProt, DDI; or HF's classification head, or
+the two entity-start markers' states, with --pooling) and a start/end span scorer over
 sliding windows (BioASQ factoid QA, answers pooled over all snippets of a question). Training uses
 layer-wise learning-rate decay, warmup then linear decay, AdamW with weight decay and gradient clipping;
 the best dev epoch is kept and scored on test, for every seed of --seeds.
@@ -17,7 +18,8 @@ go to the same side, chosen with seed 0 whatever the run seed), scored with the 
 From a random init the recipe differs from the paper's (no layer-wise decay, more epochs with early
 stopping; CHOICEs in section 1), and `--lr 1e-3,3e-4` sweeps the values on dev with the first seed.
 
-Writes to --out-dir (printed at start): args.json, sweep.json (with several --lr), seed_<s>/metrics.json, seed_<s>/ predictions
+Writes to --out-dir (printed at start): args.json, sweep.json (with several --lr), markers.json (RE:
+relation marker -> vocabulary id), seed_<s>/metrics.json, seed_<s>/ predictions
 (test.conll "token gold pred" | test.tsv | bioasq_<batch>.json in BioASQ submission format) and
 summary.json ({"task", "metric", "seeds": {seed: value}, "mean", "std", "model", ...}, read by
 `python eval.py table`).
@@ -31,6 +33,7 @@ import copy
 import json
 import math
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -118,7 +121,7 @@ def fill_defaults(args, spec, hidden_size):
     if args.patience is None:
         args.patience = SCRATCH_PATIENCE if scratch else 0
     if args.max_seq_len is None:
-        args.max_seq_len = 384 if spec.kind == "qa" else 128
+        args.max_seq_len = 384 if spec.kind == "qa" else 128     # RE keeps both markers by --marker-window
     args.lrs = parse_lrs(args.lr, hidden_size)
 
 
@@ -193,7 +196,8 @@ def warn_unseen_labels(spec, labels, examples, path):
 # 2. Features                                                               (PAPER.md §4; BERT)
 #    NER: [CLS] word pieces [SEP], the label on each word's FIRST piece, IGNORE on the others;
 #    sentences longer than max length are cut into chunks at word boundaries.
-#    RE: [CLS] sentence [SEP]. QA: [CLS] question [SEP] window [SEP], windows of the snippet of at
+#    RE: [CLS] sentence [SEP], each relation marker one [unusedN] id, a long sentence windowed
+#    around its pair of markers. QA: [CLS] question [SEP] window [SEP], windows of the snippet of at
 #    most max length, starts 128 pieces apart (BERT's doc_stride), piece offsets back to characters.
 # ---------------------------------------------------------------------------------------------
 
@@ -229,11 +233,108 @@ def tagging_chunk(example, words, pieces, tags, label_ids, tokenizer):
             "example": example, "words": words, "positions": positions}
 
 
-def classification_features(rows, tokenizer, label_ids, max_len):
-    """One feature per sentence: [CLS] sentence [SEP] and its label id (IGNORE if unseen in train)."""
-    encoded = tokenizer.encode_batch([sentence for sentence, _ in rows], max_len=max_len)
-    return [{**e, "labels": label_ids.get(label, IGNORE), "example": i}
-            for i, (e, (_, label)) in enumerate(zip(encoded, rows))]
+# Relation markers: the strings that stand for the two entities of a pair (and, in ChemProt's
+# bio_electra files, for the other mentions). BLUE: @CHEMICAL$ @GENE$, @CHEM-GENE$ when one mention is
+# both, @DRUG$, @DRUG-DRUG$, @DISEASE$; bio_electra ChemProt: BC6ENTC BC6ENTG and BC6OTHER.
+RELATION_MARKERS = ("@CHEMICAL$", "@GENE$", "@CHEM-GENE$", "@DRUG$", "@DRUG-DRUG$", "@DISEASE$",
+                    "BC6ENTC", "BC6ENTG", "BC6OTHER")
+OTHER_MARKERS = {"BC6OTHER"}                                   # a mention that is not one of the pair
+MARKER_PATTERN = re.compile(r"@[A-Za-z][A-Za-z0-9_-]*\$|BC6ENT[CG]|BC6OTHER")   # any @NAME$ a new set brings
+UNUSED_PATTERN = re.compile(r"\[unused\d+\]")
+
+
+def marker_ids(tokenizer, sentences) -> dict[str, int]:
+    """Marker string -> the id of one [unusedN] vocabulary row: the known markers in the order above,
+    then any other @NAME$ found in `sentences`, sorted, on [unused0], [unused1], ... in vocabulary order.
+
+    CHOICE: one id per marker (issue 9). Through WordPiece, scivocab cuts BC6ENTC into bc ##6 ##ent ##c
+    (BC6ENTG differs only in the last piece) and @DRUG$ into @ drug $, the same as the word "drug".
+    The paper's tokenization stays available as --entity-markers text."""
+    found = sorted({m for s in sentences for m in MARKER_PATTERN.findall(s)} - set(RELATION_MARKERS))
+    markers = [*RELATION_MARKERS, *found]
+    unused = [i for i, t in enumerate(tokenizer.id_to_token) if UNUSED_PATTERN.fullmatch(t)]
+    if len(unused) < len(markers):
+        raise FinetuneError(f"the vocabulary has {len(unused)} [unusedN] rows but the relation markers need "
+                            f"{len(markers)} ({', '.join(markers)}): use a BERT-layout vocabulary (scivocab has "
+                            "100), or --entity-markers text to split them into word pieces as the paper did")
+    return dict(zip(markers, unused))
+
+
+def save_markers(markers, tokenizer, path):
+    """markers.json: marker -> id, and the vocabulary row each id names (checked when loaded)."""
+    rows = {m: {"id": i, "token": tokenizer.id_to_token[i]} for m, i in markers.items()}
+    Path(path).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def load_markers(path, tokenizer) -> dict[str, int]:
+    """The marker -> id map of a run, refused if the vocabulary's rows changed since it was saved."""
+    rows = json.loads(Path(path).read_text())
+    wrong = [m for m, r in rows.items() if r["id"] >= len(tokenizer) or tokenizer.id_to_token[r["id"]] != r["token"]]
+    if wrong:
+        raise FinetuneError(f"{path}: markers {wrong} name vocabulary rows that this vocabulary spells differently")
+    return {m: r["id"] for m, r in rows.items()}
+
+
+def encode_relation(text, tokenizer, markers) -> tuple[list[int], list[tuple[int, int]]]:
+    """Piece ids of one RE sentence and the [start, end) pieces of each pair marker.
+
+    A marker in `markers` becomes its one id; any other marker (or all, with markers={}) goes through
+    WordPiece like the words around it. BC6OTHER is a marker but not a pair member, so not listed."""
+    ids, spans, pos = [], [], 0
+    for m in MARKER_PATTERN.finditer(text):
+        ids += tokenizer.encode_text(text[pos:m.start()])
+        start = len(ids)
+        ids += [markers[m.group()]] if m.group() in markers else tokenizer.encode_text(m.group())
+        if m.group() not in OTHER_MARKERS:
+            spans.append((start, len(ids)))
+        pos = m.end()
+    return ids + tokenizer.encode_text(text[pos:]), spans
+
+
+def marker_windows(n, spans, room) -> list[tuple[int, int]]:
+    """The [start, end) piece ranges kept of a sentence of n pieces, at most `room` pieces in all.
+
+    CHOICE: the first `room` pieces (the paper's tail cut) when they hold the whole pair; else one
+    window centred on the pair; else (the pair is farther apart than `room`) two windows of room/2,
+    each centred on one end of the pair, the middle dropped."""
+    if n <= room or not spans or spans[-1][1] <= room:
+        return [(0, min(n, room))]
+    a, b = spans[0][0], spans[-1][1]
+    if b - a <= room:
+        lo = max(0, min((a + b - room) // 2, n - room))
+        return [(lo, lo + room)]
+    half = room // 2
+    lo1 = max(0, (spans[0][0] + spans[0][1] - half) // 2)
+    lo2 = min(n - (room - half), (spans[-1][0] + spans[-1][1] - (room - half)) // 2)
+    return [(lo1, lo1 + half), (max(lo1 + half, lo2), lo2 + room - half)]
+
+
+def classification_features(rows, tokenizer, label_ids, max_len, markers=None, window=True):
+    """One feature per sentence: [CLS] sentence [SEP], its label id (IGNORE if unseen in train) and
+    `entity`: the positions of the two pair markers' first pieces (one marker twice when the pair is
+    one mention, as @CHEM-GENE$; [CLS] twice when the input holds no pair marker).
+
+    markers: marker -> id (see marker_ids), {} for WordPiece markers. window=False cuts the tail."""
+    features = []
+    for i, (sentence, label) in enumerate(rows):
+        ids, spans = encode_relation(sentence, tokenizer, markers or {})
+        ranges = marker_windows(len(ids), spans, max_len - 2) if window else [(0, min(len(ids), max_len - 2))]
+        kept, shift = [], 1                                                 # piece j sits at j + shift
+        for lo, hi in ranges:
+            kept += [s + shift - lo for s, e in spans if lo <= s and e <= hi]
+            shift += hi - lo
+        input_ids = [tokenizer.cls_id] + [t for lo, hi in ranges for t in ids[lo:hi]] + [tokenizer.sep_id]
+        features.append({"input_ids": input_ids, "token_type_ids": [0] * len(input_ids),
+                         "labels": label_ids.get(label, IGNORE), "example": i,
+                         "entity": (kept * 2)[:2] if kept else [0, 0], "lost": len(kept) < len(spans)})
+    return features
+
+
+def count_lost_positives(rows, features, negative) -> dict:
+    """Rows whose input lost a pair marker to the length limit, all and positives only."""
+    lost = [label for f, (_, label) in zip(features, rows) if f["lost"]]
+    return {"rows": len(lost), "positives": sum(label != negative for label in lost),
+            "of_positives": sum(label != negative for _, label in rows)}
 
 
 def window_starts(n, room, stride):
@@ -306,6 +407,7 @@ def collate(features, kind, pad_id, device):
         batch["labels"] = pad("labels", IGNORE)                                       # (B, L)
     elif kind == "re":
         batch["labels"] = torch.tensor([f["labels"] for f in features])               # (B,)
+        batch["entity"] = torch.tensor([f["entity"] for f in features])               # (B, 2)
     else:
         batch["labels"] = torch.tensor([[f["start"], f["end"]] for f in features])    # (B, 2)
     return {k: (v.to(device) if v is not None else None) for k, v in batch.items()}
@@ -313,7 +415,8 @@ def collate(features, kind, pad_id, device):
 
 # ---------------------------------------------------------------------------------------------
 # 3. Heads                                                            (PAPER.md §4; ELECTRA, BERT)
-#    tagging: dropout -> linear on every position; [CLS] -> dropout -> linear; span: linear -> 2
+#    tagging: dropout -> linear on every position; [CLS] -> dropout -> linear (or HF's head, or the
+#    entity-start markers' states -> linear); span: linear -> 2
 #    scores (start, end) per position. Weights normal(0, 0.02), biases 0, as BERT initialises.
 # ---------------------------------------------------------------------------------------------
 
@@ -327,12 +430,43 @@ class TaggingHead(nn.Module):
 
 
 class SequenceClassifierHead(nn.Module):
+    """[CLS] -> dropout -> linear: the paper's and Google's ELECTRA classifier (--pooling cls)."""
+
     def __init__(self, hidden, num_labels, dropout):
         super().__init__()
         self.dropout, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_labels)
 
-    def forward(self, h):                              # (B, L, D)
+    def forward(self, h, entity=None):                 # (B, L, D)
         return self.out(self.dropout(h[:, 0]))         # (B, C) from [CLS]
+
+
+class ElectraClassificationHead(nn.Module):
+    """[CLS] -> dropout -> dense -> GELU -> dropout -> linear (--pooling head): the head of transformers'
+    ElectraForSequenceClassification, which ELECTRAMed's own runs used (issue 9)."""
+
+    def __init__(self, hidden, num_labels, dropout):
+        super().__init__()
+        self.dropout, self.dense, self.out = nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.Linear(hidden, num_labels)
+
+    def forward(self, h, entity=None):                 # (B, L, D)
+        x = F.gelu(self.dense(self.dropout(h[:, 0])))
+        return self.out(self.dropout(x))               # (B, C)
+
+
+class EntityStartHead(nn.Module):
+    """The hidden states at the two entity-start markers, concatenated -> dropout -> linear
+    (--pooling entity; Baldini Soares et al. 2019, "Matching the Blanks", ENTITY START)."""
+
+    def __init__(self, hidden, num_labels, dropout):
+        super().__init__()
+        self.dropout, self.out = nn.Dropout(dropout), nn.Linear(2 * hidden, num_labels)
+
+    def forward(self, h, entity):                      # (B, L, D), (B, 2) positions
+        picked = h.gather(1, entity.unsqueeze(-1).expand(-1, -1, h.shape[-1]))    # (B, 2, D)
+        return self.out(self.dropout(picked.flatten(1)))                          # (B, C)
+
+
+POOLING = {"cls": SequenceClassifierHead, "head": ElectraClassificationHead, "entity": EntityStartHead}
 
 
 class SpanHead(nn.Module):
@@ -347,11 +481,11 @@ class SpanHead(nn.Module):
 class FineTuner(nn.Module):
     """The pre-trained encoder and one task head."""
 
-    def __init__(self, encoder, kind, num_labels):
+    def __init__(self, encoder, kind, num_labels, pooling="cls"):
         super().__init__()
         D, p = encoder.config.hidden_size, encoder.config.hidden_dropout_prob
-        self.encoder = encoder
-        self.head = {"ner": lambda: TaggingHead(D, num_labels, p), "re": lambda: SequenceClassifierHead(D, num_labels, p),
+        self.encoder, self.kind = encoder, kind
+        self.head = {"ner": lambda: TaggingHead(D, num_labels, p), "re": lambda: POOLING[pooling](D, num_labels, p),
                      "qa": lambda: SpanHead(D)}[kind]()
         for m in self.head.modules():
             if isinstance(m, nn.Linear):
@@ -359,7 +493,8 @@ class FineTuner(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, batch):
-        return self.head(self.encoder(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]))
+        h = self.encoder(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])   # (B, L, D)
+        return self.head(h, batch["entity"]) if self.kind == "re" else self.head(h)
 
 
 def task_loss(kind, logits, labels):
@@ -505,7 +640,7 @@ def train_seed(args, prep, tokenizer, seed, lr) -> tuple[nn.Module, dict]:
     random.seed(seed)
     torch.manual_seed(seed)
     device, kind = torch.device(args.device), prep["kind"]
-    model = FineTuner(build_encoder(args, tokenizer), kind, len(prep["labels"])).to(device)
+    model = FineTuner(build_encoder(args, tokenizer), kind, len(prep["labels"]), args.pooling).to(device)
     train = prep["train"]
     total = args.epochs * math.ceil(len(train) / args.batch_size)
     # CHOICE: torch's AdamW keeps Adam's bias correction; Google's AdamWeightDecayOptimizer has none.
@@ -707,15 +842,39 @@ def prepare(args, spec, folder, tokenizer) -> dict:
     train = subset(read_split(spec, folder, "train"), args.max_train_examples)
     labels = label_set(spec, train)
     ids = {label: i for i, label in enumerate(labels)}
-    build = tagging_features if spec.kind == "ner" else classification_features
-    prep = {"kind": spec.kind, "labels": labels, "dev_metric": "f1", "train": build(train, tokenizer, ids, args.max_seq_len)}
-    if spec.kind == "re":
-        prep["negative"] = negative_label(spec, labels)
+    splits = {"train": train}
     for split in ("dev", "test"):
-        examples = subset(read_split(spec, folder, split), args.max_eval_examples)
-        warn_unseen_labels(spec, labels, examples, folder / f"{split}{EXTENSION[spec.kind]}")
-        prep[split] = {"examples": examples, "features": build(examples, tokenizer, ids, args.max_seq_len)}
+        splits[split] = subset(read_split(spec, folder, split), args.max_eval_examples)
+        warn_unseen_labels(spec, labels, splits[split], folder / f"{split}{EXTENSION[spec.kind]}")
+    prep = {"kind": spec.kind, "labels": labels, "dev_metric": "f1"}
+    if spec.kind == "ner":
+        features = {k: tagging_features(rows, tokenizer, ids, args.max_seq_len) for k, rows in splits.items()}
+    else:
+        prep["negative"] = negative_label(spec, labels)
+        sentences = [sentence for rows in splits.values() for sentence, _ in rows]
+        prep["markers"] = marker_ids(tokenizer, sentences) if args.entity_markers == "unused" else {}
+        features = {k: classification_features(rows, tokenizer, ids, args.max_seq_len, prep["markers"],
+                                               args.marker_window) for k, rows in splits.items()}
+        prep["lost_markers"] = report_lost_markers(splits, features, tokenizer, prep["negative"], args)
+    prep["train"] = features["train"]
+    for split in ("dev", "test"):
+        prep[split] = {"examples": splits[split], "features": features[split]}
     return prep
+
+
+def report_lost_markers(splits, features, tokenizer, negative, args) -> dict:
+    """Per split, the rows and positives whose input lost a pair marker: with this run's settings, and
+    with the paper's (marker strings as word pieces, 128 pieces, tail cut). Printed and returned."""
+    report = {}
+    for split, rows in splits.items():
+        paper = classification_features(rows, tokenizer, {}, 128, markers={}, window=False)
+        report[split] = {"this_run": count_lost_positives(rows, features[split], negative),
+                         "paper_128_tail_cut": count_lost_positives(rows, paper, negative)}
+        now, before = report[split]["this_run"], report[split]["paper_128_tail_cut"]
+        print(f"{split}: {now['positives']} of {now['of_positives']} positives ({now['rows']} rows) lose a pair "
+              f"marker at max length {args.max_seq_len}{' with the entity window' if args.marker_window else ''}; "
+              f"{before['positives']} ({before['rows']} rows) with the paper's 128-piece tail cut")
+    return report
 
 
 def load_tokenizer(args, folder):
@@ -738,7 +897,7 @@ def git_state() -> dict:
         return {"git_commit": None, "git_dirty": None}
 
 
-def summarize(args, spec, labels, results) -> dict:
+def summarize(args, spec, prep, results) -> dict:
     """The summary eval.py's table reads: the test metric per seed, its mean and std."""
     values = {str(s): r["test"][SCORE_KEY[spec.metric]] for s, r in results.items()}
     v = list(values.values())
@@ -747,9 +906,11 @@ def summarize(args, spec, labels, results) -> dict:
             "model": f"random-{args.size}" if args.init == "random" else str(args.init),
             "dev": {str(s): r["dev"] for s, r in results.items()},
             "best_epoch": {str(s): r["best_epoch"] for s, r in results.items()},
-            "epochs": args.epochs, "train_features": args.n_train, "labels": labels,
+            "epochs": args.epochs, "train_features": args.n_train, "labels": prep["labels"],
             "lr": {str(s): r["lr"] for s, r in results.items()}, "layerwise_decay": args.layerwise_decay,
-            "patience": args.patience}
+            "patience": args.patience,
+            **({"pooling": args.pooling, "entity_markers": args.entity_markers, "marker_window": args.marker_window,
+                "lost_markers": prep["lost_markers"]} if spec.kind == "re" else {})}
 
 
 def parse_args(argv=None):
@@ -772,6 +933,16 @@ def parse_args(argv=None):
     g.add_argument("--max-seq-len", type=int, default=None, help="default 128 (NER, RE), 384 (QA)")
     g.add_argument("--doc-stride", type=int, default=128, help="qa: pieces between window starts")
     g.add_argument("--max-query-len", type=int, default=64, help="qa: question pieces kept (BERT)")
+    g = p.add_argument_group("relation extraction (issue 9)")
+    g.add_argument("--entity-markers", choices=["unused", "text"], default="unused",
+                   help="unused: each marker string (@DRUG$, BC6ENTC, ...) is one [unusedN] id (markers.json); "
+                        "text: WordPiece splits them, as the paper's runs did")
+    g.add_argument("--pooling", choices=list(POOLING), default="cls",
+                   help="cls: [CLS] -> linear (the paper's); head: HF's ElectraClassificationHead; "
+                        "entity: the two entity-start markers' states, concatenated -> linear")
+    g.add_argument("--marker-window", action=argparse.BooleanOptionalAction, default=True,
+                   help="a sentence longer than --max-seq-len keeps a window centred on the pair instead of "
+                        "its first pieces, when the first pieces would lose a marker")
     g = p.add_argument_group("optimization (PAPER.md §4)")
     g.add_argument("--lr", default=None,
                    help="one value, or a comma-separated list swept on dev with the first seed (the best dev "
@@ -810,6 +981,10 @@ def main(args) -> dict:
     fill_defaults(args, spec, init_hidden_size(args))
     prep = prepare(args, spec, folder, tokenizer)
     args.pad_id, args.n_train = tokenizer.pad_id, len(prep["train"])
+    if prep.get("markers"):
+        save_markers(prep["markers"], tokenizer, out_dir / "markers.json")
+        print(f"relation markers -> vocabulary rows (markers.json): "
+              + ", ".join(f"{m} {tokenizer.id_to_token[i]}" for m, i in prep["markers"].items()))
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     print(f"task {args.task} ({spec.kind}) | {args.n_train} train features | labels {prep['labels'] or 'spans'} | "
           f"init {args.init} | vocab {args.vocab} ({len(tokenizer)}) | seeds {seeds} | device {args.device}")
@@ -826,7 +1001,7 @@ def main(args) -> dict:
             results[seed] = run_seed(args, prep, tokenizer, seed, out_dir / f"seed_{seed}", lr)
         print(f"seed {seed} | best epoch {results[seed]['best_epoch']} | test {spec.metric} "
               f"{results[seed]['test'][SCORE_KEY[spec.metric]]:.4f}")
-    summary = summarize(args, spec, prep["labels"], results)
+    summary = summarize(args, spec, prep, results)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{args.task} test {spec.metric}: {100 * summary['mean']:.2f} +- {100 * summary['std']:.2f} "
           f"over seeds {seeds}")

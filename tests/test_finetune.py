@@ -416,3 +416,99 @@ def test_mini_size_from_random_init_runs(tmp_path, data_dir, scivocab):
     assert summary["model"] == "random-mini"
     saved = json.loads((out / "args.json").read_text())
     assert saved["size"] == "mini" and saved["vocab"] == str(scivocab)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entity-aware relation extraction (issue 9)
+# ---------------------------------------------------------------------------------------------
+
+RE_TASKS = {"chemprot": "False", "ddi": "DDI-false"}
+
+
+@pytest.fixture(scope="module")
+def re_splits(data_dir):
+    """The real ChemProt and DDI files: task -> split -> rows."""
+    return {task: {s: data.read_blue_tsv(data_dir / task / f"{s}.tsv") for s in ("train", "dev", "test")}
+            for task in RE_TASKS}
+
+
+def test_every_marker_is_one_id_and_round_trips(tmp_path, tokenizer):
+    """Each known marker and a new @NAME$ become one [unusedN] id each, all different; markers.json
+    loads back to the same map and the same encodings; a changed vocabulary row is refused."""
+    sentences = ["@PROTEIN$ binds @CHEMICAL$."]
+    markers = finetune.marker_ids(tokenizer, sentences)
+    assert set(markers) == {*finetune.RELATION_MARKERS, "@PROTEIN$"}
+    assert len(set(markers.values())) == len(markers)
+    assert all(finetune.UNUSED_PATTERN.fullmatch(tokenizer.id_to_token[i]) for i in markers.values())
+    for m, i in markers.items():
+        ids, _ = finetune.encode_relation(f"the {m}-induced effect of {m}", tokenizer, markers)
+        assert ids == tokenizer.encode_text("the") + [i] + tokenizer.encode_text("-induced effect of") + [i], m
+    finetune.save_markers(markers, tokenizer, tmp_path / "markers.json")
+    assert finetune.load_markers(tmp_path / "markers.json", tokenizer) == markers
+    other = Tokenizer([t if t != tokenizer.id_to_token[markers["@GENE$"]] else "[renamed]" for t in tokenizer.id_to_token])
+    with pytest.raises(finetune.FinetuneError, match="@GENE\\$"):
+        finetune.load_markers(tmp_path / "markers.json", other)
+    bare = Tokenizer([t for t in tokenizer.id_to_token if not t.startswith("[unused")])
+    with pytest.raises(finetune.FinetuneError, match="0 \\[unusedN\\] rows.*--entity-markers text"):
+        finetune.marker_ids(bare, sentences)
+
+
+def test_text_markers_without_window_are_the_papers_input(re_splits, tokenizer):
+    """--entity-markers text --no-marker-window gives exactly Tokenizer.encode(sentence, max_len)."""
+    rows = re_splits["chemprot"]["test"][:400] + re_splits["ddi"]["dev"][:400]
+    features = finetune.classification_features(rows, tokenizer, {}, 128, markers={}, window=False)
+    for f, (sentence, _) in zip(features, rows):
+        assert f["input_ids"] == tokenizer.encode(sentence, max_len=128)["input_ids"], sentence
+
+
+@pytest.mark.parametrize("task", RE_TASKS)
+def test_entity_pooling_picks_the_marker_positions(re_splits, tokenizer, task):
+    """On real rows (the longest included): `entity` points at the pair's marker ids, in sentence order,
+    and the entity head equals a linear map of the concatenated hidden states at those positions."""
+    rows = re_splits[task]["dev"]
+    rows = sorted(rows, key=lambda r: -len(r[0]))[:20] + rows[:40]
+    markers = finetune.marker_ids(tokenizer, [s for s, _ in rows])
+    features = finetune.classification_features(rows, tokenizer, {}, 128, markers)
+    for f, (sentence, _) in zip(features, rows):
+        pair = [m for m in finetune.MARKER_PATTERN.findall(sentence) if m not in finetune.OTHER_MARKERS]
+        picked = [f["input_ids"][p] for p in f["entity"]]
+        assert picked == [markers[m] for m in (pair * 2)[:2]], sentence
+    config = electramed.model_config("tiny", len(tokenizer), hidden_dropout_prob=0.0)
+    model = finetune.FineTuner(electramed.Encoder(config), "re", 3, pooling="entity").eval()
+    batch = finetune.collate(features[:24], "re", tokenizer.pad_id, torch.device("cpu"))
+    with torch.no_grad():
+        h = model.encoder(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        expected = torch.stack([torch.cat([h[b, f["entity"][0]], h[b, f["entity"][1]]])
+                                for b, f in enumerate(features[:24])])
+        torch.testing.assert_close(model(batch), model.head.out(expected))
+
+
+@pytest.mark.parametrize("task", RE_TASKS)
+def test_no_positive_loses_a_marker_with_the_window(re_splits, tokenizer, task):
+    """Counted on the real files, every split: the paper's input (WordPiece markers, 128 pieces, tail
+    cut) loses pair markers; ours keeps every pair marker of every row, checked by counting marker
+    ids in the input itself, not by the features' own `lost` flag."""
+    lost_before = 0
+    for split, rows in re_splits[task].items():
+        markers = finetune.marker_ids(tokenizer, [s for s, _ in rows])
+        features = finetune.classification_features(rows, tokenizer, {}, 128, markers)
+        pair_ids = {i for m, i in markers.items() if m not in finetune.OTHER_MARKERS}
+        for f, (sentence, label) in zip(features, rows):
+            n = sum(m not in finetune.OTHER_MARKERS for m in finetune.MARKER_PATTERN.findall(sentence))
+            assert sum(t in pair_ids for t in f["input_ids"]) == n, (split, sentence)
+            assert len(f["input_ids"]) <= 128
+        paper = finetune.classification_features(rows, tokenizer, {}, 128, markers={}, window=False)
+        lost_before += finetune.count_lost_positives(rows, paper, RE_TASKS[task])["rows"]
+    assert lost_before > 0
+
+
+@pytest.mark.parametrize("pooling", ["head", "entity"])
+def test_re_run_with_pooling_writes_markers_and_lost_counts(tmp_path, data_dir, tokenizer, pooling):
+    """A DDI run with each non-default head: markers.json is the run's map, the summary says what was used."""
+    summary, metrics, out = run(tmp_path, "--task", "ddi", "--data-dir", str(data_dir), "--epochs", "1",
+                                "--max-train-examples", "96", "--max-eval-examples", "64", "--pooling", pooling)
+    markers = finetune.load_markers(out / "markers.json", tokenizer)
+    assert markers["@DRUG$"] != markers["@DRUG-DRUG$"]
+    assert summary["pooling"] == pooling and summary["entity_markers"] == "unused"
+    assert all(c["this_run"]["positives"] == 0 for c in summary["lost_markers"].values())
+    assert 0.0 <= metrics["test"]["f1"] <= 1.0
