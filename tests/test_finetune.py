@@ -512,3 +512,52 @@ def test_re_run_with_pooling_writes_markers_and_lost_counts(tmp_path, data_dir, 
     assert summary["pooling"] == pooling and summary["entity_markers"] == "unused"
     assert all(c["this_run"]["positives"] == 0 for c in summary["lost_markers"].values())
     assert 0.0 <= metrics["test"]["f1"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Class imbalance: a bias on the negative logit tuned on dev (issue 9)
+# ---------------------------------------------------------------------------------------------
+
+def one_hot(i, n=3):
+    return torch.nn.functional.one_hot(torch.tensor(i), n).float()
+
+
+def test_negative_bias_only_moves_rows_between_negative_and_their_best_positive():
+    """On skewed random logits: the tuned bias reaches the best micro-F1 of any threshold (brute force
+    over the margins' midpoints, scored by eval.micro_prf), bias 0 is plain argmax, and a row's
+    prediction changes only between the negative class and its own best positive class."""
+    labels, negative = ["CPR:3", "CPR:4", "False"], "False"
+    g = torch.Generator().manual_seed(0)
+    gold = [labels[i] for i in torch.multinomial(torch.tensor([0.1, 0.15, 0.75]), 300, True, generator=g).tolist()]
+    logits = [torch.randn(3, generator=g) + torch.tensor([0.0, 0.0, 1.5]) + one_hot(labels.index(y))
+              for y in gold]
+    plain = finetune.relation_predictions(logits, labels, negative, 0.0)
+    assert plain == [labels[lg.argmax().item()] for lg in logits]
+    bias = finetune.tune_negative_bias(logits, gold, labels, negative, grid=3000)
+    tuned = finetune.relation_predictions(logits, labels, negative, bias)
+    margins = sorted((lg[:2].max() - lg[2]).item() for lg in logits)
+    thresholds = [margins[0] - 1] + [(a + b) / 2 for a, b in zip(margins, margins[1:])] + [margins[-1] + 1]
+    brute = max(scoring.micro_prf(gold, finetune.relation_predictions(logits, labels, negative, t), negative)["f1"]
+                for t in thresholds)
+    assert scoring.micro_prf(gold, tuned, negative)["f1"] == pytest.approx(brute)
+    assert brute > scoring.micro_prf(gold, plain, negative)["f1"]          # the skew made plain argmax worse
+    for lg, a, b in zip(logits, plain, tuned):
+        if a != b:
+            assert negative in (a, b) and ({a, b} - {negative}) == {labels[lg[:2].argmax().item()]}
+
+
+def test_negative_bias_tune_changes_predictions_not_training(tmp_path, data_dir):
+    """Same seed, one epoch, with and without --negative-bias tune: identical training loss; dev F1 at
+    least the untuned one; test rows differ only between the negative class and a positive one."""
+    common = ["--task", "chemprot", "--data-dir", str(data_dir), "--epochs", "1", "--max-train-examples", "400",
+              "--max-eval-examples", "300", "--lr", "3e-3"]
+    _, plain, out_plain = run(tmp_path / "plain", *common)
+    _, tuned, out_tuned = run(tmp_path / "tuned", *common, "--negative-bias", "tune")
+    assert plain["history"][0]["train_loss"] == tuned["history"][0]["train_loss"]
+    assert plain["dev"]["negative_bias"] == 0.0 and tuned["test"]["negative_bias"] == tuned["dev"]["negative_bias"]
+    assert tuned["dev"]["f1"] >= plain["dev"]["f1"]
+    rows = lambda out: [line.split("\t") for line in (out / "seed_1" / "test.tsv").read_text().splitlines()[1:]]
+    changed = [(a[3], b[3]) for a, b in zip(rows(out_plain), rows(out_tuned)) if a[3] != b[3]]
+    assert all("False" in pair for pair in changed)
+    if tuned["dev"]["negative_bias"] == 0.0:
+        assert not changed
