@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
 import electramed as em
 import train_pretrain as tp
-from data import DataError, PretrainingData, prepare_corpus
+from data import DataError, PretrainingData, prepare_corpus, read_documents
 from tokenizer import Tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -196,6 +197,57 @@ def test_optimizer_with_bias_correction_is_adamw_and_without_is_electras():
         p = p - 1e-2 * (m / (v.sqrt() + 1e-6) + 0.01 * p)
     torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(plain.detach().double(), p, rtol=1e-5, atol=1e-6)
+
+
+def test_bias_correction_rule():
+    """Issue 8's rule: Adam bias correction on when the warmup is short, off from BIAS_CORRECTION_WARMUP
+    (ELECTRA's 10,000-step warmup has none). The threshold is where leaving the correction out stops
+    mattering: at the end of the warmup the update is too large by 1/sqrt(1 - 0.999^t) at most 0.4%,
+    while at a 300-step warmup it is 1.9x too large."""
+    excess = lambda t: 1 / np.sqrt(1 - 0.999 ** t)
+    assert excess(tp.BIAS_CORRECTION_WARMUP) < 1.004 and excess(300) > 1.9
+    resolved = lambda *argv: tp.resolve_defaults(tp.parse_args(list(argv)))
+    assert resolved("--size", "tiny").bias_correction                    # warmup 100
+    assert resolved("--size", "mini").bias_correction                    # warmup 300
+    assert not resolved("--size", "small").bias_correction               # warmup 10,000, ELECTRA's own
+    assert resolved("--size", "small", "--warmup-steps", str(tp.BIAS_CORRECTION_WARMUP - 1)).bias_correction
+    assert not resolved("--size", "small", "--warmup-steps", str(tp.BIAS_CORRECTION_WARMUP)).bias_correction
+    assert not resolved("--size", "tiny", "--no-bias-correction").bias_correction    # the flag wins
+    assert resolved("--size", "small", "--bias-correction").bias_correction
+
+
+def test_heldout_documents_are_never_trained_on(data_dir, scivocab, tmp_path):
+    """prepare_corpus(heldout_every=k) on real PubMed abstracts: documents 0, k, 2k, ... go to
+    shards/heldout and nowhere else. Examples never span documents (ELECTRA), so each packed example's
+    tokens (without [CLS]/[SEP]) must be a sub-multiset of one document's: every document that can
+    hold an example must be on the example's own side, and one must exist."""
+    k = 7
+    corpus = data_dir / "pubmed" / "pubmed_sample.txt"
+    out = prepare_corpus([corpus], scivocab, tmp_path / "shards", max_len=128, workers=1, heldout_every=k)
+    tok = Tokenizer.from_vocab_file(scivocab)
+    documents = list(read_documents([corpus]))
+    bags = [Counter(t for s in tok.encode_lines(d, workers=1) for t in s) for d in documents]   # data.py's path
+    postings = {}
+    for i, bag in enumerate(bags):
+        for t in bag:
+            postings.setdefault(t, set()).add(i)
+    meta, held_meta = (json.loads((p / "meta.json").read_text()) for p in (out, out / "heldout"))
+    assert held_meta["documents"] == len(range(0, len(documents), k)) == meta["heldout_documents"]
+    assert meta["documents"] + held_meta["documents"] == len(documents)
+    assert held_meta["tokens"] == sum(sum(b.values()) for i, b in enumerate(bags) if i % k == 0)
+    checked = 0
+    for held_out, shard in ((True, out / "heldout"), (False, out)):
+        reader = PretrainingData(shard, batch_size=1)
+        batch = reader.first_examples(reader.num_examples)
+        for ids, mask in zip(batch["input_ids"], batch["attention_mask"]):
+            example = Counter(t for t in ids[mask].tolist() if t not in (tok.cls_id, tok.sep_id))
+            if sum(example.values()) < 30:                    # short ones may fit in many documents
+                continue
+            holders = set.intersection(*(postings[t] for t in example))
+            holders = [i for i in holders if all(bags[i][t] >= n for t, n in example.items())]
+            assert holders and all((i % k == 0) == held_out for i in holders), (held_out, holders)
+            checked += 1
+    assert checked > 1000
 
 
 def test_weight_decay_skips_exactly_layernorms_and_biases(tokenizer):
