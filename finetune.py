@@ -762,7 +762,8 @@ def write_predictions(out_dir, prep, pred):
 
 # ---------------------------------------------------------------------------------------------
 # 6. BioASQ answer aggregation                                 (PAPER.md §4; BioBERT's 7b code)
-#    Per snippet: the n-best (20) spans of at most 30 pieces over its windows, softmax over them.
+#    Per snippet: the n-best (20) spans of at most 30 pieces over its windows, one per distinct
+#    text (BERT's run_squad), softmax over them.
 #    Per question (snippet ids are "<question id>_<nnn>"): drop empty or >100-character answers,
 #    sum the probabilities of answers equal ignoring case, rank, keep the top 5.
 # ---------------------------------------------------------------------------------------------
@@ -787,11 +788,25 @@ def snippet_nbest(example, features, logits, n_best, max_answer_len):
                 key = (f["offsets"][i][0], f["offsets"][j][1])
                 score = (lg[s, 0] + lg[e, 1]).item()
                 spans[key] = max(score, spans.get(key, -math.inf))
-    top = sorted(spans.items(), key=lambda kv: -kv[1])[:n_best]
+    top = nbest_by_text([(example["context"][a:b], score) for (a, b), score in spans.items()], n_best)
     if not top:
         return []
     probs = torch.tensor([score for _, score in top]).softmax(0).tolist()
-    return [(example["context"][a:b], p) for ((a, b), _), p in zip(top, probs)]
+    return [(text, p) for (text, _), p in zip(top, probs)]
+
+
+def nbest_by_text(candidates, n_best) -> list[tuple[str, float]]:
+    """The n_best highest-scoring (text, score) candidates, one per distinct text: a text seen again
+    lower down is skipped, as BERT's run_squad skips a final_text already in seen_predictions. So a
+    string that repeats in the snippet takes one slot of the n-best and one share of its softmax.
+
+    [("EGFR", 5), ("KRAS", 4), ("EGFR", 3), ("egfr", 2)], n_best 3 -> [("EGFR", 5), ("KRAS", 4), ("egfr", 2)]"""
+    seen, top = set(), []
+    for text, score in sorted(candidates, key=lambda c: -c[1]):
+        if text not in seen and len(top) < n_best:
+            seen.add(text)
+            top.append((text, score))
+    return top
 
 
 def aggregate_bioasq_answers(snippet_answers, top_k=5, max_chars=100) -> dict[str, list[str]]:

@@ -561,3 +561,34 @@ def test_negative_bias_tune_changes_predictions_not_training(tmp_path, data_dir)
     assert all("False" in pair for pair in changed)
     if tuned["dev"]["negative_bias"] == 0.0:
         assert not changed
+
+
+# ---------------------------------------------------------------------------------------------
+# BioASQ n-best de-duplicated by text, as BERT's run_squad (issue 9)
+# ---------------------------------------------------------------------------------------------
+
+def test_nbest_keeps_one_entry_per_text_hand_made():
+    """Worked by hand: scores sorted 9 8 7 6 5 4; the second 'EGFR' (7) and 'KRAS' (5) are skipped;
+    'egfr' differs in case, so it is a text of its own (run_squad compares exact strings)."""
+    candidates = [("KRAS", 5.0), ("EGFR", 9.0), ("EGFR", 7.0), ("BRAF", 8.0), ("egfr", 6.0), ("TP53", 4.0)]
+    assert finetune.nbest_by_text(candidates, 3) == [("EGFR", 9.0), ("BRAF", 8.0), ("egfr", 6.0)]
+    assert [t for t, _ in finetune.nbest_by_text(candidates, 20)] == ["EGFR", "BRAF", "egfr", "KRAS", "TP53"]
+
+
+def test_snippet_nbest_counts_a_repeated_string_once(tokenizer):
+    """A snippet that names EGFR twice. n_best 4 proposes four one-piece spans (top 4 starts x ends);
+    de-duplicated by text, 'EGFR' is one answer (offsets would keep two) and the probabilities are a
+    softmax over the distinct texts' best scores."""
+    ex = {"id": "q_000", "question": "Which gene?", "context": "EGFR binds EGFR and KRAS near liver today.",
+          "answers": []}
+    (f,) = finetune.qa_features([ex], tokenizer, max_len=64, stride=32, max_query_len=16)
+    pos = {ex["context"][a:b]: f["shift"] + f["first"] + j for j, (a, b) in enumerate(f["offsets"])}
+    first_egfr = f["shift"] + f["first"]                                # the second EGFR is pos["EGFR"]
+    logits = torch.full((len(f["input_ids"]), 2), -20.0)
+    for p, score in ((first_egfr, 9.0), (pos["EGFR"], 8.5), (pos["KRAS"], 5.0), (pos["liver"], 4.0)):
+        logits[p, 0] = logits[p, 1] = score
+    answers = finetune.snippet_nbest(ex, [f], [logits], n_best=4, max_answer_len=1)
+    assert [t for t, _ in answers] == ["EGFR", "KRAS", "liver"]
+    assert math.isclose(sum(p for _, p in answers), 1.0, rel_tol=1e-6)
+    expected = torch.tensor([18.0, 10.0, 8.0]).softmax(0).tolist()
+    assert [p for _, p in answers] == pytest.approx(expected)
