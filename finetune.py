@@ -9,7 +9,7 @@ layer-wise learning-rate decay, warmup then linear decay, AdamW with weight deca
 the best dev epoch is kept and scored on test, for every seed of --seeds.
 
     python finetune.py --task ncbi_disease --init random --size tiny --epochs 2 --max-train-examples 500
-    python finetune.py --task chemprot --init runs/pretrain/final/discriminator --seeds 1,2,3
+    python finetune.py --task chemprot --seeds 1,2,3    # --init defaults to runs/pretrain/final/discriminator
     python finetune.py --task ner --data-dir my_ner_set/      # any CoNLL set: train.txt dev.txt test.txt
 
 BioASQ has no dev file: dev is a fixed 10% of the training questions (all snippets of a question
@@ -95,6 +95,21 @@ SCORE_KEY = {"entity_f1": "f1", "micro_f1": "f1", "strict_accuracy": "strict"}  
 GENERIC = {"ner": TASKS["ncbi_disease"], "re": TASKS["chemprot"], "qa": TASKS["bioasq"]}
 EXTENSION = {"ner": ".txt", "re": ".tsv"}
 NEGATIVE_NAMES = {"false", "negative", "none", "other", "0"}   # generic RE: how a negative class is spelt
+
+
+PRETRAINED_DEFAULT = Path("runs/pretrain/final/discriminator")   # train_pretrain.py's default output
+
+
+def resolve_init(args) -> str:
+    """--init, else train_pretrain.py's default output when it exists, else random weights; said aloud."""
+    if args.init is None:
+        found = (PRETRAINED_DEFAULT / "config.json").is_file()
+        args.init = str(PRETRAINED_DEFAULT) if found else "random"
+        print(f"--init not given: fine-tuning the pre-trained discriminator in {PRETRAINED_DEFAULT}" if found else
+              f"--init not given and no {PRETRAINED_DEFAULT}: starting from RANDOM weights, size {args.size} "
+              f"({electramed.SIZES[args.size]['num_hidden_layers']} layers, hidden "
+              f"{electramed.SIZES[args.size]['hidden_size']}); pre-train first, or pass --init")
+    return args.init
 
 
 def resolve_task(args) -> tuple[TaskSpec, Path]:
@@ -989,7 +1004,9 @@ def parse_args(argv=None):
     g.add_argument("--test-batches", default=None, help="qa: e.g. 1,3 (default: every test-*.json)")
     g.add_argument("--qa-dev-fraction", type=float, default=0.1, help="qa: share of train questions held out as dev")
     g = p.add_argument_group("model (PAPER.md §2)")
-    g.add_argument("--init", default="random", help="'random' or an HF-layout ELECTRA directory")
+    g.add_argument("--init", default=None,
+                   help=f"'random' or an HF-layout ELECTRA directory (default: {PRETRAINED_DEFAULT} if it exists, "
+                        "else random)")
     g.add_argument("--size", choices=list(electramed.SIZES), default="small", help="with --init random")
     g.add_argument("--vocab", default=None, help="default: the checkpoint's vocab.txt, else scivocab in --data-dir")
     g.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
@@ -1039,6 +1056,7 @@ def parse_args(argv=None):
 
 
 def main(args) -> dict:
+    resolve_init(args)
     spec, folder = resolve_task(args)
     out_dir = Path(args.out_dir or f"runs/finetune/{args.task}")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -592,3 +592,24 @@ def test_snippet_nbest_counts_a_repeated_string_once(tokenizer):
     assert math.isclose(sum(p for _, p in answers), 1.0, rel_tol=1e-6)
     expected = torch.tensor([18.0, 10.0, 8.0]).softmax(0).tolist()
     assert [p for _, p in answers] == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Without --init: the pre-training's default output if it exists, else random weights, said aloud
+# ---------------------------------------------------------------------------------------------
+
+def test_default_init_is_the_pretrained_discriminator_when_present(tmp_path, monkeypatch, capsys, tokenizer, scivocab):
+    monkeypatch.chdir(tmp_path)
+    args = finetune.parse_args(["--task", "chemprot", "--size", "mini"])
+    assert finetune.resolve_init(args) == "random"
+    said = capsys.readouterr().out
+    assert "RANDOM weights, size mini (4 layers, hidden 128)" in said and str(finetune.PRETRAINED_DEFAULT) in said
+    model = electramed.Discriminator(electramed.model_config("tiny", len(tokenizer)))
+    electramed.save_hf_checkpoint(model, tmp_path / finetune.PRETRAINED_DEFAULT, vocab_file=scivocab)
+    args = finetune.parse_args(["--task", "chemprot"])
+    assert finetune.resolve_init(args) == str(finetune.PRETRAINED_DEFAULT)
+    assert f"fine-tuning the pre-trained discriminator in {finetune.PRETRAINED_DEFAULT}" in capsys.readouterr().out
+    encoder = finetune.build_encoder(args, finetune.load_tokenizer(args, tmp_path))
+    torch.testing.assert_close(encoder.state_dict(), model.encoder.state_dict())
+    explicit = finetune.parse_args(["--task", "chemprot", "--init", "random"])
+    assert finetune.resolve_init(explicit) == "random" and capsys.readouterr().out == ""
