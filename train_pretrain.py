@@ -125,6 +125,9 @@ def parse_args(argv=None):
     g.add_argument("--keep-checkpoints", type=int, default=3)
     g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
                    help="continue from the latest checkpoint in OUT_DIR/checkpoints")
+    g.add_argument("--export", metavar="CHECKPOINT", default=None,
+                   help="only export CHECKPOINT (a checkpoints/step_*.pt) in the Hugging Face layout, next to "
+                        "it in step_*/discriminator and step_*/generator, and exit")
     return p.parse_args(argv)
 
 
@@ -555,6 +558,21 @@ def load_checkpoint(path, vocab) -> dict:
     return state
 
 
+def export_checkpoint(path, out_dir, vocab=None) -> Path:
+    """A training checkpoint's discriminator (and generator) in the Hugging Face layout, as the final
+    export writes them: out_dir/discriminator and out_dir/generator. Fine-tune any step with it:
+    `python train_pretrain.py --export runs/mini/checkpoints/step_0001000.pt`."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    vocab = vocab or state["args"]["vocab"]
+    disc = em.Discriminator(em.ModelConfig(**state["model_config"]))
+    gen = em.Generator(em.ModelConfig(**state["generator_config"]))
+    raw = ReplacedTokenDetection(gen, disc, (), state["model_config"]["pad_token_id"], 0, 1.0)
+    raw.load_state_dict(state["model"])
+    for name in ("discriminator", "generator"):
+        em.save_hf_checkpoint(getattr(raw, name), Path(out_dir) / name, vocab_file=vocab)
+    return Path(out_dir)
+
+
 # ---------------------------------------------------------------------------------------------
 # 8. The training loop                                                  (STYLE B.9; PAPER.md §3)
 # ---------------------------------------------------------------------------------------------
@@ -812,6 +830,10 @@ def worker(local_rank, args, port):
 
 
 def main(args):
+    if args.export:
+        out = export_checkpoint(args.export, Path(args.export).with_suffix(""))
+        print(f"=> exported {out}/discriminator and /generator")
+        return out
     args = resolve_defaults(args)
     if "RANK" in os.environ:                                  # started by torchrun: we are one worker
         return worker(int(os.environ["LOCAL_RANK"]), args, None)

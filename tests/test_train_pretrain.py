@@ -379,6 +379,18 @@ def test_short_run_logs_exports_and_loads_in_transformers(small_corpus, scivocab
     assert (tmp_path / "final" / "discriminator" / "vocab.txt").read_bytes() == Path(scivocab).read_bytes()
 
 
+def test_export_of_a_step_checkpoint_equals_the_final_export(small_corpus, scivocab, tmp_path):
+    """`--export step_*.pt` writes the same Hugging Face checkpoint as the end of the run does."""
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "3"))
+    checkpoint = tp.latest_checkpoint(tmp_path)
+    out = tp.main(tp.parse_args(["--export", str(checkpoint)]))
+    for name in ("discriminator", "generator"):
+        ours = ElectraForPreTraining if name == "discriminator" else ElectraForMaskedLM
+        a, b = (ours.from_pretrained(d / name).state_dict() for d in (out, tmp_path / "final"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert (out / name / "vocab.txt").read_bytes() == Path(scivocab).read_bytes()
+
+
 def test_bad_input_gives_clear_errors(small_corpus, scivocab, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
