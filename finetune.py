@@ -664,14 +664,35 @@ def evaluate(model, split, prep, args, device, bias=0.0):
     return {k: v for k, v in scores.items() if k in ("precision", "recall", "f1", "negative_bias")}, pred
 
 
+BUCKET_BATCHES = 50                      # --length-buckets: batches per sorted chunk
+
+
+def batch_indices(lengths, batch_size, rng, buckets=False) -> list[list[int]]:
+    """The epoch's batches as lists of feature indices, in a seeded random order.
+
+    buckets=False: consecutive slices of one random permutation (the paper's plain shuffle).
+    buckets=True: the permutation is cut into chunks of BUCKET_BATCHES batches, each chunk sorted by
+    length and sliced into batches, and the batches shuffled: similar lengths share a batch, so less
+    padding is computed, while every batch still draws from a random 50-batch slice of the data."""
+    order = torch.randperm(len(lengths), generator=rng).tolist()
+    if not buckets:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, chunk = [], batch_size * BUCKET_BATCHES
+    for i in range(0, len(order), chunk):
+        part = sorted(order[i:i + chunk], key=lambda j: lengths[j])
+        batches += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
+    return [batches[b] for b in torch.randperm(len(batches), generator=rng).tolist()]
+
+
 def train_epoch(model, optimizer, scheduler, features, kind, args, device, rng, desc):
     """One pass over the training features in a seeded random order; returns the mean loss."""
     model.train()
-    order = torch.randperm(len(features), generator=rng).tolist()
+    lengths = [len(f["input_ids"]) for f in features]
+    batches = batch_indices(lengths, args.batch_size, rng, args.length_buckets)
     losses = []
-    bar = tqdm(range(0, len(order), args.batch_size), desc=desc, leave=False, mininterval=2)
-    for i in bar:
-        batch = collate([features[j] for j in order[i:i + args.batch_size]], kind, args.pad_id, device)
+    bar = tqdm(batches, desc=desc, leave=False, mininterval=2)
+    for indices in bar:
+        batch = collate([features[j] for j in indices], kind, args.pad_id, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(batch)
         loss = task_loss(kind, logits, batch["labels"])
@@ -1042,6 +1063,9 @@ def parse_args(argv=None):
                         f"(default: off, the paper's; {SCRATCH_PATIENCE} with --init random)")
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--eval-batch-size", type=int, default=64)
+    g.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=False,
+                   help=f"batch similar lengths together (chunks of {BUCKET_BATCHES} batches sorted by length, "
+                        "batches shuffled): less padding on CPU; off = the plain shuffle")
     g = p.add_argument_group("BioASQ answers (PAPER.md §4)")
     g.add_argument("--n-best", type=int, default=20)
     g.add_argument("--max-answer-len", type=int, default=30, help="in word pieces")

@@ -613,3 +613,23 @@ def test_default_init_is_the_pretrained_discriminator_when_present(tmp_path, mon
     torch.testing.assert_close(encoder.state_dict(), model.encoder.state_dict())
     explicit = finetune.parse_args(["--task", "chemprot", "--init", "random"])
     assert finetune.resolve_init(explicit) == "random" and capsys.readouterr().out == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Length-bucketed batching
+# ---------------------------------------------------------------------------------------------
+
+def test_length_buckets_cover_every_feature_once_with_less_padding(data_dir, tokenizer):
+    """Off: slices of one permutation (the old order, same rng). On: every feature once per epoch,
+    batches of at most batch_size, and fewer padded positions on real NCBI-disease train lengths."""
+    sentences = data.read_conll(data_dir / "ncbi_disease" / "train.txt")
+    labels = {t: i for i, t in enumerate(sorted({t for _, tags in sentences for t in tags}))}
+    lengths = [len(f["input_ids"]) for f in finetune.tagging_features(sentences, tokenizer, labels, 128)]
+    plain = finetune.batch_indices(lengths, 32, torch.Generator().manual_seed(3))
+    order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(3)).tolist()
+    assert plain == [order[i:i + 32] for i in range(0, len(order), 32)]
+    bucketed = finetune.batch_indices(lengths, 32, torch.Generator().manual_seed(3), buckets=True)
+    assert sorted(j for b in bucketed for j in b) == list(range(len(lengths)))
+    assert max(len(b) for b in bucketed) == 32
+    padding = lambda batches: sum(len(b) * max(lengths[j] for j in b) - sum(lengths[j] for j in b) for b in batches)
+    assert padding(bucketed) < 0.5 * padding(plain), (padding(bucketed), padding(plain))
