@@ -447,7 +447,11 @@ def flops_per_sequence(disc, gen, seq_len, n) -> float:
 # ---------------------------------------------------------------------------------------------
 class AdamWeightDecay(torch.optim.Optimizer):
     """ELECTRA's AdamWeightDecayOptimizer: p -= lr * (m / (sqrt(v) + eps) + wd * p).
-    bias_correction=True gives torch.optim.AdamW's update (m and v divided by 1 - beta^t)."""
+    bias_correction=True gives torch.optim.AdamW's update (m and v divided by 1 - beta^t).
+    The update runs as torch._foreach_* ops over each param group: on CUDA ~8 multi-tensor launches
+    per group instead of ~7 kernels per tensor (about 200 tensors for base); on CPU the same speed
+    as a loop. Same arithmetic in the same order as the per-tensor loop, which
+    tests/test_train_pretrain.py keeps as the oracle."""
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, bias_correction=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
@@ -457,20 +461,26 @@ class AdamWeightDecay(torch.optim.Optimizer):
     def step(self):
         for group in self.param_groups:
             (b1, b2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
                 if not state:
                     state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
-                state["step"] += 1
-                m, v, t = state["m"], state["v"], state["step"]
-                m.lerp_(p.grad, 1 - b1)                                   # m = b1 m + (1 - b1) g
-                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)         # v = b2 v + (1 - b2) g^2
-                c1, c2 = (1 - b1 ** t, 1 - b2 ** t) if group["bias_correction"] else (1.0, 1.0)
-                denominator = v.sqrt().div_(math.sqrt(c2)).add_(group["eps"])
-                p.mul_(1 - lr * wd)                                       # decoupled decay, from the old p
-                p.addcdiv_(m, denominator, value=-lr / c1)
+                state["step"] += 1                                    # a Python int: no device read
+            grads, ms, vs = [p.grad for p in params], [s["m"] for s in states], [s["v"] for s in states]
+            torch._foreach_lerp_(ms, grads, 1 - b1)                   # m = b1 m + (1 - b1) g
+            torch._foreach_mul_(vs, b2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)   # v = b2 v + (1 - b2) g^2
+            denominators = torch._foreach_sqrt(vs)
+            if group["bias_correction"]:                              # per tensor: steps may differ
+                torch._foreach_div_(denominators, [math.sqrt(1 - b2 ** s["step"]) for s in states])
+            torch._foreach_add_(denominators, group["eps"])
+            if wd:
+                torch._foreach_mul_(params, 1 - lr * wd)              # decoupled decay, from the old p
+            c1 = [1 - b1 ** s["step"] if group["bias_correction"] else 1.0 for s in states]
+            torch._foreach_addcdiv_(params, ms, denominators, [-lr / c for c in c1])
 
 
 # CHOICE: bias correction is on when the warmup is shorter than BIAS_CORRECTION_WARMUP steps, off

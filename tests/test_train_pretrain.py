@@ -199,6 +199,49 @@ def test_optimizer_with_bias_correction_is_adamw_and_without_is_electras():
     torch.testing.assert_close(plain.detach().double(), p, rtol=1e-5, atol=1e-6)
 
 
+@torch.no_grad()
+def reference_step(optimizer):
+    """The per-tensor loop AdamWeightDecay replaced with torch._foreach_* ops: the oracle for it."""
+    for group in optimizer.param_groups:
+        (b1, b2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+        for p in (p for p in group["params"] if p.grad is not None):
+            state = optimizer.state[p]
+            if not state:
+                state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+            state["step"] += 1
+            m, v, t = state["m"], state["v"], state["step"]
+            m.lerp_(p.grad, 1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            c1, c2 = (1 - b1 ** t, 1 - b2 ** t) if group["bias_correction"] else (1.0, 1.0)
+            p.mul_(1 - lr * wd)
+            p.addcdiv_(m, v.sqrt().div_(np.sqrt(c2)).add_(group["eps"]), value=-lr / c1)
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_foreach_optimizer_equals_the_per_tensor_loop(bias_correction):
+    """100 steps, two groups (decay on matrices only, as build_optimizer), a changing lr, one tensor
+    without a gradient for the first 30 steps (its own step count): equal to 1e-7."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [(7, 5), (5,), (3, 4, 2), (1,), (11,)]
+    start = [torch.randn(s, generator=g) for s in shapes]
+    ours, ref = ([torch.nn.Parameter(t.clone()) for t in start] for _ in range(2))
+    opts = [tp.AdamWeightDecay([{"params": [q for q in ps if q.ndim >= 2], "weight_decay": 0.01},
+                                {"params": [q for q in ps if q.ndim < 2], "weight_decay": 0.0}],
+                               lr=0.0, bias_correction=bias_correction) for ps in (ours, ref)]
+    for step in range(100):
+        grads = [torch.randn(s, generator=g) for s in shapes]
+        for ps, opt in zip((ours, ref), opts):
+            for q, grad in zip(ps, grads):
+                q.grad = None if (q is ps[-1] and step < 30) else grad.clone()
+            for group in opt.param_groups:
+                group["lr"] = tp.learning_rate(step, 1e-2, 100, 10)
+        opts[0].step()
+        reference_step(opts[1])
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=1e-7)
+    assert opts[0].state[ours[-1]]["step"] == 70 and opts[0].state[ours[0]]["step"] == 100
+
+
 def test_bias_correction_rule():
     """Issue 8's rule: Adam bias correction on when the warmup is short, off from BIAS_CORRECTION_WARMUP
     (ELECTRA's 10,000-step warmup has none). The threshold is where leaving the correction out stops
