@@ -117,6 +117,29 @@ def test_sampling_draws_the_softmax():
     assert tp.sample_replacements(logits.expand(1, 2, len(logits)), edges).tolist() == [[1, 6]]
 
 
+def test_noise_is_uniform_and_independent_of_the_batch_split():
+    """The counter-based uniforms: one micro-batch of 8 equals 3 + 5 examples drawn apart (indices in
+    the global batch); 1.6M values pass a KS test against U[0, 1), a 4,096-bin chi-square, and carry no
+    correlation between neighbouring positions, examples or steps; the hash maps distinct counters to
+    distinct 32-bit words."""
+    from scipy import stats
+    whole = torch.cat(tp.draw_noise(tp.example_seeds(0, 7, range(0, 8)), 64, 16, "cpu"), 1)
+    parts = [torch.cat(tp.draw_noise(tp.example_seeds(0, 7, r), 64, 16, "cpu"), 1) for r in (range(0, 3), range(3, 8))]
+    assert torch.equal(whole, torch.cat(parts)) and not torch.equal(whole, torch.cat(tp.draw_noise(
+        tp.example_seeds(1, 7, range(0, 8)), 64, 16, "cpu"), 1))
+    steps = [torch.cat(tp.draw_noise(tp.example_seeds(0, s, range(2048)), 128, 35, "cpu"), 1) for s in range(8)]
+    u = torch.stack(steps).double()                                              # (steps, 2048, 198)
+    assert u.min() >= 0 and u.max() < 1
+    words = tp.mix32(torch.arange(2 ** 22) ^ 0x9E3779B9)                       # a bijection: no collision
+    assert len(words.unique()) == 2 ** 22 and words.min() >= 0 and words.max() <= tp.MASK32
+    assert stats.kstest(u.flatten().numpy(), "uniform").pvalue > 1e-3
+    counts = torch.bincount((u.flatten() * 4096).long(), minlength=4096).numpy()
+    assert stats.chisquare(counts).pvalue > 1e-3
+    for a, b in ((u[..., 1:], u[..., :-1]), (u[:, 1:], u[:, :-1]), (u[1:], u[:-1])):   # position, example, step
+        r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]
+        assert abs(r) < 4 / a.numel() ** 0.5, r
+
+
 def test_labels_zero_where_the_sample_is_the_original(real_batch, tokenizer):
     ids = real_batch["input_ids"][:64]
     _, _, (masked, positions, weights, originals) = masked_batch({"input_ids": ids}, tokenizer)
@@ -326,7 +349,7 @@ def test_two_processes_and_accumulation_equal_one_process(small_corpus, scivocab
     micro-batches of 1 (DDP, no_sync on the first): same weights after 3 steps. Dropout 0; the noise
     of each example is seeded by (seed, step, index in the global batch) and the losses are token
     means over the global batch, so only the summation order differs (max seen: 6e-8)."""
-    common = ("--steps", "3", "--dropout", "0", "--warmup-steps", "0", "--save-every", "3")
+    common = ("--steps", "3", "--dropout", "0", "--warmup-steps", "0", "--save-every", "3", "--log-every", "1")
     tp.main(tiny_args(small_corpus, scivocab, tmp_path / "one", *common))
     tp.main(tiny_args(small_corpus, scivocab, tmp_path / "accum", "--grad-accum", "2", *common))
     tp.main(tiny_args(small_corpus, scivocab, tmp_path / "two", "--nproc", "2", "--grad-accum", "2", *common))
@@ -350,7 +373,7 @@ def test_killed_run_resumes_bit_identical(small_corpus, scivocab, tmp_path):
     """SIGKILL after the first checkpoint (dropout on, so the RNG states matter), then --resume:
     the weights and optimizer state at step 30 equal an uninterrupted run's exactly."""
     common = ["--size", "tiny", "--corpus", str(small_corpus), "--vocab", str(scivocab), "--seq-len", "64",
-              "--batch-size", "4", "--steps", "30", "--data-workers", "1", "--log-every", "5"]
+              "--batch-size", "4", "--steps", "30", "--data-workers", "1", "--log-every", "5", "--eval-every", "30"]
     straight = run_cli(common + ["--out-dir", str(tmp_path / "a"), "--save-every", "30"])
     killed = run_cli(common + ["--out-dir", str(tmp_path / "b"), "--save-every", "3"])
     while tp.latest_checkpoint(tmp_path / "b") is None:
