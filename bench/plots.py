@@ -20,8 +20,8 @@ Input formats (all small text files the caller writes or a run already wrote):
       base-rate entropy (rtd_base_entropy, else the binary entropy of 1 - disc_baseline_acc); and
       their difference, BCE - base-rate entropy (below 0: the discriminator uses context).
   --reference PATH     a JSONL curve of the same kind with step, mlm_loss, gen_acc, rtd_loss (and
-      optionally rtd_base_entropy or disc_baseline_acc), drawn dashed as "transformers reference"
-      (bench/reference_curve.py writes one).
+      optionally rtd_base_entropy or disc_baseline_acc, and disc_auc, drawn only beside training-interval
+      AUCs), drawn dashed as "transformers reference" (bench/reference_curve.py writes one).
   --downstream PATH    downstream dev F1 after fine-tuning checkpoints of one pre-training run:
       a CSV with the header `task,pretrain_step,dev_f1`, or a JSON list of objects with those keys.
       pretrain_step 0 is random initialisation. One line per task.
@@ -154,12 +154,14 @@ def plot_pretraining(logs, reference, out_path, window):
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     (ax_gen, ax_auc), (ax_bce, ax_gap) = axes
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    train_auc_shown = False
     for k, (label, rows) in enumerate(logs):
         c = colors[k % len(colors)]
         rows = with_base_entropy(with_base_entropy(rows), "heldout_")
         draw(ax_gen, rows, "gen_acc", f"{label} (train)", c, window)
         draw(ax_gen, rows, "heldout_gen_acc", f"{label} (held-out)", c, 1, marker="o")
         auc = "heldout_disc_auc" if series(rows, "heldout_disc_auc")[0] else "disc_auc"
+        train_auc_shown |= auc == "disc_auc"
         draw(ax_auc, rows, auc, f"{label} ({'held-out' if auc.startswith('heldout') else 'train'})", c,
              1 if auc.startswith("heldout") else window, marker="o" if auc.startswith("heldout") else None)
         draw(ax_bce, rows, "rtd_loss", f"{label} RTD BCE", c, window)
@@ -174,7 +176,11 @@ def plot_pretraining(logs, reference, out_path, window):
     zoom_past_start(ax_gap)
     titles = ("generator MLM accuracy", "discriminator AUC (replaced vs original)",
               "RTD BCE and the base-rate entropy", "RTD BCE - base-rate entropy (< 0: learning)")
+    if reference and train_auc_shown:      # a training-interval AUC is not comparable with a held-out one
+        draw(ax_auc, rows, "disc_auc", REFERENCE_LABEL, "black", window, style="--")
     for ax, title in zip(axes.flat, titles):
+        if not ax.get_lines():
+            ax.text(0.5, 0.5, "not in these logs", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
