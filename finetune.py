@@ -1086,6 +1086,7 @@ def main(args) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"out dir: {out_dir}")
     tokenizer = load_tokenizer(args, folder)
+    data.note_if_sample(folder, args.vocab)
     check_init(args, tokenizer)
     fill_defaults(args, spec, init_hidden_size(args))
     prep = prepare(args, spec, folder, tokenizer)
