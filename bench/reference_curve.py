@@ -8,6 +8,7 @@ What is shared and what is not:
     per-example noise (train_pretrain.example_seeds, draw_noise), masking, sampling and labels
     (count_targets, mask_tokens, sample_replacements, replace_tokens), the optimizer
     (train_pretrain.AdamWeightDecay, decay on matrices only), the schedule (learning_rate), clip 1.0,
+    dropout 0 (so that nothing random is left outside the shared noise),
     and the initial weights: ours are copied into the HF modules through electramed's HF key map
     (to_hf_state_dict), so the two runs start identical and differ only by their model code;
   - the reference's own: every layer (transformers' Electra classes, embeddings shared by the
