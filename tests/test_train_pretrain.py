@@ -140,6 +140,67 @@ def test_noise_is_uniform_and_independent_of_the_batch_split():
         assert abs(r) < 4 / a.numel() ** 0.5, r
 
 
+def first_uniform_giving(logits, tokens):
+    """For each token k, the smallest float64 uniform whose sample is >= k (bisection; the sample
+    grows with the uniform)."""
+    lo, hi = torch.zeros(len(tokens), dtype=torch.float64), torch.ones(len(tokens), dtype=torch.float64)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        reached = tp.sample_replacements(logits.expand(1, len(tokens), -1), mid[None])[0] >= tokens
+        lo, hi = torch.where(reached, lo, mid), torch.where(reached, mid, hi)
+    return hi
+
+
+def test_sampling_keeps_tokens_of_tiny_probability():
+    """Tokens of probability ~1e-11 to ~1e-13 beside two of ~0.5, in the big tokens' block, a block of
+    their own and the padded last block (V = 300, 3 blocks): a float32 cumulative sum gives them no
+    interval (1 + 1e-11 == 1 in float32). Ours gives each one its probability's share of [0, 1) (the
+    interval's width found by bisection), also under a bf16 autocast; and over several blocks the
+    frequencies match the softmax."""
+    logits = torch.full((1, 1, 300), -float("inf"))
+    logits[0, 0, [5, 200]], logits[0, 0, [6, 130, 299]] = 0.0, torch.tensor([-25.0, -28.0, -30.0])
+    mass = logits.exp()
+    assert mass.cumsum(-1)[0, 0, 6] == mass.cumsum(-1)[0, 0, 5]          # float32 gives token 6 no mass
+    tokens = torch.tensor([5, 6, 7, 130, 131, 200, 201, 299])
+    for autocast in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            starts = first_uniform_giving(logits, tokens).tolist() + [1.0]
+        widths = {k: starts[i + 1] - starts[i] for i, k in enumerate(tokens.tolist()) if k in (5, 6, 130, 200, 299)}
+        p = torch.softmax(logits.double(), -1)[0, 0]
+        for k, width in widths.items():
+            assert width == pytest.approx(p[k].item(), rel=1e-2), (k, width, p[k].item())
+    ends = torch.tensor([[0.0, 1 - 2 ** -53]], dtype=torch.float64)      # the smallest and largest uniforms
+    assert tp.sample_replacements(logits.expand(1, 2, 300), ends).tolist() == [[5, 299]]
+    draws, logits = 50_000, torch.randn(300, generator=torch.Generator().manual_seed(2)) * 2
+    sampled = tp.sample_replacements(logits.expand(1, draws, 300), torch.rand(1, draws, dtype=torch.float64))
+    freq, p = torch.bincount(sampled.flatten(), minlength=300).double() / draws, torch.softmax(logits.double(), -1)
+    assert ((freq - p).abs() <= 4.5 * (p * (1 - p) / draws).sqrt() + 1e-4).all()
+    noise = tp.draw_noise(tp.example_seeds(0, 0, range(64)), 32, 8, "cpu")[2]
+    assert noise.dtype == torch.float64 and (noise * 2 ** 53 % 2 ** 29 != 0).any()    # more than 24 bits
+
+
+def test_mlm_head_and_sampling_run_in_fp32_under_bf16_autocast(real_batch, tokenizer):
+    """Under torch.autocast(bfloat16) (CPU here, as CUDA's bf16 run): the encoders' matmuls run in bf16,
+    but the MLM head returns fp32 logits equal to the head outside autocast on the same hidden states, the
+    samples equal those drawn outside autocast, and the training forward and backward stay finite."""
+    model = make_model(tokenizer)
+    batch = model_batch(model, real_batch)
+    gen = model.generator
+    word = gen.encoder.embeddings.word_embeddings.weight
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = gen.encoder(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])[:, :9]  # N = 9
+        logits = gen.head(h, word)
+        sampled = tp.sample_replacements(logits, batch["sample_noise"])
+        out = model(batch)
+        plain = torch.nn.functional.linear(h, word)                  # what the head gave before: bf16
+    assert plain.dtype == torch.bfloat16 and logits.dtype == torch.float32
+    assert torch.equal(logits, gen.head(h.float(), word))
+    assert torch.equal(sampled, tp.sample_replacements(logits, batch["sample_noise"]))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and all(torch.isfinite(p.grad).all() for p in model.parameters()
+                                               if p.grad is not None)
+
+
 def test_labels_zero_where_the_sample_is_the_original(real_batch, tokenizer):
     ids = real_batch["input_ids"][:64]
     _, _, (masked, positions, weights, originals) = masked_batch({"input_ids": ids}, tokenizer)
