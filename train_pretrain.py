@@ -198,6 +198,7 @@ class Dist:
     world_size: int
     device: torch.device
     is_main: bool
+    host_group: object = None     # a gloo group for host-side collectives when the default is NCCL
 
 
 def init_distributed(args, local_rank=0, port=None) -> Dist:
@@ -210,10 +211,13 @@ def init_distributed(args, local_rank=0, port=None) -> Dist:
     device = torch.device("cuda", local_rank) if args.gpus else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    host_group = None
     if world > 1:
         torch_dist.init_process_group("nccl" if args.gpus else "gloo", init_method=init,
                                       rank=rank, world_size=world)
-    return Dist(rank, local_rank, world, device, rank == 0)
+        # the per-step counts are all-reduced on the host, so reading them never waits for the GPU
+        host_group = torch_dist.new_group(backend="gloo") if args.gpus else None
+    return Dist(rank, local_rank, world, device, rank == 0, host_group)
 
 
 def setup_torch(args, dist: Dist):
@@ -314,14 +318,16 @@ def sample_replacements(logits, uniform):
         total = block_cdf[..., -1:]
         # u * total, kept below total: the first block whose cumulative mass exceeds it has some mass
         target = torch.minimum(uniform.double().unsqueeze(-1) * total, torch.nextafter(total, total.new_zeros(())))
-        block = torch.searchsorted(block_cdf, target, right=True)                  # (B, N, 1)
+        # (the clamps only matter for NaN logits, a diverged run: ids stay valid, the loop's check stops it)
+        block = torch.searchsorted(block_cdf, target, right=True).clamp_(max=block_cdf.shape[-1] - 1)  # (B, N, 1)
         start = F.pad(block_cdf, (1, 0))[..., :-1].gather(-1, block)               # mass before the block
         fraction = (target - start) / (block_cdf.gather(-1, block) - start)        # where in the block, [0, 1)
         picked = blocks.gather(-2, block[..., None].expand(-1, -1, -1, SAMPLE_BLOCK)).squeeze(-2)   # (B, N, S)
         inside = picked.double().cumsum_(-1)                                        # (B, N, S)
         # the same fraction of the block's own float64 total (which holds its tiny tokens); clamped below it
         rest = torch.minimum(fraction * inside[..., -1:], torch.nextafter(inside[..., -1:], inside.new_zeros(())))
-        return (block * SAMPLE_BLOCK + torch.searchsorted(inside, rest, right=True)).squeeze(-1)
+        offset = torch.searchsorted(inside, rest, right=True)
+        return (block * SAMPLE_BLOCK + offset).squeeze(-1).clamp_(max=vocab - 1)
 
 
 def replace_tokens(input_ids, positions, weights, sampled):
@@ -648,10 +654,25 @@ def build_model(args, tokenizer) -> ReplacedTokenDetection:
                                   args.disc_weight)
 
 
+def to_device(tensor, device):
+    """Host -> device without a host sync: a plain (blocking) copy to CUDA waits for the GPU's queue,
+    a non-blocking one from pinned memory does not."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def has_padding(attention_mask) -> bool:
+    """Asked of the loader's host tensor, before the copy: on the device the answer would be a sync."""
+    return not attention_mask.all()
+
+
 def prepare_batch(batch, model: ReplacedTokenDetection, args, step, first_index, device):
-    """Move a data batch (with its "counts") to the device and draw its noise."""
-    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    if batch["attention_mask"].all():
+    """Move a data batch (with its "counts") to the device and draw its noise. Whatever is decided
+    from the data (padding or not) is decided on the host, before the copy."""
+    padded = has_padding(batch["attention_mask"])
+    batch = {k: to_device(v, device) for k, v in batch.items()}
+    if not padded:
         batch["attention_mask"] = None          # no padding: SDPA may use the flash kernel (PAPER.md §5)
     seeds = example_seeds(args.seed, step, range(first_index, first_index + len(batch["input_ids"])))
     batch["position_noise"], batch["keep_noise"], batch["sample_noise"] = draw_noise(
@@ -677,9 +698,9 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def all_reduce(tensor, dist: Dist):
+def all_reduce(tensor, dist: Dist, op=torch_dist.ReduceOp.SUM, group=None):
     if dist.world_size > 1:
-        torch_dist.all_reduce(tensor)
+        torch_dist.all_reduce(tensor, op=op, group=group)
     return tensor
 
 
@@ -695,13 +716,15 @@ def write_run_info(args, dist: Dist):
 
 def global_counts(batches, raw, args, dist: Dist, stop_requested):
     """Masked slots and non-pad tokens of this step over all processes (the loss denominators),
-    and whether any process was asked to stop. Stores each batch's per-example "counts" (B,)."""
+    and whether any process was asked to stop. Stores each batch's per-example "counts" (B,).
+    All on the host, from the loader's batches before they go to the device (all-reduced over
+    dist.host_group under NCCL): the step never waits on the GPU for them."""
     for b in batches:
         b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
                                     args.num_predictions)
     local = [sum(b["counts"].sum().item() for b in batches),
              sum((b["input_ids"] != raw.pad_id).sum().item() for b in batches), float(stop_requested)]
-    return all_reduce(torch.tensor(local, device=dist.device), dist).tolist()
+    return all_reduce(torch.tensor(local, dtype=torch.float64), dist, group=dist.host_group).tolist()
 
 
 def log_metrics(stats, scores, args, dist: Dist, step, lr, grad_norm, flops, timer) -> dict:
@@ -714,6 +737,28 @@ def log_metrics(stats, scores, args, dist: Dist, step, lr, grad_norm, flops, tim
     if dist.device.type == "cuda":
         metrics["mfu"] = metrics["seq_per_s"] * flops / 989e12    # of an H100 SXM's dense bf16 peak (PAPER.md §5)
     return metrics
+
+
+# CHOICE: a non-finite loss stops the run at the next log or checkpoint step, not at once (that would
+# read the loss back every micro-batch, a host sync that stalls the GPU's queue); the error names the
+# first bad step, and no checkpoint ever holds its update. At most --log-every steps are wasted.
+NO_BAD_STEP = 2 ** 62
+
+
+def first_bad_step(bad_step, step, loss, grad_norm):
+    """The first step whose loss or gradient norm was not finite (NO_BAD_STEP while none was), kept
+    on the device, so the check costs no host read per step. The gradient norm is global (after
+    DDP's all-reduce), so every process marks the same step."""
+    return torch.where(torch.isfinite(loss) & torch.isfinite(grad_norm), bad_step, bad_step.clamp(max=step))
+
+
+def raise_if_not_finite(bad_step, dist: Dist, step):
+    """Stop the run, naming the first bad step, when first_bad_step marked one on any process. Read at
+    log and checkpoint steps only; the bad update itself is never saved."""
+    first = int(all_reduce(bad_step.clone(), dist, op=torch_dist.ReduceOp.MIN).item())
+    if first != NO_BAD_STEP:
+        raise FloatingPointError(f"loss or gradient norm not finite at step {first} (seen at step {step}): "
+                                 "stopping (lower --lr?)")
 
 
 HELDOUT_STEP = 2 ** 62     # the "step" in the held-out noise seeds: never a training step
@@ -795,6 +840,7 @@ def train(args, dist: Dist):
                 else contextlib.nullcontext())
     # 7. loop: lr -> micro-steps under autocast -> clip -> step -> log -> checkpoint
     stop, stats, scores = StopRequest(), torch.zeros(len(STATS), device=dist.device), ScoreCollector()
+    bad_step = torch.tensor(NO_BAD_STEP, device=dist.device)      # see first_bad_step
     bar = tqdm(total=args.steps, initial=step, disable=not dist.is_main, desc="pretrain", unit="step")
     log_file = open(out_dir / "log.jsonl", "a") if dist.is_main else None
     timer = (time.time(), step)
@@ -808,9 +854,9 @@ def train(args, dist: Dist):
             lr = learning_rate(step, args.lr, args.steps, args.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            denominators = {"mlm_denominator": torch.tensor(masked / dist.world_size, device=dist.device),
-                            "rtd_denominator": torch.tensor(real / dist.world_size, device=dist.device)}
-            step_loss = 0.0
+            denominators = {"mlm_denominator": to_device(torch.tensor(masked / dist.world_size), dist.device),
+                            "rtd_denominator": to_device(torch.tensor(real / dist.world_size), dist.device)}
+            step_loss = torch.zeros((), device=dist.device)
             for micro, b in enumerate(batches):
                 first = (micro * dist.world_size + dist.rank) * args.micro_batch_size   # index in the global batch
                 batch = {**prepare_batch(b, raw, args, step, first, dist.device), **denominators}
@@ -821,14 +867,15 @@ def train(args, dist: Dist):
                     out["loss"].backward()     # gradients summed over micro-batches, averaged by DDP
                 stats += out["stats"]
                 scores.add(out)
-                step_loss += out["loss"].item()
-            if not math.isfinite(step_loss):
-                raise FloatingPointError(f"loss is {step_loss} at step {step + 1}: stopping (lower --lr?)")
+                step_loss += out["loss"].detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), args.clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            bad_step = first_bad_step(bad_step, step, step_loss, grad_norm)     # on the device: no read
             bar.update()
+            if step % args.log_every == 0 or step % args.save_every == 0 or step == args.steps:
+                raise_if_not_finite(bad_step, dist, step)      # the NaN check's only reads: log and save steps
             if step % args.log_every == 0 or step == args.steps:
                 metrics = log_metrics(stats, scores, args, dist, step, lr, grad_norm, flops, timer)
                 if heldout is not None and (step % args.eval_every == 0 or step == args.steps):
@@ -847,6 +894,7 @@ def train(args, dist: Dist):
             if step % args.save_every == 0 or step == args.steps:
                 checkpoint_now(args, dist, raw, optimizer, data.state_dict(), step)
         if step < args.steps:
+            raise_if_not_finite(bad_step, dist, step)
             checkpoint_now(args, dist, raw, optimizer, position, step)
             print0(dist, f"=> stopped at step {step} on request; resume with --resume")
     finally:
