@@ -1,0 +1,44 @@
+"""bench/gpu_check.sh, the prepared device check of issue 11, run in its CPU mode so that it cannot rot
+between the rare sessions lent a GPU: every part runs at tiny sizes on real data (the compiled
+benchmarks are CUDA-only and say so), and results.json / results.md come out whole.
+
+    python -m pytest tests/test_gpu_check.py       # ~2 min on 2 cores
+"""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_cpu_mode_runs_every_part(data_dir, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "--cpu", "--out", str(tmp_path), "--data", str(data_dir)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    parts = results["parts"]
+    assert list(parts) == ["env", "syncs", "bench_512_compile", "pretrain", "resume", "finetune", "bench_512",
+                           "bench_128", "bench_128_compile"]
+    skipped = {name for name, p in parts.items() if p["status"] == "skipped"}
+    assert skipped == {"bench_512_compile", "bench_128_compile"}, {n: p.get("reason") for n, p in parts.items()}
+    assert all(p["status"] == "ok" for name, p in parts.items() if name not in skipped), parts
+    assert parts["syncs"]["non_log_steps_with_syncs"] == []
+    assert parts["pretrain"]["finite"] and parts["pretrain"]["mlm_loss_falls"]
+    assert parts["resume"]["verdict"] == "bit-identical"            # on CPU the runs are deterministic
+    assert {"ours", "hf"} <= set(parts["bench_128"]["rows"]) and parts["bench_128"]["ours_over_transformers"] > 1
+    table = (tmp_path / "results.md").read_text()
+    assert "| resume | ok |" in table and "| tiny | 512 | 2 | False | ours |" in table
+
+
+def test_without_data_the_data_parts_skip_with_a_message(tmp_path):
+    """Only the parts that need no data run (env); the others say where the data was looked for."""
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "--cpu", "--out", str(tmp_path), "--data", str(tmp_path / "none"),
+                           "--budget", "12"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    parts = json.loads((tmp_path / "results.json").read_text())["parts"]
+    assert parts["env"]["status"] == "ok" and not parts["env"]["data_present"]
+    for name in ("syncs", "pretrain", "resume", "finetune"):
+        assert parts[name]["status"] == "skipped" and "no data at" in parts[name]["reason"], parts[name]
