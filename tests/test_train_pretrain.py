@@ -459,6 +459,29 @@ def test_no_host_reads_outside_log_and_save_steps(small_corpus, scivocab, tmp_pa
     assert set(reads) == {4, 8, 12} and set(host_reads) == set(range(1, 13)), (reads, host_reads)
 
 
+def test_compile_wraps_ddp_and_splits_the_graph_at_its_buckets(tokenizer, real_batch, tmp_path):
+    """torch.compile(DDP(model)): the training forward traces as ONE graph without DDP (no graph break
+    anywhere in masking, sampling or the losses), and DDP's buckets split it (Dynamo's DDP optimizer),
+    so the all-reduce of a finished bucket can overlap the rest of the backward. A 1-process gloo group
+    stands in for N; torch._dynamo.explain traces without compiling. no_sync still reaches DDP."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        raw = make_model(tokenizer)
+        model = tp.wrap_model(raw, tp.parse_args(["--compile"]), tp.Dist(0, 0, 2, torch.device("cpu"), True))
+        assert isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+        assert isinstance(model._orig_mod, torch.nn.parallel.DistributedDataParallel) and model._orig_mod.module is raw
+        with model.no_sync():
+            assert not model._orig_mod.require_backward_grad_sync
+        assert tp.wrap_model(raw, tp.parse_args(["--no-compile"]), tp.Dist(0, 0, 1, torch.device("cpu"), True)) is raw
+        batch = model_batch(raw, real_batch)
+        alone = torch._dynamo.explain(raw)(batch)
+        assert alone.graph_count == 1 and alone.graph_break_count == 0, [r.reason for r in alone.break_reasons]
+        split = torch._dynamo.explain(torch.nn.parallel.DistributedDataParallel(raw, bucket_cap_mb=1))(batch)
+        assert split.graph_count > 1 and all("DDPOptimizer" in r.reason for r in split.break_reasons)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
 def run_cli(args, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, str(REPO / "train_pretrain.py"), *args], env=env, cwd=REPO,
