@@ -119,7 +119,8 @@ def parse_args(argv=None):
     g.add_argument("--heldout-every", type=int, default=100,
                    help="hold out documents 0, k, 2k, ... of the corpus (never trained on); 0: none")
     g.add_argument("--eval-every", type=int, default=None,
-                   help="score the held-out slice every this many steps (default: --save-every)")
+                   help="score the held-out slice every this many steps (default: 100 for runs up to "
+                        "20,000 steps, else 1,000; never rarer than --save-every)")
     g.add_argument("--heldout-examples", type=int, default=512, help="held-out examples scored (at most)")
     g.add_argument("--save-every", type=int, default=1000, help="checkpoint every this many steps")
     g.add_argument("--keep-checkpoints", type=int, default=3)
@@ -149,10 +150,7 @@ def resolve_defaults(args):
     args.warmup_steps = min(10_000, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
     if args.bias_correction is None:
         args.bias_correction = needs_bias_correction(args.warmup_steps)
-    args.eval_every = args.eval_every or args.save_every
-    if args.eval_every % args.log_every:
-        raise PretrainError(f"--eval-every {args.eval_every} must be a multiple of --log-every {args.log_every} "
-                            "(held-out scores are written on log lines)")
+    args.eval_every = args.eval_every or min(args.save_every, 1000 if args.steps > 20_000 else 100)
     args.gpus = (1 if cuda else 0) if args.gpus is None else args.gpus
     if args.gpus > torch.cuda.device_count():
         raise PretrainError(f"--gpus {args.gpus} asks for more GPUs than torch sees "
@@ -886,9 +884,12 @@ def train(args, dist: Dist):
             bar.update()
             if step % args.log_every == 0 or step % args.save_every == 0 or step == args.steps:
                 raise_if_not_finite(bad_step, dist, step)      # the NaN check's only reads: log and save steps
-            if step % args.log_every == 0 or step == args.steps:
-                metrics = log_metrics(stats, scores, args, dist, step, lr, grad_norm, flops, timer)
-                if heldout is not None and (step % args.eval_every == 0 or step == args.steps):
+            logging = step % args.log_every == 0 or step == args.steps
+            evaluating = heldout is not None and (step % args.eval_every == 0 or step == args.steps)
+            if logging or evaluating:      # a held-out score off a log step gets a line of its own
+                metrics = (log_metrics(stats, scores, args, dist, step, lr, grad_norm, flops, timer)
+                           if logging else {"step": step})
+                if evaluating:
                     metrics.update(evaluate_heldout(raw, heldout, args, dist.device))
                     print0(dist, f"step {step}: held-out MLM {metrics['heldout_mlm_loss']:.3f}, gen acc "
                                  f"{metrics['heldout_gen_acc']:.3f}, disc AUC {metrics['heldout_disc_auc']:.3f}, "
@@ -897,6 +898,7 @@ def train(args, dist: Dist):
                 if log_file:
                     log_file.write(json.dumps(metrics) + "\n")
                     log_file.flush()
+            if logging:
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", gen_acc=f"{metrics['gen_acc']:.3f}",
                                 auc=f"{metrics['disc_auc']:.3f}", lr=f"{lr:.2e}",
                                 seq_s=f"{metrics['seq_per_s']:.1f}")

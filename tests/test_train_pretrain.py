@@ -576,6 +576,24 @@ def test_export_of_a_step_checkpoint_equals_the_final_export(small_corpus, scivo
         assert (out / name / "vocab.txt").read_bytes() == Path(scivocab).read_bytes()
 
 
+def test_heldout_scores_are_logged_on_their_own_schedule_and_repeatable(small_corpus, scivocab, tmp_path):
+    """--eval-every 3 with --log-every 4 over 6 steps: held-out lines at steps 3 and 6 (the last), log
+    lines at 4 and 6. The held-out masks and samples are fixed, so scoring the same weights twice gives
+    the same numbers, and its base-rate entropy is that of its own replaced rate."""
+    args = tiny_args(small_corpus, scivocab, tmp_path, "--steps", "6", "--log-every", "4", "--eval-every", "3",
+                     "--heldout-every", "5")
+    raw = tp.main(args)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], "heldout_disc_auc" in r, "loss" in r) for r in log] == [(3, True, False), (4, False, True),
+                                                                              (6, True, True)]
+    heldout = tp.load_heldout(tmp_path / "shards", args)
+    first, again = (tp.evaluate_heldout(raw, heldout, args, torch.device("cpu")) for _ in range(2))
+    assert first == again and first["heldout_rtd_loss"] == pytest.approx(log[-1]["heldout_rtd_loss"])
+    replaced = 1 - first["heldout_disc_baseline_acc"]
+    assert first["heldout_rtd_base_entropy"] == pytest.approx(entropy(replaced))
+    assert 0 <= first["heldout_disc_auc"] <= 1 and first["heldout_gen_acc"] <= 1
+
+
 def test_bad_input_gives_clear_errors(small_corpus, scivocab, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
