@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # Shapes in comments: B batch, L sequence length, D hidden size, E embedding size,
-# H attention heads, K head size (D // H), N masked positions per example, V vocabulary size.
+# H attention heads, K head size (D // H), N masked positions per example, V vocabulary size,
+# T real (non-pad) tokens of an unpadded batch.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,9 +110,11 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(E, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids, token_type_ids=None):
-        L = input_ids.shape[1]
-        x = self.word_embeddings(input_ids) + self.position_embeddings.weight[:L]   # (B, L, E)
+    def forward(self, input_ids, token_type_ids=None, position_ids=None):
+        """input_ids (B, L), or (T,) with position_ids (T,) for an unpadded batch."""
+        positions = (self.position_embeddings.weight[:input_ids.shape[1]] if position_ids is None
+                     else self.position_embeddings(position_ids))
+        x = self.word_embeddings(input_ids) + positions                     # (B, L, E) or (T, E)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]     # no segment ids: everything is segment A
         else:
@@ -123,7 +126,63 @@ class Embeddings(nn.Module):
 # 3. Self-attention (SDPA)                                                     (PAPER.md §5; BERT)
 #    One fused q/k/v projection and one scaled_dot_product_attention call. The mask hides padded
 #    keys only; with no padding the caller passes None, so the flash kernel can run on GPU.
+#    Unpadded batches (ModernBERT's way): the real tokens only, as one (T, D) row, through every
+#    layer; attention runs per sequence, with PyTorch's variable-length flash kernel on CUDA.
 # ---------------------------------------------------------------------------------------------
+try:
+    from torch.nn.attention.varlen import varlen_attn      # torch >= 2.10; its kernel is CUDA-only
+except ImportError:
+    varlen_attn = None
+
+
+@dataclass
+class Unpadded:
+    """Where the real tokens of a padded (B, L) batch sit, for a model that sees only those T tokens.
+    Sequence b is tokens cu_seqlens[b]:cu_seqlens[b + 1]; built on the host by unpad() (no device read)."""
+    indices: torch.Tensor        # (T,) long: flat positions in the (B * L) batch, in order
+    positions: torch.Tensor      # (T,) long: each token's column, its position id in the padded path
+    cu_seqlens: torch.Tensor     # (B + 1,) int32: where each sequence starts
+    slots: torch.Tensor          # (T,) long: flat positions in a (B * max_len) re-padding, for the fallback
+    max_len: int                 # the longest sequence
+    batch_size: int
+
+    def to(self, device, non_blocking=False) -> "Unpadded":
+        move = lambda t: t.to(device, non_blocking=non_blocking)
+        return Unpadded(move(self.indices), move(self.positions), move(self.cu_seqlens), move(self.slots),
+                        self.max_len, self.batch_size)
+
+
+def unpad(attention_mask) -> Unpadded:
+    """The Unpadded layout of a (B, L) mask (True/1 = real token). Call it on the loader's host mask,
+    then .to(device): on a device mask, nonzero() and max() would each wait for the GPU."""
+    mask = attention_mask.bool()
+    B, L = mask.shape
+    lengths = mask.sum(-1)
+    indices = mask.flatten().nonzero().squeeze(-1)
+    starts = F.pad(lengths.cumsum(0), (1, 0))                          # (B + 1,)
+    rows, max_len = indices // L, int(lengths.max())
+    slots = rows * max_len + torch.arange(len(indices), device=mask.device) - starts[rows]   # rank in its sequence
+    return Unpadded(indices, indices % L, starts.to(torch.int32), slots, max_len, B)
+
+
+def varlen_attention(q, k, v, unpadded: Unpadded, dropout_p=0.0):
+    """Attention within each sequence: q, k, v (T, H, K) -> (T, H, K).
+    CUDA without attention dropout: varlen_attn, no padding at all. CHOICE: otherwise (CPU, or the
+    recipe's attention dropout 0.1, which varlen_attn lacks) SDPA on a copy re-padded to the longest
+    sequence, (B, H, max_len, K), with the padded keys hidden: the same results, the padding paid in
+    attention only; every other layer still sees only the T tokens."""
+    u = unpadded
+    if varlen_attn is not None and q.is_cuda and dropout_p == 0.0:
+        return varlen_attn(q, k, v, u.cu_seqlens, u.cu_seqlens, u.max_len, u.max_len)
+    B, M = u.batch_size, u.max_len
+
+    def pad(t):                                                        # (T, H, K) -> (B, H, M, K)
+        return t.new_zeros(B * M, *t.shape[1:]).index_copy(0, u.slots, t).view(B, M, *t.shape[1:]).transpose(1, 2)
+    real = torch.zeros(B * M, dtype=torch.bool, device=q.device).index_fill_(0, u.slots, True)
+    y = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=real.view(B, 1, 1, M), dropout_p=dropout_p)
+    return y.transpose(1, 2).flatten(0, 1)[u.slots]                         # (T, H, K)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -136,11 +195,16 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(D, D)
 
     def forward(self, x, mask=None):
-        """x: (B, L, D); mask: None or (B, 1, 1, L) bool, True = a real key. Returns (B, L, D)."""
+        """x: (B, L, D); mask: None or (B, 1, 1, L) bool, True = a real key. Returns (B, L, D).
+        Unpadded: x (T, D) and mask the batch's Unpadded; returns (T, D)."""
+        dropout_p = self.dropout_p if self.training else 0.0
+        if isinstance(mask, Unpadded):
+            T, D = x.shape
+            q, k, v = self.qkv(x).view(T, 3, self.num_heads, D // self.num_heads).unbind(1)   # 3 x (T, H, K)
+            return self.proj(varlen_attention(q, k, v, mask, dropout_p).reshape(T, D))
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.num_heads, D // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)               # 3 x (B, H, L, K)
-        dropout_p = self.dropout_p if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, H, L, K)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
@@ -192,11 +256,16 @@ class Encoder(nn.Module):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """input_ids, token_type_ids: (B, L) long; attention_mask: None (no padding) or (B, L),
-        True/1 = real token. Returns the last hidden states (B, L, D)."""
-        x = self.embeddings(input_ids, token_type_ids)                     # (B, L, E)
+        True/1 = real token. Returns the last hidden states (B, L, D).
+        Unpadded: input_ids, token_type_ids (T,), the real tokens only, and attention_mask their
+        Unpadded; returns (T, D), equal to the padded path's states at those tokens."""
+        if isinstance(attention_mask, Unpadded):
+            x, mask = self.embeddings(input_ids, token_type_ids, attention_mask.positions), attention_mask  # (T, E)
+        else:
+            x = self.embeddings(input_ids, token_type_ids)                 # (B, L, E)
+            mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
         if self.embeddings_project is not None:
-            x = self.embeddings_project(x)                                 # (B, L, D)
-        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
+            x = self.embeddings_project(x)                                 # (B, L, D) or (T, D)
         for layer in self.layers:
             x = layer(x, mask)
         return x
@@ -234,9 +303,12 @@ class Generator(nn.Module):
         self.apply(partial(_init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, positions=None):
-        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V)."""
-        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D)
-        if positions is not None:
+        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V).
+        Unpadded (attention_mask an Unpadded): positions (P,) index the T tokens -> (P, V); None -> (T, V)."""
+        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D) or (T, D)
+        if positions is not None and h.dim() == 2:
+            h = h[positions]                                                # (P, D)
+        elif positions is not None:
             h = h.gather(1, positions[:, :, None].expand(-1, -1, h.shape[-1]))  # (B, N, D)
         return self.head(h, self.encoder.embeddings.word_embeddings.weight)
 

@@ -233,6 +233,71 @@ def test_bf16_autocast_forward_is_close_to_fp32():
     torch.testing.assert_close(low_gen.float(), gen(ids, types, mask), rtol=0, atol=5e-2)
 
 
+# ----- unpadded batches: the real tokens only, equal to the padded path -------------------------
+@pytest.fixture(scope="module")
+def packed_batch(data_dir, tmp_path_factory):
+    """32 real packed PubMed examples of length 128 (ELECTRA's packing leaves padded tails)."""
+    from data import PretrainingData, prepare_corpus
+    shards = prepare_corpus([data_dir / "pubmed" / "pubmed_sample.txt"], data_dir / "vocab" / "scivocab_uncased.txt",
+                            tmp_path_factory.mktemp("shards"), max_len=128, workers=1)
+    return PretrainingData(shards, batch_size=32).next_batch()
+
+
+def test_unpadded_equals_padded_on_real_packed_batches(packed_batch):
+    """Small-shaped generator + discriminator (real vocabulary, perturbed weights, dropout 0): the
+    unpadded forward on the T real tokens equals the padded forward at those tokens (hidden states,
+    RTD logits, MLM logits at chosen positions) to 1e-5 of scale, and so do all the gradients."""
+    ids, types, mask = packed_batch["input_ids"], packed_batch["token_type_ids"], packed_batch["attention_mask"]
+    assert 0.1 < 1 - mask.float().mean() < 0.9                       # really padded
+    config = em.model_config("small", 31090, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    disc, gen = em.Discriminator(config), em.Generator(em.generator_config(config, 0.25))
+    em.tie_generator_to(gen, disc)
+    perturb_(disc)
+    perturb_(gen)
+    u = em.unpad(mask)
+    flat = lambda t: t.flatten()[u.indices]                             # (B, L) -> (T,)
+    chosen = torch.randperm(len(u.indices), generator=torch.Generator().manual_seed(0))[:200]   # (P,) of T
+    rows, cols = u.indices[chosen] // mask.shape[1], u.indices[chosen] % mask.shape[1]
+    grads = []
+    for unpadded in (False, True):
+        disc.zero_grad(), gen.zero_grad()
+        if unpadded:
+            hidden, logits = disc.encoder(flat(ids), flat(types), u), disc(flat(ids), flat(types), u)
+            mlm = gen(flat(ids), flat(types), u, positions=chosen)
+        else:
+            hidden, logits = disc.encoder(ids, types, mask)[mask.bool()], disc(ids, types, mask)[mask.bool()]
+            mlm = gen(ids, types, mask)[rows, cols]
+        (logits.sum() + mlm.logsumexp(-1).sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in [*disc.named_parameters(), *gen.named_parameters()]})
+        outputs = (hidden.detach(), logits.detach(), mlm.detach())
+        if unpadded:
+            for ours, padded in zip(outputs, reference):
+                assert_close_to_scale(ours, padded)
+        reference = outputs
+    for name in grads[0]:
+        assert_close_to_scale(grads[1][name], grads[0][name])
+
+
+@torch.no_grad()
+def test_varlen_attention_is_attention_within_each_sequence():
+    """varlen_attention on (T, H, K) equals plain SDPA over each sequence alone (the definition), for a
+    mask with holes anywhere, not only at the tail; on CUDA the varlen kernel equals the fallback."""
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(4, 20, generator=g) < 0.7
+    u = em.unpad(mask)
+    q, k, v = (torch.randn(len(u.indices), 2, 8, generator=g) for _ in range(3))
+    per_sequence = torch.cat([
+        F.scaled_dot_product_attention(*(t[a:b].transpose(0, 1) for t in (q, k, v))).transpose(0, 1)
+        for a, b in zip(u.cu_seqlens[:-1].tolist(), u.cu_seqlens[1:].tolist())])
+    torch.testing.assert_close(em.varlen_attention(q, k, v, u), per_sequence, rtol=0, atol=1e-6)
+    assert torch.equal(u.positions, mask.nonzero()[:, 1]) and u.max_len == mask.sum(-1).max()
+    if torch.cuda.is_available() and em.varlen_attn is not None:
+        cq, ck, cv = (t.cuda().half() for t in (q, k, v))
+        cu = u.to("cuda")
+        fallback = em.varlen_attention(cq, ck, cv, cu, dropout_p=1e-9)   # any dropout takes the fallback
+        torch.testing.assert_close(em.varlen_attention(cq, ck, cv, cu), fallback, rtol=0, atol=2e-3)
+
+
 # ----- sharing: the same objects, moved once by one step -------------------------------------
 def test_generator_shares_the_embedding_block():
     gen, disc = tiny_pair()
