@@ -113,6 +113,9 @@ def parse_args(argv=None):
     g.add_argument("--precision", choices=("bf16", "fp32", "fp16"), default=None,
                    help="default bf16 autocast on CUDA, fp32 on CPU; fp16 is refused (no loss scaling)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA")
+    g.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False,
+                   help="run both encoders on the real tokens only (electramed.unpad): the same results "
+                        "without the padding's FLOPs (off by default until measured on a GPU under compile)")
     g.add_argument("--out-dir", default="runs/pretrain")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--log-every", type=int, default=10)
@@ -406,16 +409,26 @@ class ReplacedTokenDetection(nn.Module):
 
     def forward(self, batch):
         """batch: input_ids, token_type_ids (B, L); attention_mask (B, L) or None (no padding);
-        counts (B,); noise from draw_noise; mlm_denominator, rtd_denominator (0-dim tensors).
+        counts (B,); noise from draw_noise; mlm_denominator, rtd_denominator (0-dim tensors); with
+        --unpad, "unpadded" (electramed.Unpadded): the encoders then run on the real tokens only.
         Returns {"loss": for backward, "stats": (len(STATS),) sums, "disc_logits", "labels", "real"}."""
         ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
         masked, positions, weights, originals = mask_tokens(
             ids, batch["counts"], batch["position_noise"], batch["keep_noise"],
             self.special_ids, self.pad_id, self.mask_id)
-        gen_logits = self.generator(masked, types, attn, positions=positions).float()  # (B, N, V)
+        unpadded = batch.get("unpadded")
+        if unpadded is None:
+            gen_logits = self.generator(masked, types, attn, positions=positions).float()  # (B, N, V)
+        else:
+            gen_logits = self.unpadded_generator(masked, types, positions, unpadded)
         sampled = sample_replacements(gen_logits, batch["sample_noise"])            # (B, N)
         corrupted, labels = replace_tokens(ids, positions, weights, sampled)        # (B, L) x 2
-        disc_logits = self.discriminator(corrupted, types, attn).float()            # (B, L)
+        if unpadded is None:
+            disc_logits = self.discriminator(corrupted, types, attn).float()        # (B, L)
+        else:
+            real_logits = self.discriminator(corrupted.flatten()[unpadded.indices], types.flatten()[unpadded.indices],
+                                             unpadded).float()                      # (T,)
+            disc_logits = real_logits.new_zeros(ids.numel()).index_copy(0, unpadded.indices, real_logits).view_as(ids)
         real = ids != self.pad_id
         nll = F.cross_entropy(gen_logits.flatten(0, 1), originals.flatten(), reduction="none")
         mlm_sum = (nll.view_as(weights) * weights).sum()
@@ -431,6 +444,16 @@ class ReplacedTokenDetection(nn.Module):
                 mlm_sum, rtd_sum, weights.sum(), real.sum(), ((gen_logits.argmax(-1) == originals) & weights).sum(),
                 ((predicted == labels) & real).sum(), (predicted & labels).sum(), predicted.sum(), labels.sum())])
         return {"loss": loss, "stats": stats, "disc_logits": disc_logits.detach(), "labels": labels, "real": real}
+
+    def unpadded_generator(self, masked, types, positions, unpadded):
+        """The generator on the real tokens only: its MLM logits at the masked slots, (B, N, V)."""
+        B, L = masked.shape
+        token = torch.zeros(B * L, dtype=torch.long, device=masked.device).index_copy_(
+            0, unpadded.indices, torch.arange(len(unpadded.indices), device=masked.device))   # (B*L,) -> index in T
+        slots = token[(positions + L * torch.arange(B, device=masked.device)[:, None]).flatten()]   # (B*N,)
+        logits = self.generator(masked.flatten()[unpadded.indices], types.flatten()[unpadded.indices], unpadded,
+                                positions=slots)                                     # (B*N, V)
+        return logits.float().unflatten(0, (B, -1))
 
 
 def summarize(stats, disc_weight):
@@ -681,9 +704,12 @@ def prepare_batch(batch, model: ReplacedTokenDetection, args, step, first_index,
     """Move a data batch (with its "counts") to the device and draw its noise. Whatever is decided
     from the data (padding or not) is decided on the host, before the copy."""
     padded = has_padding(batch["attention_mask"])
+    unpadded = em.unpad(batch["attention_mask"]).to(device, non_blocking=True) if padded and args.unpad else None
     batch = {k: to_device(v, device) for k, v in batch.items()}
     if not padded:
         batch["attention_mask"] = None          # no padding: SDPA may use the flash kernel (PAPER.md §5)
+    if unpadded is not None:
+        batch["unpadded"] = unpadded            # the encoders see the real tokens only
     seeds = example_seeds(args.seed, step, range(first_index, first_index + len(batch["input_ids"])))
     batch["position_noise"], batch["keep_noise"], batch["sample_noise"] = draw_noise(
         seeds, args.seq_len, args.num_predictions, device)

@@ -429,11 +429,12 @@ def test_two_processes_and_accumulation_equal_one_process(small_corpus, scivocab
 HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "__format__")
 
 
-def test_no_host_reads_outside_log_and_save_steps(small_corpus, scivocab, tmp_path, monkeypatch):
+@pytest.mark.parametrize("unpad", [False, True])
+def test_no_host_reads_outside_log_and_save_steps(small_corpus, scivocab, tmp_path, monkeypatch, unpad):
     """Every Tensor read that would wait for a GPU (.item(), .tolist(), .cpu(), .numpy(), bool(),
     float(), int(), format) is counted while a 12-step run logs every 4 steps: none in the other
     steps. Reads of the loader's host tensors before they go to the device are allowed and counted
-    apart: data.py, global_counts and has_padding. (Reads inside C++ ops, such as boolean-mask
+    apart: data.py, global_counts, has_padding and (with --unpad) electramed.unpad. (Reads inside C++ ops, such as boolean-mask
     indexing, are not visible here: bench/gpu_check.sh runs torch.cuda.set_sync_debug_mode.)"""
     reads, host_reads, current = Counter(), Counter(), {"step": None}
     real_learning_rate = tp.learning_rate
@@ -443,7 +444,7 @@ def test_no_host_reads_outside_log_and_save_steps(small_corpus, scivocab, tmp_pa
     def on_host_side():
         frame = sys._getframe(2)
         while frame is not None:
-            if frame.f_code.co_name in ("global_counts", "has_padding") or frame.f_code.co_filename.endswith("data.py"):
+            if frame.f_code.co_name in ("global_counts", "has_padding", "unpad") or frame.f_code.co_filename.endswith("data.py"):
                 return True
             frame = frame.f_back
         return False
@@ -454,7 +455,8 @@ def test_no_host_reads_outside_log_and_save_steps(small_corpus, scivocab, tmp_pa
             return _original(self, *a, **k)
         monkeypatch.setattr(torch.Tensor, name, counting)
     monkeypatch.setattr(tp, "learning_rate", learning_rate)
-    tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "12", "--log-every", "4", "--save-every", "12"))
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "12", "--log-every", "4", "--save-every", "12",
+                      "--unpad" if unpad else "--no-unpad"))
     monkeypatch.undo()
     assert set(reads) == {4, 8, 12} and set(host_reads) == set(range(1, 13)), (reads, host_reads)
 
@@ -480,6 +482,24 @@ def test_compile_wraps_ddp_and_splits_the_graph_at_its_buckets(tokenizer, real_b
         assert split.graph_count > 1 and all("DDPOptimizer" in r.reason for r in split.break_reasons)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_unpadded_training_equals_padded(small_corpus, scivocab, tmp_path, monkeypatch):
+    """--unpad (the encoders on the real tokens only) trains the same weights as the padded step:
+    3 steps of the tiny preset, batch 16, on real packed PubMed examples (padded tails), dropout 0."""
+    common = ("--steps", "3", "--dropout", "0", "--warmup-steps", "0", "--save-every", "3", "--log-every", "1",
+              "--batch-size", "16", "--heldout-every", "0")
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path / "padded", *common))
+    calls, unpad = [], em.unpad
+    monkeypatch.setattr(em, "unpad", lambda mask: calls.append(mask) or unpad(mask))
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path / "unpadded", "--unpad", *common))
+    assert len(calls) == 3                                             # every step had padding: ran unpadded
+    padded, unpadded = (final_model(tmp_path / d) for d in ("padded", "unpadded"))
+    for k in padded:
+        torch.testing.assert_close(unpadded[k], padded[k], rtol=0, atol=5e-7, msg=lambda m: f"{k}: {m}")
+    log = [json.loads(line) for line in (tmp_path / "unpadded" / "log.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in (tmp_path / "padded" / "log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in reference], rel=1e-5)
 
 
 def run_cli(args, **kwargs):
