@@ -540,11 +540,29 @@ def init_hidden_size(args) -> int:
 
 
 def build_encoder(args, tokenizer):
-    """A random encoder of --size (BERT init), or the encoder weights of the checkpoint in --init."""
+    """A random encoder of --size (BERT init), or the encoder weights of the checkpoint in --init,
+    with --dropout in every layer whatever the checkpoint's config says."""
     if args.init == "random":
-        return electramed.Encoder(electramed.model_config(args.size, vocab_size=len(tokenizer)))
-    check_init(args, tokenizer)
-    return electramed.load_hf_encoder(args.init)
+        encoder = electramed.Encoder(electramed.model_config(args.size, vocab_size=len(tokenizer)))
+    else:
+        check_init(args, tokenizer)
+        encoder = electramed.load_hf_encoder(args.init)
+    return set_dropout(encoder, args.dropout)
+
+
+def set_dropout(encoder, p):
+    """Hidden and attention dropout p everywhere in the encoder (and in its config, so an exported
+    model says what it was trained with). CHOICE: fine-tuning always uses --dropout (0.1, ELECTRA's
+    fine-tuning value) instead of the checkpoint's: our CPU presets pre-train without dropout, and
+    fine-tuning such a checkpoint with its dropout 0 overfits (NCBI-disease dev 0.48 vs 0.57 from a random
+    init that had 0.1, bench/results_pretrain.md §4), which made pre-training look harmful."""
+    for module in encoder.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        if hasattr(module, "dropout_p"):
+            module.dropout_p = p
+    encoder.config.hidden_dropout_prob = encoder.config.attention_probs_dropout_prob = p
+    return encoder
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1052,6 +1070,8 @@ def parse_args(argv=None):
     g.add_argument("--lr", default=None,
                    help="one value, or a comma-separated list swept on dev with the first seed (the best dev "
                         "score's lr then runs every seed; sweep.json). Default: 3e-4 up to hidden 256, else 1e-4")
+    g.add_argument("--dropout", type=float, default=0.1,
+                   help="hidden and attention dropout while fine-tuning, whatever the checkpoint's config says")
     g.add_argument("--layerwise-decay", type=float, default=None,
                    help="per-layer lr factor (default: 0.8, the paper's; 1.0 with --init random)")
     g.add_argument("--weight-decay", type=float, default=0.01)

@@ -354,6 +354,28 @@ def test_checkpoint_weights_and_vocab_are_used(tmp_path, renamed_ner, scivocab, 
         torch.testing.assert_close(tensor, expected[name], msg=name)
 
 
+def test_fine_tuning_dropout_overrides_a_dropout_free_checkpoint(tmp_path, renamed_ner, scivocab, tokenizer):
+    """A checkpoint pre-trained without dropout (our CPU presets) is fine-tuned with --dropout (0.1 by
+    default) in every layer, as a random init is; in eval mode the outputs are unchanged."""
+    config = electramed.model_config("tiny", vocab_size=len(tokenizer), hidden_dropout_prob=0.0,
+                                     attention_probs_dropout_prob=0.0)
+    model = electramed.Discriminator(config).eval()
+    electramed.save_hf_checkpoint(model, tmp_path / "ckpt", vocab_file=scivocab)
+    for argv, p in (([], 0.1), (["--dropout", "0.3"], 0.3)):
+        args = finetune.parse_args(["--task", "ner", "--data-dir", str(renamed_ner), "--init", str(tmp_path / "ckpt"), *argv])
+        encoder = finetune.build_encoder(args, finetune.load_tokenizer(args, renamed_ner))
+        rates = [m.p for m in encoder.modules() if isinstance(m, torch.nn.Dropout)]
+        rates += [m.dropout_p for m in encoder.modules() if hasattr(m, "dropout_p")]
+        assert len(rates) == 1 + 2 * config.num_hidden_layers and set(rates) == {p}   # embeddings; block; attention
+        assert encoder.config.hidden_dropout_prob == encoder.config.attention_probs_dropout_prob == p
+        ids = torch.randint(0, len(tokenizer), (2, 16))
+        with torch.no_grad():
+            torch.testing.assert_close(encoder.eval()(ids), model.encoder(ids))
+        encoder.train()
+        with torch.no_grad():
+            assert not torch.equal(encoder(ids), encoder(ids))          # dropout is really on
+
+
 # ---------------------------------------------------------------------------------------------
 # The recipe for random init and small models (issue 9)
 # ---------------------------------------------------------------------------------------------
