@@ -16,6 +16,8 @@ budget is skipped and says so):
   resume              SIGKILL after a checkpoint, --resume, against an uninterrupted run and a second
                       uninterrupted run (the run-to-run noise): bit-identical, or within that noise
   finetune            NER (NCBI-disease) and QA (BioASQ) smoke runs in bf16 from the pretrain export
+  pretrain_unpad      the pretrain run's first 100 steps again with --unpad: seq/s against the padded
+                      run, its padding share, and how often Dynamo recompiled for the varying token count
   bench_512, bench_128, bench_128_compile    the rest of the bench_pretrain sweep
 Each part writes OUT/<part>.json ({"status": "ok" | "failed" | "skipped", ...}) and OUT/<part>.log.
 """
@@ -41,19 +43,20 @@ H100_PEAK = 989e12              # dense bf16 FLOP/s of an H100 SXM: the issue's 
 
 # Sizes per mode, and each part's time estimate in seconds (cuda, cpu), used to skip what cannot fit.
 SIZES = {
-    "cuda": dict(pretrain=dict(size="small", steps=300, batch=128, seq_len=128, log_every=25),
+    "cuda": dict(pretrain=dict(size="small", steps=300, batch=128, seq_len=128, log_every=25), unpad_steps=100,
                  resume=dict(size="small", steps=60, batch=64, seq_len=128, save_every=10),
                  syncs=dict(size="small", batch=64, seq_len=128),
                  bench={128: 128, 512: 32}, bench_size="base", bench_steps=10,
                  finetune=dict(size="small", train=512, eval=256, qa_train=512, qa_eval=5)),
-    "cpu": dict(pretrain=dict(size="tiny", steps=30, batch=16, seq_len=64, log_every=5),
+    "cpu": dict(pretrain=dict(size="tiny", steps=30, batch=16, seq_len=64, log_every=5), unpad_steps=10,
                 resume=dict(size="tiny", steps=24, batch=8, seq_len=64, save_every=4),
                 syncs=dict(size="tiny", batch=8, seq_len=64),
                 bench={128: 4, 512: 2}, bench_size="tiny", bench_steps=2,
                 finetune=dict(size="tiny", train=48, eval=32, qa_train=24, qa_eval=2)),
 }
 ESTIMATES = {"env": (10, 5), "syncs": (40, 25), "bench_512_compile": (150, 0), "pretrain": (120, 40),
-             "resume": (75, 60), "finetune": (90, 60), "bench_512": (45, 35), "bench_128": (40, 25),
+             "resume": (75, 60), "finetune": (90, 60), "pretrain_unpad": (90, 25), "bench_512": (45, 35),
+             "bench_128": (40, 25),
              "bench_128_compile": (130, 0)}
 PARTS = list(ESTIMATES)
 
@@ -202,6 +205,29 @@ def part_pretrain(a, log, deadline):
             "seq_per_s_last": rows[-1]["seq_per_s"], "mfu_last": rows[-1].get("mfu")}
 
 
+def part_pretrain_unpad(a, log, deadline):
+    """The pretrain part's run, its first steps, with --unpad (compiled on CUDA, TORCH_LOGS=recompiles)."""
+    s, steps = SIZES[a.mode]["pretrain"], SIZES[a.mode]["unpad_steps"]
+    out_dir = with_shards(a, Path(a.out) / "pretrain_unpad_run", s["seq_len"])
+    before = Path(log).read_text() if Path(log).is_file() else ""
+    rc = run(pretrain_cmd(a, out_dir, corpus_file(a), s["size"], steps, s["batch"], s["seq_len"], "--unpad",
+                          "--log-every", s["log_every"], "--save-every", steps), log, deadline,
+             env={**os.environ, "TORCH_LOGS": "recompiles"})
+    if rc:
+        return {"status": "failed", "rc": rc}
+    rows = read_log(out_dir)
+    padded = Path(a.out) / "pretrain_run" / "log.jsonl"
+    padded_rows = read_log(padded.parent) if padded.is_file() else []
+    same_step = [r for r in padded_rows if r["step"] == rows[-1]["step"]]
+    result = {"status": "ok" if all(math.isfinite(r["loss"]) for r in rows) else "failed", "steps": steps,
+              "seq_per_s_last": rows[-1]["seq_per_s"], "recompiles": Path(log).read_text()[len(before):].count("Recompiling"),
+              "loss_last": rows[-1]["loss"]}
+    if same_step:
+        result.update(padded_seq_per_s=same_step[0]["seq_per_s"], padded_loss=same_step[0]["loss"],
+                      speedup=rows[-1]["seq_per_s"] / same_step[0]["seq_per_s"])
+    return result
+
+
 def part_resume(a, log, deadline):
     """Three runs of the same steps: straight, straight again (run-to-run noise), and SIGKILLed after
     its first checkpoint then --resume'd. Compared on every weight and Adam moment."""
@@ -266,12 +292,12 @@ def part_finetune(a, log, deadline):
 
 
 PART_FUNCTIONS = {"env": part_env, "syncs": part_syncs, "pretrain": part_pretrain, "resume": part_resume,
-                  "finetune": part_finetune,
+                  "finetune": part_finetune, "pretrain_unpad": part_pretrain_unpad,
                   "bench_512_compile": lambda a, log, d: part_bench(a, log, d, 512, True),
                   "bench_512": lambda a, log, d: part_bench(a, log, d, 512, False),
                   "bench_128": lambda a, log, d: part_bench(a, log, d, 128, False),
                   "bench_128_compile": lambda a, log, d: part_bench(a, log, d, 128, True)}
-NEEDS_DATA = ("syncs", "pretrain", "resume", "finetune")
+NEEDS_DATA = ("syncs", "pretrain", "resume", "finetune", "pretrain_unpad")
 
 
 def run_part(a):
@@ -345,6 +371,9 @@ def describe(name, p) -> str:
     if name == "resume":
         return (f"{p['verdict']}: max diff {p['max_diff_resumed_vs_straight']:.3g} (straight vs straight "
                 f"{p['max_diff_straight_vs_straight']:.3g}), resumed from {p['resumed_from']}")
+    if name == "pretrain_unpad":
+        speed = f", {p['speedup']:.2f}x the padded run's seq/s" if p.get("speedup") else ""
+        return f"{p['steps']} steps: {p['seq_per_s_last']:.1f} seq/s{speed}, {p['recompiles']} recompiles"
     if name == "finetune":
         return "; ".join(f"{t} {p[t]['metric']} {p[t]['mean']:.4f}" for t in ("ncbi_disease", "bioasq"))
     if name.startswith("bench"):

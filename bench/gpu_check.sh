@@ -37,7 +37,7 @@ mkdir -p "$OUT_DIR"
 rm -f "$OUT_DIR"/*.json
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$([ "$MODE" = cpu ] && echo 1 || echo 8)}"
 START=$(date +%s)
-for PART in env syncs bench_512_compile pretrain resume finetune bench_512 bench_128 bench_128_compile; do
+for PART in env syncs bench_512_compile pretrain resume finetune pretrain_unpad bench_512 bench_128 bench_128_compile; do
   LEFT=$((BUDGET - $(date +%s) + START))
   # the part ends itself at its deadline; the timeout is the backstop for a hung interpreter
   timeout --kill-after=10 $((LEFT > 1 ? LEFT + 20 : 1)) \

@@ -19,8 +19,8 @@ def test_cpu_mode_runs_every_part(data_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     parts = results["parts"]
-    assert list(parts) == ["env", "syncs", "bench_512_compile", "pretrain", "resume", "finetune", "bench_512",
-                           "bench_128", "bench_128_compile"]
+    assert list(parts) == ["env", "syncs", "bench_512_compile", "pretrain", "resume", "finetune", "pretrain_unpad",
+                           "bench_512", "bench_128", "bench_128_compile"]
     skipped = {name for name, p in parts.items() if p["status"] == "skipped"}
     assert skipped == {"bench_512_compile", "bench_128_compile"}, {n: p.get("reason") for n, p in parts.items()}
     assert all(p["status"] == "ok" for name, p in parts.items() if name not in skipped), parts
@@ -40,5 +40,5 @@ def test_without_data_the_data_parts_skip_with_a_message(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     parts = json.loads((tmp_path / "results.json").read_text())["parts"]
     assert parts["env"]["status"] == "ok" and not parts["env"]["data_present"]
-    for name in ("syncs", "pretrain", "resume", "finetune"):
+    for name in ("syncs", "pretrain", "resume", "finetune", "pretrain_unpad"):
         assert parts[name]["status"] == "skipped" and "no data at" in parts[name]["reason"], parts[name]
