@@ -638,15 +638,16 @@ def entropy(p):
 
 def test_tiny_preset_starts_learning_real_text(small_corpus, scivocab, tmp_path):
     """60 steps of the tiny preset (its lengths, generator, lr; batch 64) on real PubMed abstracts:
-    the generator's MLM loss falls from ~log V and its accuracy rises, and the discriminator ranks
-    the replaced tokens above the originals (AUC well above 0.5) while the samples are still rare
-    tokens. Accuracy above the all-original baseline takes the README's full run (the slow test below)."""
+    the generator's MLM loss falls from ~log V by more than a nat, and the discriminator ranks the
+    replaced tokens above the originals (AUC well above 0.5) while the samples are still rare tokens.
+    (The generator's accuracy is not asserted here: over 60 steps it moves by noise-sized amounts, up
+    while it learns the most frequent words, then down when its samples spread; the slow test below
+    checks it over the README's full run.)"""
     tp.main(tp.parse_args(["--size", "tiny", "--corpus", str(small_corpus), "--vocab", str(scivocab),
                            "--out-dir", str(tmp_path), "--data-workers", "1", "--batch-size", "64",
                            "--steps", "60", "--log-every", "10"]))
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert log[0]["mlm_loss"] > 9.5 and log[-1]["mlm_loss"] < log[0]["mlm_loss"] - 1.0, [r["mlm_loss"] for r in log]
-    assert max(r["gen_acc"] for r in log[1:]) > log[0]["gen_acc"] + 0.01, [r["gen_acc"] for r in log]
     assert max(r["disc_auc"] for r in log) > 0.65, [r["disc_auc"] for r in log]
 
 
