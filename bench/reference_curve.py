@@ -44,6 +44,7 @@ from sklearn.metrics import roc_auc_score
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))   # bench scripts run from anywhere; the library itself never does this
 import electramed as em  # noqa: E402
+import train_pretrain as tp  # noqa: E402
 from data import PretrainingData, default_data_dir, prepare_corpus  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 from train_pretrain import (STATS, AdamWeightDecay, ReplacedTokenDetection, count_targets,  # noqa: E402
@@ -119,16 +120,10 @@ def reference_step(model: ReferenceELECTRA, batch, special_ids, pad_id, mask_id,
 # 2. Both runs, one batch at a time
 # ---------------------------------------------------------------------------------------------
 def build_ours(args, tokenizer) -> ReplacedTokenDetection:
-    """Our generator + discriminator as train_pretrain.py builds them (seeded first, as its setup_torch)."""
+    """Our generator + discriminator exactly as train_pretrain.py builds them (seeded first, as its
+    setup_torch), without dropout."""
     torch.manual_seed(args.seed)
-    config = em.model_config(args.size, len(tokenizer), max_position_embeddings=max(512, args.seq_len),
-                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                             pad_token_id=tokenizer.pad_id)
-    generator = em.Generator(em.generator_config(config, args.generator_fraction))
-    discriminator = em.Discriminator(config)
-    specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
-    return ReplacedTokenDetection(generator, discriminator, specials, tokenizer.pad_id, tokenizer.mask_id,
-                                  args.disc_weight)
+    return tp.build_model(argparse.Namespace(**{**vars(args), "dropout": 0.0}), tokenizer)
 
 
 def make_optimizer(model, args) -> AdamWeightDecay:
@@ -288,7 +283,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.corpus = args.corpus or [os.path.join(args.data_dir, "pubmed", "corpus.txt")]
     args.vocab = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
-    args.num_predictions = int((args.mask_prob + 0.005) * args.seq_len)   # train_pretrain.num_predictions
+    args.num_predictions = tp.num_predictions(args.mask_prob, args.seq_len)
     args.command = "python bench/reference_curve.py " + " ".join(argv if argv is not None else sys.argv[1:])
     return args
 
