@@ -165,14 +165,21 @@ def unpad(attention_mask) -> Unpadded:
     return Unpadded(indices, indices % L, starts.to(torch.int32), slots, max_len, B)
 
 
+def can_use_varlen_kernel(q, dropout_p) -> bool:
+    """varlen_attn is FlashAttention: CUDA, fp16/bf16 only, no dropout. An fp32 tensor reaches here
+    when a bf16 run evaluates outside autocast (the device check of 27 Nov 2026 failed that way)."""
+    return (varlen_attn is not None and q.is_cuda and dropout_p == 0.0
+            and q.dtype in (torch.float16, torch.bfloat16))
+
+
 def varlen_attention(q, k, v, unpadded: Unpadded, dropout_p=0.0):
     """Attention within each sequence: q, k, v (T, H, K) -> (T, H, K).
-    CUDA without attention dropout: varlen_attn, no padding at all. CHOICE: otherwise (CPU, or the
-    recipe's attention dropout 0.1, which varlen_attn lacks) SDPA on a copy re-padded to the longest
+    CUDA in fp16/bf16 without attention dropout: varlen_attn, no padding at all. CHOICE: otherwise (CPU,
+    fp32, or the recipe's attention dropout 0.1, which varlen_attn lacks) SDPA on a copy re-padded to the longest
     sequence, (B, H, max_len, K), with the padded keys hidden: the same results, the padding paid in
     attention only; every other layer still sees only the T tokens."""
     u = unpadded
-    if varlen_attn is not None and q.is_cuda and dropout_p == 0.0:
+    if can_use_varlen_kernel(q, dropout_p):
         return varlen_attn(q, k, v, u.cu_seqlens, u.cu_seqlens, u.max_len, u.max_len)
     B, M = u.batch_size, u.max_len
 

@@ -815,10 +815,11 @@ def load_heldout(shard_dir, args):
 
 
 @torch.no_grad()
-def evaluate_heldout(raw, heldout, args, device, batch_size=64) -> dict:
+def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext(), batch_size=64) -> dict:
     """Generator MLM loss/accuracy and discriminator AUC/BCE/accuracy on the held-out slice, with the
     same masks and samples every time (noise seeded by the example's index), so the numbers of two
-    steps differ only because the model did."""
+    steps differ only because the model did. Under the training's autocast: the scores are those of
+    the model as it trains (and fp32 would not reach the bf16-only varlen kernel)."""
     was_training = raw.training
     raw.eval()
     stats, scores = torch.zeros(len(STATS), device=device), ScoreCollector()
@@ -828,7 +829,8 @@ def evaluate_heldout(raw, heldout, args, device, batch_size=64) -> dict:
         b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob, args.num_predictions)
         batch = prepare_batch(b, raw, args, HELDOUT_STEP, first, device)
         batch.update(mlm_denominator=torch.tensor(1.0, device=device), rtd_denominator=torch.tensor(1.0, device=device))
-        out = raw(batch)
+        with autocast:
+            out = raw(batch)
         stats += out["stats"]
         scores.add(out)
     raw.train(was_training)
@@ -923,7 +925,7 @@ def train(args, dist: Dist):
                 metrics = (log_metrics(stats, scores, args, dist, step, lr, grad_norm, flops, timer)
                            if logging else {"step": step})
                 if evaluating:
-                    metrics.update(evaluate_heldout(raw, heldout, args, dist.device))
+                    metrics.update(evaluate_heldout(raw, heldout, args, dist.device, autocast))
                     print0(dist, f"step {step}: held-out MLM {metrics['heldout_mlm_loss']:.3f}, gen acc "
                                  f"{metrics['heldout_gen_acc']:.3f}, disc AUC {metrics['heldout_disc_auc']:.3f}, "
                                  f"RTD BCE {metrics['heldout_rtd_loss']:.4f} (base rate "

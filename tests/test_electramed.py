@@ -10,6 +10,7 @@ Run: python -m pytest tests/test_electramed.py      (base-shaped parity: -m slow
 import json
 import math
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import pytest
 import safetensors.torch
@@ -296,6 +297,19 @@ def test_varlen_attention_is_attention_within_each_sequence():
         cu = u.to("cuda")
         fallback = em.varlen_attention(cq, ck, cv, cu, dropout_p=1e-9)   # any dropout takes the fallback
         torch.testing.assert_close(em.varlen_attention(cq, ck, cv, cu), fallback, rtol=0, atol=2e-3)
+
+
+def test_varlen_kernel_only_for_what_flash_attention_takes(monkeypatch):
+    """varlen_attn is FlashAttention: CUDA, fp16/bf16, no dropout; everything else takes the SDPA
+    fallback (a bf16 run's fp32 held-out scoring crashed the kernel on the GPU, 27 Nov 2026)."""
+    monkeypatch.setattr(em, "varlen_attn", object())
+    cuda = lambda dtype: SimpleNamespace(is_cuda=True, dtype=dtype)
+    assert em.can_use_varlen_kernel(cuda(torch.bfloat16), 0.0) and em.can_use_varlen_kernel(cuda(torch.float16), 0.0)
+    assert not em.can_use_varlen_kernel(cuda(torch.float32), 0.0)
+    assert not em.can_use_varlen_kernel(cuda(torch.bfloat16), 0.1)
+    assert not em.can_use_varlen_kernel(torch.zeros(1, dtype=torch.bfloat16), 0.0)      # CPU
+    monkeypatch.setattr(em, "varlen_attn", None)                                         # torch without it
+    assert not em.can_use_varlen_kernel(cuda(torch.bfloat16), 0.0)
 
 
 # ----- sharing: the same objects, moved once by one step -------------------------------------

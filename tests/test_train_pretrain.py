@@ -6,6 +6,7 @@ bit-identically; the exported checkpoint loads in transformers; real PubMed text
     python -m pytest tests/test_train_pretrain.py            # default, ~1-2 min on 2 cores
     python -m pytest tests/test_train_pretrain.py -m slow    # the tiny preset on the whole corpus
 """
+import contextlib
 import json
 import os
 import signal
@@ -615,6 +616,21 @@ def test_heldout_scores_are_logged_on_their_own_schedule_and_repeatable(small_co
     replaced = 1 - first["heldout_disc_baseline_acc"]
     assert first["heldout_rtd_base_entropy"] == pytest.approx(entropy(replaced))
     assert 0 <= first["heldout_disc_auc"] <= 1 and first["heldout_gen_acc"] <= 1
+    # the scoring runs inside the training's autocast (bf16 runs must not hand fp32 to the varlen kernel):
+    # bf16 on CPU moves the BCE by rounding only
+    entered = []
+
+    class Bf16(contextlib.AbstractContextManager):
+        def __enter__(self):
+            entered.append(1)
+            self.inner = torch.autocast("cpu", dtype=torch.bfloat16)
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+    low = tp.evaluate_heldout(raw, heldout, args, torch.device("cpu"), Bf16(), batch_size=4)
+    assert len(entered) == -(-len(heldout["input_ids"]) // 4)
+    assert low["heldout_rtd_loss"] == pytest.approx(first["heldout_rtd_loss"], abs=0.02)
 
 
 def test_bad_input_gives_clear_errors(small_corpus, scivocab, tmp_path):
