@@ -83,7 +83,7 @@ def generator_config(config: ModelConfig, fraction: float) -> ModelConfig:
                           "num_attention_heads": max(1, hidden // 64)})
 
 
-def _init_weights(module: nn.Module, std: float) -> None:
+def init_weights(module: nn.Module, std: float) -> None:
     """BERT's initialisation: normal(0, 0.02) for every matrix, zero biases, LayerNorm at identity."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=std)   # truncated normal in Google's TF; HF uses plain normal
@@ -259,7 +259,7 @@ class Encoder(nn.Module):
                                    if config.embedding_size != config.hidden_size else None)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
         if init:
-            self.apply(partial(_init_weights, std=config.initializer_range))
+            self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """input_ids, token_type_ids: (B, L) long; attention_mask: None (no padding) or (B, L),
@@ -307,7 +307,7 @@ class Generator(nn.Module):
         self.config = config
         self.encoder = Encoder(config, init=False)
         self.head = MaskedLMHead(config)
-        self.apply(partial(_init_weights, std=config.initializer_range))
+        self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, positions=None):
         """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V).
@@ -352,7 +352,7 @@ class Discriminator(nn.Module):
         self.config = config
         self.encoder = Encoder(config, init=False)
         self.head = ReplacedTokenHead(config)
-        self.apply(partial(_init_weights, std=config.initializer_range))
+        self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         return self.head(self.encoder(input_ids, token_type_ids, attention_mask))   # (B, L) logits

@@ -40,6 +40,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -546,8 +547,20 @@ def build_encoder(args, tokenizer):
         encoder = electramed.Encoder(electramed.model_config(args.size, vocab_size=len(tokenizer)))
     else:
         check_init(args, tokenizer)
-        encoder = electramed.load_hf_encoder(args.init)
+        encoder = reinit_top_layers(electramed.load_hf_encoder(args.init), args.reinit_layers)
     return set_dropout(encoder, args.dropout)
+
+
+def reinit_top_layers(encoder, n):
+    """Draw the top n encoder layers afresh (BERT init), keeping the embeddings and the layers below:
+    the pre-trained top layers fit the pre-training task most closely, and re-drawing them is a known
+    remedy when they hurt a new task (Zhang et al. 2021, "Revisiting few-sample BERT fine-tuning").
+    n = the number of layers keeps only the embeddings. The draw uses the seed set before it."""
+    if not 0 <= n <= len(encoder.layers):
+        raise FinetuneError(f"--reinit-layers {n}: the checkpoint has {len(encoder.layers)} layers")
+    for layer in encoder.layers[len(encoder.layers) - n:]:
+        layer.apply(partial(electramed.init_weights, std=encoder.config.initializer_range))
+    return encoder
 
 
 def set_dropout(encoder, p):
@@ -1071,6 +1084,8 @@ def parse_args(argv=None):
     g.add_argument("--lr", default=None,
                    help="one value, or a comma-separated list swept on dev with the first seed (the best dev "
                         "score's lr then runs every seed; sweep.json). Default: 3e-4 up to hidden 256, else 1e-4")
+    g.add_argument("--reinit-layers", type=int, default=0,
+                   help="draw the top N layers of --init afresh (0: keep all; the layer count: embeddings only)")
     g.add_argument("--dropout", type=float, default=0.1,
                    help="hidden and attention dropout while fine-tuning, whatever the checkpoint's config says")
     g.add_argument("--layerwise-decay", type=float, default=None,

@@ -376,6 +376,33 @@ def test_fine_tuning_dropout_overrides_a_dropout_free_checkpoint(tmp_path, renam
             assert not torch.equal(encoder(ids), encoder(ids))          # dropout is really on
 
 
+def test_reinit_layers_redraws_only_the_top_layers(tmp_path, renamed_ner, scivocab, tokenizer):
+    """--reinit-layers N: the top N layers are drawn afresh with BERT's init (std 0.02 matrices, zero
+    biases, LayerNorm at identity); the embeddings and the layers below keep the checkpoint's weights."""
+    model = electramed.Discriminator(electramed.model_config("tiny", vocab_size=len(tokenizer)))
+    with torch.no_grad():                    # move every weight off its init, as pre-training would
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    electramed.save_hf_checkpoint(model, tmp_path / "ckpt", vocab_file=scivocab)
+    saved = model.encoder.state_dict()
+    for n in (1, 2):
+        args = finetune.parse_args(["--task", "ner", "--data-dir", str(renamed_ner), "--init", str(tmp_path / "ckpt"),
+                                    "--reinit-layers", str(n)])
+        encoder = finetune.build_encoder(args, finetune.load_tokenizer(args, renamed_ner))
+        L = len(encoder.layers)
+        for name, value in encoder.state_dict().items():
+            fresh = name.startswith("layers.") and int(name.split(".")[1]) >= L - n
+            assert torch.equal(value, saved[name]) != fresh, name
+            if fresh and name.endswith("weight") and value.ndim == 2:
+                assert abs(value.std().item() - 0.02) < 0.004, name
+            if fresh and "norm" in name.lower():
+                assert torch.all(value == (1 if name.endswith("weight") else 0)), name
+    args = finetune.parse_args(["--task", "ner", "--data-dir", str(renamed_ner), "--init", str(tmp_path / "ckpt"),
+                                "--reinit-layers", "9"])
+    with pytest.raises(finetune.FinetuneError, match="--reinit-layers 9"):
+        finetune.build_encoder(args, finetune.load_tokenizer(args, renamed_ner))
+
+
 # ---------------------------------------------------------------------------------------------
 # The recipe for random init and small models (issue 9)
 # ---------------------------------------------------------------------------------------------
