@@ -556,8 +556,11 @@ def load_hf_encoder(directory) -> Encoder:
     return encoder.eval()
 
 
-def save_hf_checkpoint(model, directory, vocab_file=None) -> None:
-    """Write config.json + pytorch_model.bin (+ vocab.txt) that transformers' from_pretrained loads."""
+def save_hf_checkpoint(model, directory, vocab_file=None, lowercase=True, dtype=None) -> None:
+    """Write config.json + pytorch_model.bin that transformers' from_pretrained loads. With a vocab_file,
+    also vocab.txt, tokenizer_config.json and special_tokens_map.json, so that
+    AutoTokenizer.from_pretrained(directory) tokenizes as our Tokenizer(lowercase) does. dtype: store
+    the weights in it (torch.float16 halves a checkpoint to commit); they load back into fp32 models."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     kind = type(model).__name__
@@ -566,9 +569,40 @@ def save_hf_checkpoint(model, directory, vocab_file=None) -> None:
                         "(save the raw module, not its torch.compile or DDP wrapper)")
     config = {"architectures": [HF_ARCHITECTURES[kind]], "model_type": "electra", "hidden_act": "gelu",
               "position_embedding_type": "absolute", "tie_word_embeddings": True, **asdict(model.config)}
+    state = to_hf_state_dict(model)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        config["dtype"] = str(dtype).removeprefix("torch.")
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     tmp = directory / "pytorch_model.bin.tmp"
-    torch.save(to_hf_state_dict(model), tmp)
+    torch.save(state, tmp)
     os.replace(tmp, directory / "pytorch_model.bin")        # never a half-written checkpoint
     if vocab_file is not None:
         shutil.copyfile(vocab_file, directory / "vocab.txt")
+        write_tokenizer_files(directory, lowercase, model.config.max_position_embeddings)
+
+
+SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                  "mask_token": "[MASK]"}
+
+
+def write_tokenizer_files(directory, lowercase, max_length) -> None:
+    """The two files transformers reads beside vocab.txt: the casing (BERT strips accents exactly when it
+    lowercases, as tokenizer.py does) and the special tokens, which tokenizer.py fixes by name."""
+    config = {"tokenizer_class": "ElectraTokenizer", "do_lower_case": bool(lowercase), "strip_accents": None,
+              "tokenize_chinese_chars": True, "model_max_length": max_length, **SPECIAL_TOKENS}
+    (Path(directory) / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (Path(directory) / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS, indent=2) + "\n")
+
+
+def read_do_lower_case(directory):
+    """do_lower_case from a checkpoint's tokenizer_config.json; None when it has none (older exports,
+    other tools), so the caller falls back to its own default."""
+    path = Path(directory) / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("do_lower_case")
+    except ValueError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    return None if value is None else bool(value)

@@ -1010,6 +1010,9 @@ def load_tokenizer(args, folder):
         candidates += [Path(args.data_dir) / "vocab" / "scivocab_uncased.txt",
                        Path(data.default_data_dir()) / "vocab" / "scivocab_uncased.txt"]
         args.vocab = str(next((c for c in candidates if c.is_file()), candidates[-1]))
+    if args.lowercase is None:         # the checkpoint's casing when it says, else uncased (scivocab_uncased)
+        saved = electramed.read_do_lower_case(args.init) if args.init != "random" else None
+        args.lowercase = True if saved is None else saved
     return Tokenizer.from_vocab_file(data.require_file(args.vocab, "pass --vocab FILE"), lowercase=args.lowercase)
 
 
@@ -1062,7 +1065,8 @@ def parse_args(argv=None):
                         "else random)")
     g.add_argument("--size", choices=list(electramed.SIZES), default="small", help="with --init random")
     g.add_argument("--vocab", default=None, help="default: the checkpoint's vocab.txt, else scivocab in --data-dir")
-    g.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: the checkpoint's tokenizer_config.json do_lower_case, else lowercase")
     g.add_argument("--max-seq-len", type=int, default=None, help="default 128 (NER, RE), 384 (QA)")
     g.add_argument("--doc-stride", type=int, default=128, help="qa: pieces between window starts")
     g.add_argument("--max-query-len", type=int, default=64, help="qa: question pieces kept (BERT)")

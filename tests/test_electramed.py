@@ -122,6 +122,44 @@ def test_saved_checkpoint_loads_in_transformers_with_equal_outputs(tmp_path, sci
     assert_same_outputs(ours, hf.eval(), kind, config.vocab_size)
 
 
+@pytest.mark.parametrize("lowercase", [True, False])
+@torch.no_grad()
+def test_exported_tokenizer_files_give_our_ids_in_transformers(tmp_path, scivocab, data_dir, lowercase):
+    """An export with its vocabulary carries tokenizer_config.json + special_tokens_map.json:
+    AutoTokenizer.from_pretrained(dir) then gives our Tokenizer's ids on real NCBI-disease text (cased
+    and uncased, so the casing really travels), and read_do_lower_case reads the casing back."""
+    from transformers import AutoTokenizer
+    from tokenizer import Tokenizer
+    em.save_hf_checkpoint(em.Discriminator(shaped_config("tiny", "discriminator")), tmp_path, vocab_file=scivocab,
+                          lowercase=lowercase)
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    ours = Tokenizer.from_vocab_file(scivocab, lowercase=lowercase)
+    words = [line.split()[0] for line in (data_dir / "ncbi_disease" / "train.txt").read_text().splitlines()[:3000]
+             if line.strip()]
+    texts = [" ".join(words[i:i + 40]) + " Müller-Ölé" for i in range(0, len(words), 40)]
+    assert any(w != w.lower() for w in words)
+    for text in texts:
+        assert hf(text)["input_ids"] == ours.encode(text)["input_ids"], text
+    assert em.read_do_lower_case(tmp_path) is lowercase and em.read_do_lower_case(tmp_path / "none") is None
+
+
+@torch.no_grad()
+def test_fp16_export_halves_the_file_and_loads_back_into_fp32(tmp_path):
+    """dtype=torch.float16: the stored tensors are fp16 (about half the bytes), and both our loader and
+    transformers load them into fp32 models whose weights are the fp16-rounded originals."""
+    ours = em.Discriminator(shaped_config("tiny", "discriminator", 3000)).eval()
+    perturb_(ours)
+    em.save_hf_checkpoint(ours, tmp_path / "fp32")
+    em.save_hf_checkpoint(ours, tmp_path / "fp16", dtype=torch.float16)
+    size = lambda d: (tmp_path / d / "pytorch_model.bin").stat().st_size
+    assert 0.45 < size("fp16") / size("fp32") < 0.56
+    loaded = em.load_hf_checkpoint(tmp_path / "fp16")
+    for (name, a), (_, b) in zip(ours.state_dict().items(), loaded.state_dict().items()):
+        assert b.dtype == a.dtype and torch.equal(b, a.half().to(a.dtype) if a.is_floating_point() else a), name
+    hf = HF_CLASSES["discriminator"].from_pretrained(tmp_path / "fp16", dtype=torch.float32)
+    assert_same_outputs(loaded, hf.eval(), "discriminator", ours.config.vocab_size)
+
+
 @pytest.mark.parametrize("kind", ["discriminator", "generator"])
 def test_save_then_load_gives_identical_tensors(tmp_path, kind):
     ours = OURS[kind](shaped_config("tiny", kind, 100))

@@ -376,6 +376,21 @@ def test_fine_tuning_dropout_overrides_a_dropout_free_checkpoint(tmp_path, renam
             assert not torch.equal(encoder(ids), encoder(ids))          # dropout is really on
 
 
+def test_casing_is_read_from_the_checkpoint(tmp_path, renamed_ner, scivocab, tokenizer):
+    """A cased export (tokenizer_config.json do_lower_case false) is fine-tuned cased unless --lowercase
+    says otherwise; a checkpoint without the file, and --init random, stay uncased."""
+    model = electramed.Discriminator(electramed.model_config("tiny", vocab_size=len(tokenizer)))
+    electramed.save_hf_checkpoint(model, tmp_path / "cased", vocab_file=scivocab, lowercase=False)
+    electramed.save_hf_checkpoint(model, tmp_path / "bare")
+    cases = [(["--init", str(tmp_path / "cased")], False), (["--init", str(tmp_path / "cased"), "--lowercase"], True),
+             (["--init", str(tmp_path / "bare"), "--vocab", str(scivocab)], True), (["--init", "random"], True)]
+    for argv, expected in cases:
+        args = finetune.parse_args(["--task", "ner", "--data-dir", str(renamed_ner), *argv])
+        ours = finetune.load_tokenizer(args, renamed_ner)
+        assert ours.lowercase is expected and args.lowercase is expected, argv
+        assert (ours.tokenize("Crohn Disease")[0] == "crohn") is expected
+
+
 def test_reinit_layers_redraws_only_the_top_layers(tmp_path, renamed_ner, scivocab, tokenizer):
     """--reinit-layers N: the top N layers are drawn afresh with BERT's init (std 0.02 matrices, zero
     biases, LayerNorm at identity); the embeddings and the layers below keep the checkpoint's weights."""
