@@ -484,60 +484,105 @@ class PretrainingData:
 
 # ---------------------------------------------------------------------------------------------
 # 4. Benchmark readers                                                               (PAPER.md §4)
-#    NER: CoNLL columns, word first and tag last, a blank line between sentences (BC5CDR is IOB1:
-#    entities start with I-; NCBI-disease is IOB2). RE: BLUE TSV, header `[index] sentence label`.
-#    QA: SQuAD v1.1 JSON (question + snippet pairs) and BioASQ's golden JSON for the factoid answers.
-#    Counts of every split equal ../shared/data/README.md (tests/test_data.py).
+#    The layouts in which the field publishes its data sets (BioBERT's datasets/, BLUE, SQuAD),
+#    each read into one internal form. Counts of every split equal ../shared/data/README.md.
+#    NER: CoNLL columns split on TAB (else on spaces), word first and tag last, a blank line between
+#    sentences. Tags BIO, IOB1 (BC5CDR: an entity starts with I-), IOBES/BIOES or BILOU, typed or
+#    bare. IOBES and BILOU become BIO (S, U -> B; E, L -> I); B/I/O tags are kept as they are, IOB1
+#    included (eval.py chunks IOB1 as conlleval does, and the paper trained on BC5CDR's own tags).
+#    A bare tag (BioBERT's NER files: B, I, O) gets a type, DEFAULT_ENTITY_TYPE unless one is given.
+#    RE: TSV, the sentence and label columns named by a header (BLUE `index sentence label`, GLUE
+#    `sentence label` or `text label`) or, with no header (BioBERT's train/dev), the last two.
+#    QA: SQuAD v1.1 JSON (question + context pairs) and BioASQ's golden JSON for factoid answers.
 # ---------------------------------------------------------------------------------------------
-TAG_PATTERN = re.compile(r"O|[BIES]-\S+")   # IOB1, IOB2 and IOBES tags
+NER_FORMATS = ("accepted: one 'word [more columns] tag' line per word, TAB or space separated, a blank line "
+               "between sentences; tags O, B-X, I-X, E-X, S-X, L-X, U-X, or bare O B I E S L U")
+RE_FORMATS = ("accepted: TAB-separated rows 'sentence<TAB>label' or 'index<TAB>sentence<TAB>label', with or "
+              "without a header naming the sentence (sentence|text) and label columns; UTF-8, BOM and CRLF ok")
+TAG_PATTERN = re.compile(r"O|([BIESLU])(?:-(\S+))?")   # prefix, then the type (optional: bare tags)
+TO_BIO = {"B": "B", "I": "I", "S": "B", "U": "B", "E": "I", "L": "I"}
+DEFAULT_ENTITY_TYPE = "Entity"            # the type of bare tags when none is given (BC5CDR's type name)
 
 
-def read_conll(path) -> list[tuple[list[str], list[str]]]:
-    """(words, tags) per sentence. Runs of blank lines count as one break; `-DOCSTART-` lines
-    (CoNLL-2003's document markers) are skipped. A line with one column or a bad tag is an error."""
+def _tag_scheme(prefixes, iob1) -> str:
+    """The scheme's name from the tag prefixes seen: 'IOBES', 'BILOU', 'IOB1' or 'BIO'."""
+    names = [name for name, marks in (("IOBES", "ES"), ("BILOU", "LU")) if prefixes & set(marks)]
+    return "+".join(names) or ("IOB1" if iob1 else "BIO")
+
+
+def read_conll(path, entity_type=DEFAULT_ENTITY_TYPE, info=None) -> list[tuple[list[str], list[str]]]:
+    """(words, BIO tags) per sentence. Runs of blank lines count as one break; `-DOCSTART-` lines
+    (CoNLL-2003's document markers) are skipped. A line with one column or a bad tag is an error.
+
+    `info`, a dict when given, receives what was found: separator, columns, scheme, bare (tags without type).
+    'S-Drug' -> 'B-Drug'; 'L-Drug' -> 'I-Drug'; bare 'U' -> 'B-Entity'; 'I-Drug' after 'O' stays (IOB1)."""
     sentences, words, tags = [], [], []
+    prefixes, separators, widths, bare, iob1, prev = set(), set(), set(), False, False, ("O", "")
     for line_no, line in _text_lines(path):
-        columns = line.split()
+        columns = [c for c in (x.strip() for x in line.split("\t")) if c] if "\t" in line else line.split()
         if not columns or columns[0] == "-DOCSTART-":
             if words:
                 sentences.append((words, tags))
                 words, tags = [], []
+            prev = ("O", "")
             continue
         if len(columns) < 2:
-            _fail(path, line_no, f"expected 'word tag', got {line!r}")
-        if not TAG_PATTERN.fullmatch(columns[-1]):
-            _fail(path, line_no, f"bad tag {columns[-1]!r} (expected O, B-X, I-X, E-X or S-X)")
+            _fail(path, line_no, f"expected 'word tag', got {line!r} ({NER_FORMATS})")
+        match = TAG_PATTERN.fullmatch(columns[-1])
+        if not match:
+            _fail(path, line_no, f"bad tag {columns[-1]!r} ({NER_FORMATS})")
+        prefix, type_ = match[1] or "O", match[2] or ""
+        bare |= prefix != "O" and not type_
+        type_ = type_ or entity_type
+        iob1 |= prefix == "I" and (prev[0] == "O" or prev[1] != type_)   # an I that starts an entity
+        prefixes.add(prefix)
+        separators.add("TAB" if "\t" in line else "space")
+        widths.add(len(columns))
+        prev = (prefix, type_)
         words.append(columns[0])
-        tags.append(columns[-1])
+        tags.append("O" if prefix == "O" else f"{TO_BIO[prefix]}-{type_}")
     if words:
         sentences.append((words, tags))
     if not sentences:
-        raise DataError(f"{path}: no sentences")
+        raise DataError(f"{path}: no sentences ({NER_FORMATS})")
+    if info is not None:
+        info.update(separator="/".join(sorted(separators)), columns="-".join(map(str, sorted({min(widths), max(widths)}))),
+                    scheme=_tag_scheme(prefixes, iob1), bare=bare)
     return sentences
 
 
-def read_blue_tsv(path) -> list[tuple[str, str]]:
-    """(sentence, label) rows of a BLUE-style TSV: header `sentence<TAB>label` or
-    `index<TAB>sentence<TAB>label`; UTF-8 with or without BOM; LF or CRLF line ends."""
-    rows, n_columns = [], None
+def read_blue_tsv(path, info=None) -> list[tuple[str, str]]:
+    """(sentence, label) rows of a TSV, with or without a header; UTF-8 with or without BOM; LF or
+    CRLF line ends; blank lines only at the end. Labels are kept as spelt (finetune.py matches case).
+
+    `info`, a dict when given, receives "header": the header's column names, or None."""
+    rows, n_columns, where, header, blank = [], None, None, None, None
     for line_no, line in _text_lines(path):
         columns = line.split("\t")
-        if n_columns is None:
-            if [c.strip().lower() for c in columns[-2:]] != ["sentence", "label"] or len(columns) > 3:
-                _fail(path, line_no, f"expected a header 'sentence<TAB>label' or "
-                                     f"'index<TAB>sentence<TAB>label', got {line[:80]!r}")
-            n_columns = len(columns)
-            continue
         if not line.strip():
-            _fail(path, line_no, "blank line")
+            blank = blank or line_no                  # an error only if a row follows
+            continue
+        if blank:
+            _fail(path, blank, f"blank line ({RE_FORMATS})")
+        if n_columns is None:
+            n_columns, names = len(columns), [c.strip().lower() for c in columns]
+            if n_columns < 2:
+                _fail(path, line_no, f"expected at least 2 TAB-separated columns, got 1 ({RE_FORMATS})")
+            sentence = next((i for i, c in enumerate(names) if c in ("sentence", "text")), None)
+            if sentence is not None and "label" in names:
+                where, header = (sentence, names.index("label")), names
+                continue
+            where = (n_columns - 2, n_columns - 1)      # no header: BioBERT's 'sentence<TAB>label'
         if len(columns) != n_columns:
-            _fail(path, line_no, f"expected {n_columns} TAB-separated columns, got {len(columns)}")
-        sentence, label = columns[-2].strip(), columns[-1].strip()
+            _fail(path, line_no, f"expected {n_columns} TAB-separated columns, got {len(columns)} ({RE_FORMATS})")
+        sentence, label = columns[where[0]].strip(), columns[where[1]].strip()
         if not sentence or not label:
-            _fail(path, line_no, "empty sentence or label")
+            _fail(path, line_no, f"empty sentence or label ({RE_FORMATS})")
         rows.append((sentence, label))
     if not rows:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{path}: no rows ({RE_FORMATS})")
+    if info is not None:
+        info["header"] = header
     return rows
 
 
@@ -550,29 +595,59 @@ def _load_json(path):
         raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
 
 
-def read_squad(path) -> list[dict]:
-    """One dict per question-context pair of a SQuAD v1.1 file: {"id", "question", "context",
-    "answers": [{"text", "answer_start"}]} (answers empty in test files). An answer whose text is not
-    at its `answer_start` in the context is an error."""
-    data, pairs = _load_json(path), []
+SNIPPET_ID = re.compile(r"(.+)_(\d+)")    # BioBERT's BioASQ pair ids: '<question id>_<snippet number>'
+
+
+def question_ids(pairs) -> tuple[list[str], str]:
+    """The question of each pair, and the rule that gave it.
+
+    An explicit id where the file has one: BioBERT numbers the snippets of a BioASQ question
+    '<question id>_000', '_001', ..., so the part before the last '_' is the question's id, provided
+    every id has that form and no such prefix joins two different questions (as 'q_1', 'q_2' would).
+    Otherwise pairs with the same question text form one question, named by its first pair's id."""
+    matches = [SNIPPET_ID.fullmatch(p["id"]) for p in pairs]
+    if all(matches):
+        texts = {}
+        for p, m in zip(pairs, matches):
+            texts.setdefault(m[1], set()).add(p["question"])
+        if all(len(t) == 1 for t in texts.values()):
+            return [m[1] for m in matches], "ids '<question>_<n>'"
+    first = {}
+    for p in pairs:
+        first.setdefault(p["question"], p["id"])
+    return [first[p["question"]] for p in pairs], "question text"
+
+
+def read_squad(path, info=None) -> list[dict]:
+    """One dict per question-context pair of a SQuAD v1.1 file: {"id", "question_id", "question",
+    "context", "answers": [{"text", "answer_start"}], "texts": every gold answer text} (no answers in
+    BioASQ test files). `question_id` groups the pairs of one question (question_ids).
+
+    An answer whose text is not at its answer_start is left out of "answers" (kept in "texts", which
+    scoring uses) and counted in info["misaligned"]: BERT's run_squad skips such a training example
+    ("Could not find answer") and goes on. CHOICE: aligned means the exact characters at answer_start;
+    run_squad's test is looser (whitespace-split words containing the answer)."""
+    data, pairs, misaligned = _load_json(path), [], 0
     try:
         for i, article in enumerate(data["data"]):
             for j, paragraph in enumerate(article["paragraphs"]):
                 context = paragraph["context"]
                 for k, qa in enumerate(paragraph["qas"]):
-                    where = f"{path}: data[{i}].paragraphs[{j}].qas[{k}] (id {qa.get('id')!r})"
-                    answers = [{"text": a["text"], "answer_start": int(a["answer_start"])}
-                               for a in qa.get("answers", [])]
-                    for a in answers:
-                        if context[a["answer_start"]:a["answer_start"] + len(a["text"])] != a["text"]:
-                            raise DataError(f"{where}: answer {a['text']!r} is not at "
-                                            f"answer_start {a['answer_start']} of its context")
-                    pairs.append({"id": qa["id"], "question": qa["question"], "context": context,
-                                  "answers": answers})
-    except (KeyError, TypeError) as e:
-        raise DataError(f"{path}: not SQuAD v1.1 JSON (missing or bad field {e})") from None
+                    gold = [(a["text"], int(a["answer_start"])) for a in qa.get("answers", [])]
+                    answers = [{"text": t, "answer_start": s} for t, s in gold if 0 <= s and context[s:s + len(t)] == t]
+                    misaligned += len(gold) - len(answers)
+                    pairs.append({"id": str(qa["id"]), "question": qa["question"], "context": context,
+                                  "answers": answers, "texts": [t for t, _ in gold]})
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{path}: not SQuAD v1.1 JSON (missing or bad field {e}; accepted: "
+                        "{'data': [{'paragraphs': [{'context', 'qas': [{'id', 'question', 'answers'}]}]}]})") from None
     if not pairs:
         raise DataError(f"{path}: no questions")
+    ids, rule = question_ids(pairs)
+    for p, q in zip(pairs, ids):
+        p["question_id"] = q
+    if info is not None:
+        info.update(misaligned=misaligned, question_ids=rule, questions=len(set(ids)))
     return pairs
 
 
@@ -611,7 +686,7 @@ def count_split(path) -> dict:
     if name.startswith("golden"):
         return {"factoid questions": len(read_bioasq_golden(path))}
     pairs = read_squad(path)
-    return {"pairs": len(pairs), "questions": len({p["id"].split("_")[0] for p in pairs})}
+    return {"pairs": len(pairs), "questions": len({p["question_id"] for p in pairs})}
 
 
 # ---------------------------------------------------------------------------------------------

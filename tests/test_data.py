@@ -351,12 +351,12 @@ def test_blue_tsv_counts_match_readme(data_dir, name):
 
 def test_bioasq_counts_match_readme(data_dir):
     train = data.read_squad(data_dir / "bioasq/train.json")
-    assert (len(train), len({p["id"].split("_")[0] for p in train})) == (4231, 530)
+    assert (len(train), len({p["question_id"] for p in train})) == (4231, 530)
     assert all(len(p["answers"]) == 1 for p in train)
     for batch, (n_pairs, n_factoid) in BIOASQ_TEST.items():
         pairs = data.read_squad(data_dir / f"bioasq/test-7b-{batch}.json")
         golden = data.read_bioasq_golden(data_dir / f"bioasq/golden-7b-{batch}.json")
-        questions = {p["id"].split("_")[0] for p in pairs}
+        questions = {p["question_id"] for p in pairs}
         assert (len(pairs), len(questions), len(golden)) == (n_pairs, n_factoid, n_factoid)
         assert questions == set(golden)   # every factoid question has snippets, and only those
         raw = json.loads((data_dir / f"bioasq/golden-7b-{batch}.json").read_text())
@@ -373,6 +373,8 @@ def test_counts_cli_prints_every_split(data_dir, capsys):
     ("Naloxone I-Entity\nreverses\n", 2, "expected 'word tag'"),
     ("a O\n\nb X-Entity\n", 3, "bad tag"),
     ("a O\n\xff\n", 2, "not UTF-8"),
+    ("a\tB-\n", 1, "bad tag 'B-' \\(accepted: .* bare O B I E S L U"),
+    ("a O\nb\t\n", 2, "expected 'word tag'.*accepted"),
 ])
 def test_conll_errors_name_file_and_line(tmp_path, text, line_no, message):
     path = tmp_path / "bad.txt"
@@ -382,7 +384,7 @@ def test_conll_errors_name_file_and_line(tmp_path, text, line_no, message):
 
 
 @pytest.mark.parametrize("text, line_no, message", [
-    ("words\tclass\nx\ty\n", 1, "expected a header"),
+    ("one column only\nx\ty\n", 1, "expected at least 2 TAB-separated columns"),
     ("sentence\tlabel\r\nok\tFalse\r\ntoo\tmany\tcolumns\r\n", 3, "expected 2 TAB-separated"),
     ("index\tsentence\tlabel\n1\ts\tfalse\n2\t\tfalse\n", 3, "empty sentence"),
     ("sentence\tlabel\nok\tFalse\n\nok\tFalse\n", 3, "blank line"),
@@ -402,6 +404,117 @@ def test_tsv_bom_crlf_and_both_headers(tmp_path):
     assert data.read_blue_tsv(b) == [("The BC6ENTC x", "False")]
 
 
+@pytest.mark.parametrize("name", RE_COUNTS)
+def test_real_tsv_layouts_are_detected(data_dir, name):
+    info = {}
+    data.read_blue_tsv(data_dir / name, info=info)
+    assert info["header"] == (["sentence", "label"] if name.count("/") == 1 and name.startswith("chemprot") else ["index", "sentence", "label"])
+
+
+@pytest.mark.parametrize("name, scheme", [("bc5cdr/dev.txt", "IOB1"), ("ncbi_disease/dev.txt", "BIO")])
+def test_real_conll_schemes_are_detected_and_tags_kept(data_dir, name, scheme):
+    """B/I/O tags are read as spelt (IOB1 included): the paper's BC5CDR labels reach the model unchanged."""
+    info = {}
+    sentences = data.read_conll(data_dir / name, info=info)
+    raw = [line.split()[-1] for line in (data_dir / name).read_text().splitlines() if line.strip()]
+    assert info == {"separator": "space", "columns": "2", "scheme": scheme, "bare": False}
+    assert [t for _, tags in sentences for t in tags] == raw
+
+
+def random_entities(rng, n_words, types):
+    """Non-overlapping (type, start, end) spans over n_words, often back to back (IOB1's B case)."""
+    spans, i = [], rng.randrange(3)
+    while i < n_words:
+        end = min(n_words - 1, i + rng.randrange(3))
+        spans.append((rng.choice(types), i, end))
+        i = end + 1 + rng.choice([0, 0, 1, 2])
+    return spans
+
+
+def encode_entities(spans, n_words, scheme, bare):
+    """Tags of the spans in a scheme, written independently of data.py: BIO (IOB2), IOB1, IOBES, BILOU."""
+    tags, prev_end = ["O"] * n_words, {}
+    single, begin, inside, last = {"BIO": "BBII", "IOB1": "BBII", "IOBES": "SBIE", "BILOU": "UBIL"}[scheme]
+    for type_, start, end in spans:
+        for i in range(start, end + 1):
+            tags[i] = single if start == end else begin if i == start else last if i == end else inside
+        if scheme == "IOB1":
+            tags[start] = "B" if prev_end.get(type_) == start - 1 else "I"   # B only right after the same type
+            tags[start + 1:end + 1] = ["I"] * (end - start)
+        prev_end[type_] = end
+        for i in range(start, end + 1):
+            tags[i] += "" if bare else f"-{type_}"
+    return tags
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "IOB1", "IOBES", "BILOU"])
+@pytest.mark.parametrize("bare", [False, True])
+def test_conll_schemes_read_as_the_same_entities(tmp_path, scheme, bare):
+    """Oracle: seqeval's conlleval chunks of the tags read equal the spans written, in every scheme,
+    TAB or space separated with extra columns; bare tags get the type given."""
+    rng, types = random.Random(hash((scheme, bare)) % 1000), ["Gene"] if bare else ["Chem", "Dis"]
+    sentences = []
+    for k in range(40):
+        n = rng.randrange(1, 12)
+        spans = random_entities(rng, n, types)
+        sentences.append((spans, [f"w{k}.{i}" for i in range(n)], encode_entities(spans, n, scheme, bare)))
+    sep = "\t" if bare else " "
+    path = tmp_path / "set.conll"
+    path.write_text("\n\n".join("\n".join(sep.join([w, "NN", t]) for w, t in zip(words, tags))
+                                for _, words, tags in sentences) + "\n")
+    info = {}
+    read = data.read_conll(path, entity_type="Gene", info=info)
+    assert [w for w, _ in read] == [words for _, words, _ in sentences]
+    for (words, tags), (spans, _, _) in zip(read, sentences):
+        assert {t[:2] for t in tags} <= {"B-", "I-", "O"}
+        assert get_entities(tags) == spans
+    assert info["scheme"] == scheme and info["bare"] == bare and info["columns"] == "3"
+    assert info["separator"] == ("TAB" if bare else "space")
+
+
+@pytest.mark.parametrize("text, rows, header", [
+    ("A @GENE$ x\t1\nB @GENE$ y\t0\n", [("A @GENE$ x", "1"), ("B @GENE$ y", "0")], None),     # BioBERT train/dev
+    ("index\tsentence\tlabel\n0\tA x\t1\n", [("A x", "1")], ["index", "sentence", "label"]),  # BioBERT test, BLUE
+    ("\ufefflabel\ttext\r\nfalse\tA x\r\nCPR:3\tB y\r\n\r\n", [("A x", "false"), ("B y", "CPR:3")],
+     ["label", "text"]),                                                                    # GLUE-style, BOM, CRLF
+    ("id\tsentence\tlabel\n7\tA x\tFalse\n", [("A x", "False")], ["id", "sentence", "label"]),
+])
+def test_tsv_layouts(tmp_path, text, rows, header):
+    path = tmp_path / "set.tsv"
+    path.write_bytes(text.encode())
+    info = {}
+    assert data.read_blue_tsv(path, info=info) == rows
+    assert info["header"] == header
+
+
+def squad_file(path, qas, context="Aspirin inhibits COX-1 in platelets."):
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": qas}]}]}))
+    return path
+
+
+@pytest.mark.parametrize("ids, questions, expected, rule", [
+    (["x_000", "x_001", "y_000"], ["Q1?", "Q1?", "Q2?"], ["x", "x", "y"], "ids '<question>_<n>'"),   # BioBERT
+    (["q_1", "q_2", "q_3"], ["Q1?", "Q2?", "Q2?"], ["q_1", "q_2", "q_2"], "question text"),          # not merged
+    (["a", "b", "c"], ["Q1?", "Q2?", "Q1?"], ["a", "b", "a"], "question text"),
+])
+def test_squad_question_ids(tmp_path, ids, questions, expected, rule):
+    qas = [{"id": i, "question": q, "answers": []} for i, q in zip(ids, questions)]
+    info = {}
+    pairs = data.read_squad(squad_file(tmp_path / "q.json", qas), info=info)
+    assert [p["question_id"] for p in pairs] == expected
+    assert info["question_ids"] == rule and info["questions"] == len(set(expected))
+
+
+def test_squad_misaligned_answers_are_skipped_and_counted(tmp_path):
+    qas = [{"id": "a", "question": "What?", "answers": [{"text": "COX-1", "answer_start": 17},
+                                                       {"text": "COX-1", "answer_start": 3}]},
+           {"id": "b", "question": "Who?", "answers": [{"text": "Aspirin", "answer_start": 1}]}]
+    info = {}
+    a, b = data.read_squad(squad_file(tmp_path / "m.json", qas), info=info)
+    assert a["answers"] == [{"text": "COX-1", "answer_start": 17}] and b["answers"] == []
+    assert a["texts"] == ["COX-1", "COX-1"] and b["texts"] == ["Aspirin"] and info["misaligned"] == 2
+
+
 def test_json_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"data": [\n{"paragraphs": [}\n]}')
@@ -409,8 +522,8 @@ def test_json_errors(tmp_path):
         data.read_squad(bad)
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"data": [{"paragraphs": [{"context": "abc", "qas": [
-        {"id": "q_1", "question": "?", "answers": [{"text": "bc", "answer_start": 0}]}]}]}]}))
-    with pytest.raises(DataError, match="not at answer_start 0"):
+        {"id": "q_1", "question": "?", "answers": [{"text": "bc"}]}]}]}]}))
+    with pytest.raises(DataError, match="wrong.json: not SQuAD v1.1 JSON .*answer_start.*accepted"):
         data.read_squad(wrong)
     golden = tmp_path / "golden.json"
     golden.write_text(json.dumps({"questions": [{"id": "q", "type": "factoid", "exact_answer": []}]}))
