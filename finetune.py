@@ -64,8 +64,10 @@ class FinetuneError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # 1. Arguments and the task table                                                  (PAPER.md §4)
 #    Five named tasks; `ner`, `re` and `qa` take any data set in the same formats, labels read
-#    from its train split. Files: train/dev/test.txt (CoNLL), train/dev/test.tsv (BLUE TSV),
-#    train.json + test-*.json + golden-*.json (SQuAD-style snippets, BioASQ golden answers).
+#    from its train split. Files: train, dev (or devel) and test, in the formats of data.py §4:
+#    NER .txt/.tsv/.conll (CoNLL), RE .tsv/.csv/.txt (BLUE, BioBERT or GLUE TSV), QA .json: either
+#    train.json + test-*.json + golden-*.json (BioASQ) or train/dev/test.json (SQuAD v1.1, scored
+#    by SQuAD's EM/F1). A set without a dev file gets a seeded --dev-fraction of train, said at start.
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -92,9 +94,11 @@ TASKS = {
     "bioasq": TaskSpec("qa", "bioasq", data.read_squad, "strict_accuracy"),
 }
 SCRATCH_PATIENCE = 3                     # epochs without a better dev score before a random-init run stops
-SCORE_KEY = {"entity_f1": "f1", "micro_f1": "f1", "strict_accuracy": "strict"}   # metric -> key in our scores
+SCORE_KEY = {"entity_f1": "f1", "micro_f1": "f1", "strict_accuracy": "strict", "squad_f1": "f1"}   # metric -> key
 GENERIC = {"ner": TASKS["ncbi_disease"], "re": TASKS["chemprot"], "qa": TASKS["bioasq"]}
-EXTENSION = {"ner": ".txt", "re": ".tsv"}
+SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "devel"), "test": ("test",)}   # devel: BioBERT's NER files
+EXTENSIONS = {"ner": (".txt", ".tsv", ".conll"), "re": (".tsv", ".csv", ".txt"), "qa": (".json",)}
+EXTENSION = {kind: names[0] for kind, names in EXTENSIONS.items()}
 NEGATIVE_NAMES = {"false", "negative", "none", "other", "0"}   # generic RE: how a negative class is spelt
 
 
@@ -117,9 +121,12 @@ def resolve_task(args) -> tuple[TaskSpec, Path]:
     """The task spec and the folder that holds its files."""
     if args.task in TASKS:
         return TASKS[args.task], Path(args.data_dir) / TASKS[args.task].folder
-    spec = GENERIC[args.task]
-    return (TaskSpec(args.task, "", spec.reader, spec.metric, args.negative_label, spec.epochs, spec.scratch_epochs),
-            Path(args.data_dir))
+    spec, folder = GENERIC[args.task], Path(args.data_dir)
+    # a QA folder without BioASQ's golden-*.json but with a test.json is SQuAD-style: scored by EM/F1
+    metric = "squad_f1" if spec.kind == "qa" and not any(folder.glob("golden-*.json")) \
+        and (folder / "test.json").is_file() else spec.metric
+    return (TaskSpec(args.task, "", spec.reader, metric, args.negative_label, spec.epochs, spec.scratch_epochs),
+            folder)
 
 
 def fill_defaults(args, spec, hidden_size):
@@ -154,15 +161,38 @@ def parse_lrs(text, hidden_size) -> list[float]:
     return lrs
 
 
-def read_split(spec, folder, split):
-    """Examples of one split, or a clear error when the file is missing or holds none."""
-    path = folder / f"{split}{EXTENSION.get(spec.kind, '.json')}"
-    if not path.is_file():
-        raise data.DataError(f"{path}: missing {split} split for task kind {spec.kind!r}")
-    examples = spec.reader(path)
+def split_path(spec, folder, split) -> Path | None:
+    """The file of one split (train, dev|devel, test with the kind's extensions), None if absent."""
+    found = [folder / f"{name}{ext}" for name in SPLIT_NAMES[split] for ext in EXTENSIONS[spec.kind]
+             if (folder / f"{name}{ext}").is_file()]
+    if len(found) > 1:
+        raise data.DataError(f"{folder}: {len(found)} files for the {split} split ({', '.join(p.name for p in found)}): "
+                             "keep one")
+    return found[0] if found else None
+
+
+def read_split(spec, folder, split, entity_type=None, info=None):
+    """Examples of one split, or a clear error when the file is missing or holds none. `info` (a dict)
+    receives the format the reader found; `entity_type` names the type of bare NER tags."""
+    path = split_path(spec, folder, split)
+    if path is None:
+        names = [f"{n}{e}" for n in SPLIT_NAMES[split] for e in EXTENSIONS[spec.kind]]
+        raise data.DataError(f"{folder / names[0]}: missing {split} split for task kind {spec.kind!r} "
+                             f"(looked for {', '.join(names)})")
+    options = {"entity_type": entity_type or data.DEFAULT_ENTITY_TYPE} if spec.kind == "ner" else {}
+    examples = spec.reader(path, info=info, **options)
     if not examples:
         raise data.DataError(f"{path}: no examples in the {split} split")
     return examples
+
+
+def split_off_dev(examples, fraction, group=None) -> tuple[list, list]:
+    """(train, dev): a fixed share of the examples held out as dev, drawn with seed 0 whatever the run
+    seed, both kept in file order. `group(example)` keeps a group (a question's snippets) on one side."""
+    keys = sorted({group(e) for e in examples}) if group else list(range(len(examples)))
+    held = set(random.Random(0).sample(keys, max(1, round(fraction * len(keys)))))
+    side = [(group(e) if group else i) in held for i, e in enumerate(examples)]
+    return [e for e, s in zip(examples, side) if not s], [e for e, s in zip(examples, side) if s]
 
 
 def subset(examples, n, seed=0):
@@ -181,11 +211,13 @@ def label_set(spec, train) -> list[str]:
 
 
 def negative_label(spec, labels) -> str:
-    """The RE class that micro-F1 leaves out: the spec's, or the one label spelt like a negative."""
+    """The RE class that micro-F1 leaves out: the spec's (in any case: BLUE's ChemProt spells it
+    'false', bio_electra's 'False'), or the one label spelt like a negative."""
     if spec.negative is not None:
-        if spec.negative not in labels:
+        found = [x for x in labels if x.lower() == spec.negative.lower()]
+        if len(found) != 1:
             raise FinetuneError(f"negative label {spec.negative!r} not among train labels {labels}")
-        return spec.negative
+        return found[0]
     found = [x for x in labels if x.lower() in NEGATIVE_NAMES or x.lower().endswith("-false")]
     if len(found) != 1:
         raise FinetuneError(f"cannot tell the negative class among {labels}: pass --negative-label")
@@ -678,7 +710,7 @@ def evaluate(model, split, prep, args, device, bias=0.0):
     RE: `bias` is added to the negative class's logit (--negative-bias); "tune" picks it on this split."""
     kind, labels = prep["kind"], prep["labels"]
     if kind == "qa":
-        return evaluate_bioasq(model, split, prep, args, device)
+        return (evaluate_squad if prep.get("squad") else evaluate_bioasq)(model, split, prep, args, device)
     logits = predict(model, split["features"], kind, args, device)
     if kind == "ner":
         pred = [["O"] * len(words) for words, _ in split["examples"]]
@@ -823,6 +855,8 @@ def write_predictions(out_dir, prep, pred):
         lines = ["index\tsentence\tlabel\tprediction"] + [
             f"{i}\t{s}\t{g}\t{p}" for i, ((s, g), p) in enumerate(zip(examples, pred))]
         (out_dir / "test.tsv").write_text("\n".join(lines) + "\n")
+    elif all(isinstance(answer, str) for answer in pred.values()):   # SQuAD: {pair id: answer text}
+        (out_dir / "test_predictions.json").write_text(json.dumps(pred, indent=1, ensure_ascii=False) + "\n")
     else:
         for name, ranked in pred.items():
             scoring.write_bioasq_submission(ranked, out_dir / f"bioasq_{name}.json")
@@ -832,14 +866,10 @@ def write_predictions(out_dir, prep, pred):
 # 6. BioASQ answer aggregation                                 (PAPER.md §4; BioBERT's 7b code)
 #    Per snippet: the n-best (20) spans of at most 30 pieces over its windows, one per distinct
 #    text (BERT's run_squad), softmax over them.
-#    Per question (snippet ids are "<question id>_<nnn>"): drop empty or >100-character answers,
-#    sum the probabilities of answers equal ignoring case, rank, keep the top 5.
+#    Per question (data.question_ids: BioBERT's "<question id>_<nnn>" pair ids, else the question
+#    text): drop empty or >100-character answers, sum the probabilities of answers equal ignoring
+#    case, rank, keep the top 5. SQuAD-style sets: each pair's best span, scored by EM/F1.
 # ---------------------------------------------------------------------------------------------
-
-def question_id(pair_id) -> str:
-    """'5c5f56501a4c55d80b00002a_000' -> '5c5f56501a4c55d80b00002a' (the golden file's id)."""
-    return pair_id.rsplit("_", 1)[0] if "_" in pair_id else pair_id
-
 
 def snippet_nbest(example, features, logits, n_best, max_answer_len):
     """The n best (text, probability) spans of one snippet over all its windows."""
@@ -880,16 +910,16 @@ def nbest_by_text(candidates, n_best) -> list[tuple[str, float]]:
 def aggregate_bioasq_answers(snippet_answers, top_k=5, max_chars=100) -> dict[str, list[str]]:
     """Question id -> its top_k answers, pooled over all snippets of the question.
 
-    snippet_answers: {pair id: [(text, probability), ...]}. Answers equal ignoring case share one
-    entry whose probability is the sum; the spelling shown is the most probable one.
+    snippet_answers: {(question id, snippet key): [(text, probability), ...]}. Answers equal ignoring
+    case share one entry whose probability is the sum; the spelling shown is the most probable one.
     """
     pooled = defaultdict(dict)                         # question id -> lowercase text -> [sum, best p, text]
-    for pair_id, answers in snippet_answers.items():
+    for (question, _), answers in snippet_answers.items():
         for text, p in answers:
             text = text.strip()
             if not text or len(text) > max_chars:
                 continue
-            entry = pooled[question_id(pair_id)].setdefault(text.lower(), [0.0, -1.0, text])
+            entry = pooled[question].setdefault(text.lower(), [0.0, -1.0, text])
             entry[0] += p
             if p > entry[1]:
                 entry[1], entry[2] = p, text
@@ -904,8 +934,8 @@ def evaluate_bioasq(model, split, prep, args, device):
         by_example = defaultdict(list)
         for f, lg in zip(batch["features"], logits):
             by_example[f["example"]].append((f, lg))
-        answers = {ex["id"]: snippet_nbest(ex, [f for f, _ in by_example[i]], [lg for _, lg in by_example[i]],
-                                           args.n_best, args.max_answer_len)
+        answers = {(ex["question_id"], i): snippet_nbest(ex, [f for f, _ in by_example[i]],
+                                                         [lg for _, lg in by_example[i]], args.n_best, args.max_answer_len)
                    for i, ex in enumerate(batch["examples"])}
         pooled = aggregate_bioasq_answers(answers, args.top_k, args.max_answer_chars)
         ranked[name] = {q: pooled.get(q, []) for q in batch["golden"]}    # a question with no snippet: []
@@ -914,17 +944,63 @@ def evaluate_bioasq(model, split, prep, args, device):
     return {**scores["mean"], "batches": per_batch}, ranked
 
 
+def evaluate_squad(model, split, prep, args, device):
+    """SQuAD v1.1 exact match and F1 (eval.squad_em_f1: the official evaluate-v1.1.py definitions, best
+    over a question's gold answers) of each pair's best span; {pair id: answer text} as predictions.
+    As in SQuAD, each pair is one question: no pooling over pairs."""
+    logits = predict(model, split["features"], "qa", args, device)
+    by_example = defaultdict(list)
+    for f, lg in zip(split["features"], logits):
+        by_example[f["example"]].append((f, lg))
+    pred = {}
+    for i, ex in enumerate(split["examples"]):
+        best = snippet_nbest(ex, [f for f, _ in by_example[i]], [lg for _, lg in by_example[i]], args.n_best,
+                             args.max_answer_len)
+        pred[ex["id"]] = best[0][0] if best else ""
+    scores = scoring.squad_em_f1(pred, {ex["id"]: ex["texts"] for ex in split["examples"] if ex["texts"]})
+    return scores, pred
+
+
+def qa_train_pairs(pairs, infos) -> tuple[list[dict], str]:
+    """Training pairs without those whose every answer is misaligned (BERT's run_squad skips such an
+    example and goes on), and a note counting both, for the format line."""
+    kept = [p for p in pairs if p["answers"] or not p["texts"]]
+    misaligned = sum(info.get("misaligned", 0) for info in infos)
+    note = (f"; {misaligned} answers not at their answer_start ({len(pairs) - len(kept)} training pairs dropped, "
+            "as BERT's run_squad; dev/test keep them as gold texts)" if misaligned else "")
+    return kept, note
+
+
+def squad_splits(spec, folder, args):
+    """SQuAD v1.1 train, dev (dev.json, else a seeded share of train's questions) and test.json, every
+    dev and test pair with gold answers to score; the format line printed."""
+    infos = {split: {} for split in ("train", "dev", "test")}
+    train = read_split(spec, folder, "train", info=infos["train"])
+    if split_path(spec, folder, "dev") is None:
+        train, dev = split_off_dev(train, args.dev_fraction, group=lambda p: p["question_id"])
+        dev_note = f"dev: {args.dev_fraction:.0%} of train's questions (seed 0, no dev file)"
+    else:
+        dev, dev_note = read_split(spec, folder, "dev", info=infos["dev"]), "dev file"
+    test = read_split(spec, folder, "test", info=infos["test"])
+    for split, pairs in (("dev", dev), ("test", test)):
+        if not all(p["texts"] for p in pairs):
+            raise data.DataError(f"{split_path(spec, folder, split) or folder}: {sum(not p['texts'] for p in pairs)} "
+                                 f"questions without gold answers: a SQuAD-style {split} split is scored against them")
+    train, note = qa_train_pairs(train, infos.values())
+    print(f"QA, SQuAD v1.1 JSON (train/dev/test.json), scored by SQuAD EM/F1, {len(test)} test questions; "
+          f"{dev_note}{note}")
+    return train, dev, test
+
+
 def bioasq_splits(spec, folder, args):
     """Train and dev from train.json, split by question (dev: a fixed, seeded share of questions),
     and one test batch per test-*.json with the factoid questions of the matching golden-*.json."""
-    pairs = read_split(spec, folder, "train")
-    qids = sorted({question_id(p["id"]) for p in pairs})
-    dev_q = set(random.Random(0).sample(qids, max(1, round(args.qa_dev_fraction * len(qids)))))
-    train = [p for p in pairs if question_id(p["id"]) not in dev_q]
-    dev = [p for p in pairs if question_id(p["id"]) in dev_q]
+    info = {}
+    pairs = read_split(spec, folder, "train", info=info)
+    train, dev = split_off_dev(pairs, args.dev_fraction, group=lambda p: p["question_id"])
     dev_golden = defaultdict(set)
     for p in dev:
-        dev_golden[question_id(p["id"])].update(a["text"] for a in p["answers"])
+        dev_golden[p["question_id"]].update(p["texts"])
     dev_batch = {"examples": dev, "golden": {q: [sorted(s)] for q, s in dev_golden.items()}}
     tests = {}
     for path in sorted(folder.glob("test-*.json")):
@@ -933,8 +1009,16 @@ def bioasq_splits(spec, folder, args):
             continue
         golden = data.read_bioasq_golden(data.require_file(folder / f"golden-{name}.json", f"golden answers of {path}"))
         tests[name] = {"examples": spec.reader(path), "golden": golden}
+        unknown = {p["question_id"] for p in tests[name]["examples"]} - set(golden)
+        if unknown:
+            print(f"warning: {path}: {len(unknown)} questions not among the factoid questions of golden-{name}.json "
+                  f"(not scored), e.g. {sorted(unknown)[0]!r}", file=sys.stderr)
     if not tests:
         raise data.DataError(f"{folder}: no test-*.json batches (with golden-*.json answers) selected")
+    train, note = qa_train_pairs(train, [info])
+    print(f"QA, BioASQ layout (train.json + {len(tests)} test-*.json batches with golden-*.json), {info['questions']} "
+          f"train questions grouped by {info['question_ids']}; dev: {len(dev_golden)} of them "
+          f"({args.dev_fraction:.0%}, seed 0){note}")
     return train, {"dev": dev_batch}, tests
 
 
@@ -943,7 +1027,7 @@ def limit_questions(batch, n):
     if n is None:
         return batch
     keep = sorted(batch["golden"])[:n]
-    return {"examples": [e for e in batch["examples"] if question_id(e["id"]) in set(keep)],
+    return {"examples": [e for e in batch["examples"] if e["question_id"] in set(keep)],
             "golden": {q: batch["golden"][q] for q in keep}}
 
 
@@ -956,27 +1040,38 @@ def limit_questions(batch, n):
 def prepare(args, spec, folder, tokenizer) -> dict:
     """Examples and features of every split, the label set and how dev is scored."""
     if spec.kind == "qa":
-        train, dev, tests = bioasq_splits(spec, folder, args)
-        train = subset(train, args.max_train_examples)
         qa = lambda b: {**b, "features": qa_features(b["examples"], tokenizer, args.max_seq_len,
                                                       args.doc_stride, args.max_query_len)}
+        if spec.metric == "squad_f1":
+            train, dev, test = squad_splits(spec, folder, args)
+            return {"kind": "qa", "squad": True, "labels": [], "dev_metric": "f1",
+                    "train": qa({"examples": subset(train, args.max_train_examples)})["features"],
+                    "dev": qa({"examples": subset(dev, args.max_eval_examples)}),
+                    "test": qa({"examples": subset(test, args.max_eval_examples)})}
+        train, dev, tests = bioasq_splits(spec, folder, args)
+        train = subset(train, args.max_train_examples)
         # CHOICE: dev picks the epoch by MRR: on ~50 held-out questions strict accuracy moves in
         # steps of 2%, while MRR also rewards a gold answer ranked 2nd to 5th.
         return {"kind": "qa", "labels": [], "dev_metric": "mrr", "train": qa({"examples": train})["features"],
                 "dev": {"batches": {k: qa(limit_questions(b, args.max_eval_examples)) for k, b in dev.items()}},
                 "test": {"batches": {k: qa(limit_questions(b, args.max_eval_examples)) for k, b in tests.items()}}}
-    train = subset(read_split(spec, folder, "train"), args.max_train_examples)
-    labels = label_set(spec, train)
+    splits, infos, dev_note = read_splits(spec, folder, args)
+    splits["train"] = subset(splits["train"], args.max_train_examples)
+    labels = label_set(spec, splits["train"])
     ids = {label: i for i, label in enumerate(labels)}
-    splits = {"train": train}
     for split in ("dev", "test"):
-        splits[split] = subset(read_split(spec, folder, split), args.max_eval_examples)
-        warn_unseen_labels(spec, labels, splits[split], folder / f"{split}{EXTENSION[spec.kind]}")
+        splits[split] = subset(splits[split], args.max_eval_examples)
+        if spec.kind == "re":                    # labels in any case: dev/test take train's spelling
+            spelling = {label.lower(): label for label in labels}
+            splits[split] = [(s, spelling.get(label.lower(), label)) for s, label in splits[split]]
+        warn_unseen_labels(spec, labels, splits[split], split_path(spec, folder, split) or f"{split} (from train)")
     prep = {"kind": spec.kind, "labels": labels, "dev_metric": "f1"}
     if spec.kind == "ner":
+        print(describe_format(spec, infos, labels, args) + dev_note)
         features = {k: tagging_features(rows, tokenizer, ids, args.max_seq_len) for k, rows in splits.items()}
     else:
         prep["negative"] = negative_label(spec, labels)
+        print(describe_format(spec, infos, labels, args, prep["negative"]) + dev_note)
         sentences = [sentence for rows in splits.values() for sentence, _ in rows]
         prep["markers"] = marker_ids(tokenizer, sentences) if args.entity_markers == "unused" else {}
         features = {k: classification_features(rows, tokenizer, ids, args.max_seq_len, prep["markers"],
@@ -986,6 +1081,41 @@ def prepare(args, spec, folder, tokenizer) -> dict:
     for split in ("dev", "test"):
         prep[split] = {"examples": splits[split], "features": features[split]}
     return prep
+
+
+def read_splits(spec, folder, args) -> tuple[dict, dict, str]:
+    """NER or RE: the examples of train, dev and test, the format each file was found in, and a note
+    on dev when the set has no dev file (then a seeded --dev-fraction of train's examples)."""
+    infos, splits = {}, {}
+    for split in ("train", "dev", "test"):
+        if split != "dev" or split_path(spec, folder, "dev") is not None:
+            infos[split] = {}
+            splits[split] = read_split(spec, folder, split, args.entity_type, infos[split])
+    if "dev" in splits:
+        return splits, infos, ""
+    splits["train"], splits["dev"] = split_off_dev(splits["train"], args.dev_fraction)
+    return splits, infos, (f"; no dev file: dev is {len(splits['dev'])} of train's {len(splits['dev']) + len(splits['train'])} "
+                           f"examples ({args.dev_fraction:.0%}, seed 0)")
+
+
+RE_LAYOUTS = {None: "BioBERT layout (no header)", ("index", "sentence", "label"): "BLUE layout (header index, sentence, label)"}
+
+
+def describe_format(spec, infos, labels, args, negative=None) -> str:
+    """One line saying how the files were read, e.g. 'RE, BioBERT layout (no header), 5 classes, negative: 0'."""
+    if spec.kind == "re":
+        splits = defaultdict(list)                 # layout -> the splits in it (BioBERT: test has a header)
+        for split, info in infos.items():
+            header = info["header"] and tuple(info["header"])
+            splits[RE_LAYOUTS.get(header, f"header {', '.join(header or [])}")].append(split)
+        layout = (next(iter(splits)) if len(splits) == 1 else
+                  ", ".join(f"{'/'.join(names)}: {layout}" for layout, names in splits.items()))
+        return f"RE, {layout}, {len(labels)} classes, negative: {negative}"
+    found = infos["train"]
+    bare = f" without types (type {args.entity_type or data.DEFAULT_ENTITY_TYPE!r})" if found["bare"] else ""
+    scheme = found["scheme"] + (" -> BIO" if found["scheme"] not in ("BIO", "IOB1") else "")
+    return (f"NER, CoNLL {found['columns']} columns ({found['separator']} separated), {scheme} tags{bare}, "
+            f"{len(labels)} labels")
 
 
 def report_lost_markers(splits, features, tokenizer, negative, args) -> dict:
@@ -1055,10 +1185,13 @@ def parse_args(argv=None):
     g.add_argument("--data-dir", default=data.default_data_dir(),
                    help="named tasks: the folder holding bc5cdr/ ...; ner|re|qa: the data set's own folder")
     g.add_argument("--negative-label", default=None, help="generic re: the no-relation class (default: guessed)")
+    g.add_argument("--entity-type", default=None,
+                   help=f"ner: the type of bare B/I/O tags (BioBERT's NER files; default {data.DEFAULT_ENTITY_TYPE!r})")
     g.add_argument("--max-train-examples", type=int, default=None, help="a seeded random subset of train")
     g.add_argument("--max-eval-examples", type=int, default=None, help="subset of dev/test (QA: questions per batch)")
     g.add_argument("--test-batches", default=None, help="qa: e.g. 1,3 (default: every test-*.json)")
-    g.add_argument("--qa-dev-fraction", type=float, default=0.1, help="qa: share of train questions held out as dev")
+    g.add_argument("--dev-fraction", "--qa-dev-fraction", type=float, default=0.1,
+                   help="share of train held out as dev (seed 0) when the set has no dev file; QA: of its questions")
     g = p.add_argument_group("model (PAPER.md §2)")
     g.add_argument("--init", default=None,
                    help=f"'random' or an HF-layout ELECTRA directory (default: {PRETRAINED_DEFAULT} if it exists, "

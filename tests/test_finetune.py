@@ -175,13 +175,12 @@ def test_snippet_nbest_reads_spans_back_from_characters(data_dir, tokenizer):
 def test_aggregate_pools_snippets_of_one_question():
     """Worked by hand: 'egfr' 0.5 + 'EGFR' 0.3 = 0.8 beats 'kras' 0.6; empty and >100-char answers go."""
     long = "x" * 101
-    answers = {"q1_000": [("EGFR", 0.3), ("kras", 0.6), ("", 0.9), (long, 0.95)],
-               "q1_001": [("egfr", 0.5), ("BRAF", 0.1)],
-               "q2_000": [(f"a{i}", 0.1 * i) for i in range(1, 8)]}
+    answers = {("q1", 0): [("EGFR", 0.3), ("kras", 0.6), ("", 0.9), (long, 0.95)],
+               ("q1", 1): [("egfr", 0.5), ("BRAF", 0.1)],
+               ("q2", 2): [(f"a{i}", 0.1 * i) for i in range(1, 8)]}
     ranked = finetune.aggregate_bioasq_answers(answers, top_k=5, max_chars=100)
     assert ranked["q1"] == ["egfr", "kras", "BRAF"]               # spelling of the most probable copy
     assert ranked["q2"] == ["a7", "a6", "a5", "a4", "a3"]
-    assert finetune.question_id("5c5f56501a4c55d80b00002a_000") == "5c5f56501a4c55d80b00002a"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +286,7 @@ def make_generic_qa(tmp_path, data_dir, drop_snippets_of=0):
     keep = sorted(golden)[:6]
     dropped = set(keep[:drop_snippets_of])
     pairs = [p for p in data.read_squad(data_dir / "bioasq" / "test-7b-2.json")
-             if finetune.question_id(p["id"]) in set(keep) - dropped]
+             if p["question_id"] in set(keep) - dropped]
     write_squad(folder / "test-x.json", pairs)
     questions = [{"id": q, "type": "factoid", "exact_answer": golden[q]} for q in keep]
     (folder / "golden-x.json").write_text(json.dumps({"questions": questions}))
@@ -304,6 +303,186 @@ def test_generic_qa_and_a_question_without_snippets(tmp_path, data_dir):
     assert sorted(submitted) == keep and all(submitted[q] == [] for q in dropped)
     assert metrics["test"]["batches"]["x"]["n"] == len(keep)
     assert summary["task"] == "qa" and summary["metric"] == "strict_accuracy"
+
+
+# ---------------------------------------------------------------------------------------------
+# The field's published formats, in files the tests write (issue 10)
+# ---------------------------------------------------------------------------------------------
+FILLER = "the patient was treated and showed no signs of this in our study after one week".split()
+DRUGS, DISEASES = ["aspirin", "insulin", "heparin", "warfarin", "morphine"], ["asthma", "diabetes", "lung cancer"]
+
+
+def synthetic_ner(rng, n, scheme="BIO", bare=False):
+    """n sentences of filler words with drug and disease mentions, tagged in `scheme` (bare: no types)."""
+    first, last, single = {"BIO": ("B", "I", "B"), "BILOU": ("B", "L", "U"), "IOBES": ("B", "E", "S")}[scheme]
+    sentences = []
+    for _ in range(n):
+        words, tags = rng.sample(FILLER, 4), ["O"] * 4
+        for _ in range(rng.randrange(1, 3)):
+            type_, entity = rng.choice([("Drug", rng.choice(DRUGS)), ("Disease", rng.choice(DISEASES))])
+            entity = entity.split()
+            prefixes = [single] if len(entity) == 1 else [first, *["I"] * (len(entity) - 2), last]
+            at = rng.randrange(len(words) + 1)
+            words[at:at] = entity
+            tags[at:at] = [p if bare else f"{p}-{type_}" for p in prefixes]
+        sentences.append((words, tags))
+    return sentences
+
+
+@pytest.mark.parametrize("layout", ["biobert", "bilou_no_dev"])
+def test_ner_layouts_end_to_end(tmp_path, capsys, layout):
+    """BioBERT's NER layout (bare B/I/O tags, TAB, train/devel/test.tsv) with --entity-type, and BILOU
+    tags in .conll files without a dev file: both beat the all-O baseline (F1 0) after one epoch;
+    seqeval scores the written predictions the same."""
+    rng, folder = random.Random(0), tmp_path / "set"
+    folder.mkdir()
+    scheme, bare, sep, names = (("BIO", True, "\t", ["train.tsv", "devel.tsv", "test.tsv"]) if layout == "biobert"
+                                else ("BILOU", False, " ", ["train.conll", "test.conll"]))
+    for name in names:
+        sentences = synthetic_ner(rng, 500 if name.startswith("train") else 60, scheme, bare)
+        (folder / name).write_text("\n\n".join("\n".join(f"{w}{sep}{t}" for w, t in zip(*s)) for s in sentences) + "\n")
+    extra = ["--entity-type", "Chem"] if bare else []
+    summary, metrics, out = run(tmp_path, "--task", "ner", "--data-dir", str(folder), "--epochs", "1", "--lr", "3e-3",
+                                "--max-seq-len", "32", *extra)
+    printed = capsys.readouterr().out
+    assert summary["labels"] == (["B-Chem", "I-Chem", "O"] if bare else ["B-Disease", "B-Drug", "I-Disease", "O"])
+    assert (f"NER, CoNLL 2 columns (TAB separated), BIO tags without types (type 'Chem')" in printed if bare else
+            "BILOU -> BIO tags" in printed and "no dev file: dev is 50 of train's 500 examples (10%, seed 0)" in printed)
+    assert metrics["test"]["f1"] > 0.0, metrics["test"]
+    rows = [line.split() for line in (out / "seed_1" / "test.conll").read_text().split("\n\n")]
+    gold = [[r.split()[1] for r in block.splitlines()] for block in (out / "seed_1" / "test.conll").read_text().split("\n\n")]
+    pred = [[r.split()[2] for r in block.splitlines()] for block in (out / "seed_1" / "test.conll").read_text().split("\n\n")]
+    assert len(rows) == 60 and seqeval_f1(gold, pred) == pytest.approx(metrics["test"]["f1"])
+
+
+def seqeval_f1(gold, pred):
+    from seqeval.metrics import f1_score
+    return f1_score(gold, pred)
+
+
+def synthetic_re(rng, n, positive, negative):
+    """Rows: a chemical-gene pair whose verb decides the relation; (sentence, label)."""
+    verbs = {positive[0]: "inhibits", positive[1]: "activates", negative: "was measured with"}
+    rows = []
+    for _ in range(n):
+        label = rng.choice([*positive, negative, negative])
+        filler = " ".join(rng.sample(FILLER, 3))
+        rows.append((f"In {filler} @CHEMICAL$ {verbs[label]} @GENE$ .", label))
+    return rows
+
+
+RE_LAYOUTS = {  # task, positive labels, negative, header of train/dev, header of test, BOM and CRLF
+    "biobert": ("re", ["1", "2"], "0", None, "index\tsentence\tlabel", False),
+    "glue": ("re", ["rel:a", "rel:b"], "None", "label\ttext", "label\ttext", True),
+    "blue_chemprot": ("chemprot", ["CPR:3", "CPR:4"], "false", "index\tsentence\tlabel", "index\tsentence\tlabel", True),
+    "biobert_ddi": ("ddi", ["DDI-effect", "DDI-advise"], "DDI-false", None, "index\tsentence\tlabel", False),
+}
+
+
+@pytest.mark.parametrize("layout", RE_LAYOUTS)
+def test_re_layouts_end_to_end(tmp_path, capsys, layout):
+    """BioBERT's RE layout (train/dev without header, test with one), a GLUE-style header with BOM and
+    CRLF, and --task chemprot / ddi on BLUE's and BioBERT's files: micro-F1 above the majority baseline."""
+    task, positive, negative, header, test_header, bom_crlf = RE_LAYOUTS[layout]
+    rng = random.Random(1)
+    folder = tmp_path / "data" / (task if task != "re" else "set")
+    folder.mkdir(parents=True)
+    for split, n in (("train", 1200), ("dev", 60), ("test", 60)):
+        rows = synthetic_re(rng, n, positive, negative)
+        head = test_header if split == "test" else header
+        if split == "test" and layout != "glue":        # test labels in another case: matched to train's
+            rows = [(s, label.upper()) for s, label in rows]
+        lines = ([head] if head else []) + [
+            (f"{i}\t{s}\t{label}" if head and head.startswith("index") else
+             f"{label}\t{s}" if head else f"{s}\t{label}") for i, (s, label) in enumerate(rows)]
+        text = ("\ufeff" if bom_crlf else "") + ("\r\n" if bom_crlf else "\n").join(lines) + "\n"
+        (folder / f"{split}.tsv").write_bytes(text.encode())
+    summary, metrics, out = run(tmp_path, "--task", task, "--data-dir", str(folder if task == "re" else folder.parent),
+                                "--epochs", "1", "--lr", "3e-3", "--max-seq-len", "32")
+    neg = [x for x in summary["labels"] if x.lower() == negative.lower()][0]
+    assert f"classes, negative: {neg}" in capsys.readouterr().out
+    gold = [line.split("\t")[2] for line in (out / "seed_1" / "test.tsv").read_text().splitlines()[1:]]
+    majority = max(set(gold), key=gold.count)
+    assert metrics["test"]["f1"] > scoring.micro_prf(gold, [majority] * len(gold), neg)["f1"], metrics["test"]
+    assert set(gold) <= set(summary["labels"])
+
+
+def official_squad(predictions, references):
+    """SQuAD v1.1's evaluate-v1.1.py, its definitions written out as the oracle (normalize_answer,
+    f1_score, exact_match_score, metric_max_over_ground_truths), in percent as it prints."""
+    import re, string
+    from collections import Counter
+
+    def normalize(s):
+        s = "".join(ch for ch in s.lower() if ch not in set(string.punctuation))
+        return " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
+
+    def f1(prediction, truth):
+        p, t = normalize(prediction).split(), normalize(truth).split()
+        common = sum((Counter(p) & Counter(t)).values())
+        return 0 if common == 0 else 2 * (common / len(p)) * (common / len(t)) / (common / len(p) + common / len(t))
+
+    em = sum(max(normalize(predictions[q]) == normalize(t) for t in ts) for q, ts in references.items())
+    f = sum(max(f1(predictions[q], t) for t in ts) for q, ts in references.items())
+    return {"exact_match": 100 * em / len(references), "f1": 100 * f / len(references)}
+
+
+def synthetic_squad(rng, n, prefix):
+    """SQuAD v1.1 JSON: 'what does <drug> inhibit ?' answered by the gene after 'inhibits'; unique ids."""
+    genes = ["egfr", "kras", "braf", "tp53", "cox-2", "jak2"]
+    paragraphs = []
+    for i in range(n):
+        drug, gene = rng.choice(DRUGS), rng.choice(genes)
+        context = f"{' '.join(rng.sample(FILLER, 5))} . {drug} inhibits {gene} in {' '.join(rng.sample(FILLER, 4))} ."
+        answers = [{"text": gene, "answer_start": context.index(f"inhibits {gene}") + 9}]
+        answers += [{"text": f"the {gene}", "answer_start": 0}] if i % 2 else []     # a second gold, misaligned
+        answers = answers[1:] if i % 10 == 5 else answers                           # only a misaligned one
+        paragraphs.append({"context": context, "qas": [{"id": f"{prefix}{i:04x}", "question": f"what does {drug} inhibit ?",
+                                                        "answers": answers}]})
+    return {"version": "1.1", "data": [{"title": prefix, "paragraphs": paragraphs}]}
+
+
+def test_squad_end_to_end_is_scored_by_the_official_definitions(tmp_path, capsys):
+    """train/dev/test.json in SQuAD v1.1: EM/F1 of the written predictions by the official script's
+    definitions equal the run's; F1 beats the empty answer's 0; misaligned answers counted, not fatal."""
+    rng, folder = random.Random(2), tmp_path / "squad"
+    folder.mkdir()
+    for split, n in (("train", 300), ("dev", 40), ("test", 40)):
+        (folder / f"{split}.json").write_text(json.dumps(synthetic_squad(rng, n, split)))
+    summary, metrics, out = run(tmp_path, "--task", "qa", "--data-dir", str(folder), "--epochs", "1", "--lr", "3e-3",
+                                "--max-seq-len", "48")
+    printed = capsys.readouterr().out
+    assert "QA, SQuAD v1.1 JSON (train/dev/test.json), scored by SQuAD EM/F1, 40 test questions; dev file" in printed
+    assert "190 answers not at their answer_start (30 training pairs dropped" in printed   # 150 + 20 + 20
+    predictions = json.loads((out / "seed_1" / "test_predictions.json").read_text())
+    references = {p["id"]: p["texts"] for p in data.read_squad(folder / "test.json")}
+    official = official_squad(predictions, references)
+    assert official["f1"] == pytest.approx(100 * metrics["test"]["f1"])
+    assert official["exact_match"] == pytest.approx(100 * metrics["test"]["exact_match"])
+    assert metrics["test"]["f1"] > official_squad({q: "" for q in references}, references)["f1"] / 100
+    assert summary["metric"] == "squad_f1" and summary["seeds"] == {"1": metrics["test"]["f1"]}
+
+
+@pytest.mark.parametrize("kind, name, text, where", [
+    ("ner", "train.txt", "a O\nb Q-x\n", "train.txt:2: bad tag 'Q-x' \\(accepted: "),
+    ("re", "train.tsv", "s\t0\nt\t1\nu\t1\textra\n", "train.tsv:3: expected 2 TAB-separated columns, got 3 \\(accepted: "),
+    ("qa", "train.json", '{"data": [\n{"paragraphs": [}\n]}', "train.json:2: invalid JSON"),
+])
+def test_malformed_files_name_file_line_and_formats(tmp_path, kind, name, text, where):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / name).write_text(text)
+    with pytest.raises(data.DataError, match=where):
+        run(tmp_path, "--task", kind, "--data-dir", str(folder), "--epochs", "1")
+
+
+def test_two_files_for_one_split_is_an_error(tmp_path):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in ("train.txt", "dev.txt", "devel.tsv", "test.txt"):
+        (folder / name).write_text("a O\n")
+    with pytest.raises(data.DataError, match="2 files for the dev split \\(dev.txt, devel.tsv\\)"):
+        run(tmp_path, "--task", "ner", "--data-dir", str(folder), "--epochs", "1")
 
 
 # ---------------------------------------------------------------------------------------------
