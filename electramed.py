@@ -556,20 +556,26 @@ def load_hf_encoder(directory) -> Encoder:
     return encoder.eval()
 
 
-def save_hf_checkpoint(model, directory, vocab_file=None, lowercase=True, dtype=None) -> None:
+def save_hf_checkpoint(model, directory, vocab_file=None, lowercase=True, dtype=None, head=None) -> None:
     """Write config.json + pytorch_model.bin that transformers' from_pretrained loads. With a vocab_file,
     also vocab.txt, tokenizer_config.json and special_tokens_map.json, so that
     AutoTokenizer.from_pretrained(directory) tokenizes as our Tokenizer(lowercase) does. dtype: store
-    the weights in it (torch.float16 halves a checkpoint to commit); they load back into fp32 models."""
+    the weights in it (torch.float16 halves a checkpoint to commit); they load back into fp32 models.
+    head: (config entries, HF-keyed tensors) of a fine-tuned task head on an Encoder (finetune.py):
+    the encoder is then saved under "electra.", as transformers' ElectraFor* task classes hold it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     kind = type(model).__name__
-    if kind not in HF_ARCHITECTURES:
-        raise TypeError(f"save_hf_checkpoint takes an Encoder, Generator or Discriminator, not {kind} "
-                        "(save the raw module, not its torch.compile or DDP wrapper)")
+    if kind not in HF_ARCHITECTURES or (head is not None and kind != "Encoder"):
+        raise TypeError(f"save_hf_checkpoint takes an Encoder, Generator or Discriminator (a task head only "
+                        f"with an Encoder), not {kind} (save the raw module, not its torch.compile or DDP wrapper)")
     config = {"architectures": [HF_ARCHITECTURES[kind]], "model_type": "electra", "hidden_act": "gelu",
               "position_embedding_type": "absolute", "tie_word_embeddings": True, **asdict(model.config)}
     state = to_hf_state_dict(model)
+    if head is not None:
+        head_config, head_state = head
+        config.update(head_config)
+        state = {**{"electra." + k: v for k, v in state.items()}, **head_state}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         config["dtype"] = str(dtype).removeprefix("torch.")
