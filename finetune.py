@@ -20,9 +20,13 @@ stopping; CHOICEs in section 1), and `--lr 1e-3,3e-4` sweeps the values on dev w
 
 Writes to --out-dir (printed at start): args.json, sweep.json (with several --lr), markers.json (RE:
 relation marker -> vocabulary id), seed_<s>/metrics.json, seed_<s>/ predictions
-(test.conll "token gold pred" | test.tsv | bioasq_<batch>.json in BioASQ submission format) and
+(test.conll "token gold pred" | test.tsv | bioasq_<batch>.json in BioASQ submission format),
+seed_<s>/model/ (the best dev epoch in the Hugging Face layout, section 8; --no-save-model skips it) and
 summary.json ({"task", "metric", "seeds": {seed: value}, "mean", "std", "model", ...}, read by
-`python eval.py table`).
+`python eval.py table`). A saved model predicts on new input, in the same formats:
+
+    python finetune.py predict runs/finetune/ncbi_disease/seed_1/model --text "BRCA1 carriers develop breast cancer." --out-dir preds
+    python finetune.py predict runs/finetune/chemprot/seed_1/model --input my_sentences.tsv --out-dir preds
 
 References: google-research/electra finetune/ (tagging, classification, qa) and model/optimization.py
 (layer-wise decay); BERT run_squad.py (sliding windows, n-best); BioBERT's transform_n2b_factoid
@@ -52,7 +56,7 @@ from tqdm import tqdm
 import data
 import electramed
 import eval as scoring
-from tokenizer import Tokenizer, TokenizerError
+from tokenizer import Tokenizer, TokenizerError, basic_tokenize
 
 IGNORE = -100                            # label of positions without a loss (F.cross_entropy default)
 
@@ -713,11 +717,7 @@ def evaluate(model, split, prep, args, device, bias=0.0):
         return (evaluate_squad if prep.get("squad") else evaluate_bioasq)(model, split, prep, args, device)
     logits = predict(model, split["features"], kind, args, device)
     if kind == "ner":
-        pred = [["O"] * len(words) for words, _ in split["examples"]]
-        for f, lg in zip(split["features"], logits):
-            for w, pos in zip(f["words"], f["positions"]):
-                if pos >= 0:
-                    pred[f["example"]][w] = labels[lg[pos].argmax().item()]
+        pred = word_tags(split["examples"], split["features"], logits, labels)
         scores = scoring.entity_prf([tags for _, tags in split["examples"]], pred)
     else:
         gold = [label for _, label in split["examples"]]
@@ -726,6 +726,16 @@ def evaluate(model, split, prep, args, device, bias=0.0):
         pred = relation_predictions(logits, labels, prep["negative"], bias)
         scores = {**scoring.micro_prf(gold, pred, prep["negative"]), "negative_bias": bias}
     return {k: v for k, v in scores.items() if k in ("precision", "recall", "f1", "negative_bias")}, pred
+
+
+def word_tags(examples, features, logits, labels) -> list[list[str]]:
+    """The tag of every word of every sentence: the argmax at its first piece (O for a word with no piece)."""
+    pred = [["O"] * len(words) for words, _ in examples]
+    for f, lg in zip(features, logits):
+        for w, pos in zip(f["words"], f["positions"]):
+            if pos >= 0:
+                pred[f["example"]][w] = labels[lg[pos].argmax().item()]
+    return pred
 
 
 BUCKET_BATCHES = 50                      # --length-buckets: batches per sorted chunk
@@ -809,12 +819,17 @@ def train_seed(args, prep, tokenizer, seed, lr) -> tuple[nn.Module, dict]:
 
 def test_seed(model, prep, args, metrics, out_dir) -> dict:
     """Score the kept weights on test (RE: with the negative bias of their dev epoch); write the
-    predictions and metrics.json."""
+    predictions, metrics.json and (unless --no-save-model) the model in out_dir/model/."""
     bias = metrics["dev"].get("negative_bias", 0.0)
     test, pred = evaluate(model, prep["test"], prep, args, torch.device(args.device), bias=bias)
-    write_predictions(out_dir, prep, pred)
+    write_predictions(out_dir, prep["kind"], prep["test"].get("examples"), pred)
     metrics = {**metrics, "test": test}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if args.save_model:
+        save_finetuned(model, out_dir / MODEL_DIR, prep["labels"], predict_settings(args, prep, bias),
+                       args.vocab, args.lowercase, prep.get("markers"))
+        print(f"seed {metrics['seed']} | best epoch {metrics['best_epoch']} saved in {out_dir / MODEL_DIR} "
+              f"(Hugging Face layout; python finetune.py predict {out_dir / MODEL_DIR} --help)")
     return metrics
 
 
@@ -844,22 +859,24 @@ def sweep_lr(args, prep, tokenizer, seed, out_dir) -> tuple[float, nn.Module, di
     return best
 
 
-def write_predictions(out_dir, prep, pred):
-    """CoNLL "token gold pred" columns for NER, TSV for RE, BioASQ submission JSON per batch for QA."""
-    kind, examples = prep["kind"], prep["test"].get("examples")
+def write_predictions(out_dir, kind, examples, pred, name="test"):
+    """CoNLL "token gold pred" columns for NER, TSV for RE (<name>.conll, <name>.tsv), BioASQ submission
+    JSON per batch for QA (pred: {batch: ranked answers}). Examples without gold labels (None: raw text
+    given to `predict`) leave the gold column out: "token pred", "index sentence prediction"."""
     if kind == "ner":
-        blocks = ["\n".join(f"{w} {g} {p}" for w, g, p in zip(words, tags, pp))
-                  for (words, tags), pp in zip(examples, pred)]
-        (out_dir / "test.conll").write_text("\n\n".join(blocks) + "\n")
+        rows = lambda words, tags, pp: zip(words, pp) if tags is None else zip(words, tags, pp)
+        blocks = ["\n".join(" ".join(row) for row in rows(words, tags, pp)) for (words, tags), pp in zip(examples, pred)]
+        (out_dir / f"{name}.conll").write_text("\n\n".join(blocks) + "\n")
     elif kind == "re":
-        lines = ["index\tsentence\tlabel\tprediction"] + [
-            f"{i}\t{s}\t{g}\t{p}" for i, ((s, g), p) in enumerate(zip(examples, pred))]
-        (out_dir / "test.tsv").write_text("\n".join(lines) + "\n")
+        labelled = bool(examples) and examples[0][1] is not None
+        lines = ["index\tsentence\tlabel\tprediction" if labelled else "index\tsentence\tprediction"]
+        lines += ["\t".join([str(i), s, *([g] if labelled else []), p]) for i, ((s, g), p) in enumerate(zip(examples, pred))]
+        (out_dir / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     elif all(isinstance(answer, str) for answer in pred.values()):   # SQuAD: {pair id: answer text}
-        (out_dir / "test_predictions.json").write_text(json.dumps(pred, indent=1, ensure_ascii=False) + "\n")
+        (out_dir / f"{name}_predictions.json").write_text(json.dumps(pred, indent=1, ensure_ascii=False) + "\n")
     else:
-        for name, ranked in pred.items():
-            scoring.write_bioasq_submission(ranked, out_dir / f"bioasq_{name}.json")
+        for batch, ranked in pred.items():
+            scoring.write_bioasq_submission(ranked, out_dir / f"bioasq_{batch}.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -926,18 +943,23 @@ def aggregate_bioasq_answers(snippet_answers, top_k=5, max_chars=100) -> dict[st
     return {q: [e[2] for e in sorted(d.values(), key=lambda e: -e[0])[:top_k]] for q, d in pooled.items()}
 
 
+def bioasq_answers(model, batch, args, device) -> dict[str, list[str]]:
+    """Question id -> its top answers, from the model's span scores over every snippet of the batch."""
+    logits = predict(model, batch["features"], "qa", args, device)
+    by_example = defaultdict(list)
+    for f, lg in zip(batch["features"], logits):
+        by_example[f["example"]].append((f, lg))
+    answers = {(ex["question_id"], i): snippet_nbest(ex, [f for f, _ in by_example[i]], [lg for _, lg in by_example[i]],
+                                                     args.n_best, args.max_answer_len)
+               for i, ex in enumerate(batch["examples"])}
+    return aggregate_bioasq_answers(answers, args.top_k, args.max_answer_chars)
+
+
 def evaluate_bioasq(model, split, prep, args, device):
     """BioASQ measures per batch and their mean; ranked answers of every golden question."""
     ranked = {}
     for name, batch in split["batches"].items():
-        logits = predict(model, batch["features"], "qa", args, device)
-        by_example = defaultdict(list)
-        for f, lg in zip(batch["features"], logits):
-            by_example[f["example"]].append((f, lg))
-        answers = {(ex["question_id"], i): snippet_nbest(ex, [f for f, _ in by_example[i]],
-                                                         [lg for _, lg in by_example[i]], args.n_best, args.max_answer_len)
-                   for i, ex in enumerate(batch["examples"])}
-        pooled = aggregate_bioasq_answers(answers, args.top_k, args.max_answer_chars)
+        pooled = bioasq_answers(model, batch, args, device)
         ranked[name] = {q: pooled.get(q, []) for q in batch["golden"]}    # a question with no snippet: []
     scores = scoring.bioasq_batch_scores([(ranked[name], b["golden"]) for name, b in split["batches"].items()])
     per_batch = dict(zip(split["batches"], scores["batches"]))
@@ -948,6 +970,13 @@ def evaluate_squad(model, split, prep, args, device):
     """SQuAD v1.1 exact match and F1 (eval.squad_em_f1: the official evaluate-v1.1.py definitions, best
     over a question's gold answers) of each pair's best span; {pair id: answer text} as predictions.
     As in SQuAD, each pair is one question: no pooling over pairs."""
+    pred = squad_answers(model, split, args, device)
+    scores = scoring.squad_em_f1(pred, {ex["id"]: ex["texts"] for ex in split["examples"] if ex["texts"]})
+    return scores, pred
+
+
+def squad_answers(model, split, args, device) -> dict[str, str]:
+    """Pair id -> the text of its best span ("" when no span qualifies)."""
     logits = predict(model, split["features"], "qa", args, device)
     by_example = defaultdict(list)
     for f, lg in zip(split["features"], logits):
@@ -957,8 +986,7 @@ def evaluate_squad(model, split, prep, args, device):
         best = snippet_nbest(ex, [f for f, _ in by_example[i]], [lg for _, lg in by_example[i]], args.n_best,
                              args.max_answer_len)
         pred[ex["id"]] = best[0][0] if best else ""
-    scores = scoring.squad_em_f1(pred, {ex["id"]: ex["texts"] for ex in split["examples"] if ex["texts"]})
-    return scores, pred
+    return pred
 
 
 def qa_train_pairs(pairs, infos) -> tuple[list[dict], str]:
@@ -1172,6 +1200,161 @@ def summarize(args, spec, prep, results) -> dict:
                 "lost_markers": prep["lost_markers"]} if spec.kind == "re" else {})}
 
 
+# ---------------------------------------------------------------------------------------------
+# 8. Keeping the fine-tuned model, and predicting with it                               (issue 10)
+#    Each seed's best dev epoch is saved in seed_<s>/model/ in the Hugging Face layout: the encoder
+#    under "electra.", the head under the names that transformers' ElectraForTokenClassification (NER),
+#    ElectraForSequenceClassification (--pooling head) and ElectraForQuestionAnswering (QA) give it;
+#    config.json with id2label/label2id, "electramed_head" (what the head is) and "electramed_predict"
+#    (how inputs were built); vocab.txt and the tokenizer files; markers.json (RE).
+#    `python finetune.py predict MODEL_DIR --input FILE | --text TEXT --out-dir DIR` reads it back.
+# ---------------------------------------------------------------------------------------------
+
+MODEL_DIR = "model"                      # a seed's saved model: <out-dir>/seed_<s>/model/
+
+# (task kind, head) -> (config.json "architectures", our head's module -> its key prefix in the file).
+# --pooling cls and entity have no transformers class: their keys are our own (electramed_*), config.json
+# names ElectraModel, so transformers loads the encoder only; load_finetuned rebuilds the head.
+HF_TASK_HEADS = {
+    ("ner", "tagging"): ("ElectraForTokenClassification", {"out": "classifier"}),
+    ("re", "head"): ("ElectraForSequenceClassification", {"dense": "classifier.dense", "out": "classifier.out_proj"}),
+    ("re", "cls"): ("ElectraModel", {"out": "electramed_cls_classifier"}),
+    ("re", "entity"): ("ElectraModel", {"out": "electramed_entity_classifier"}),
+    ("qa", "span"): ("ElectraForQuestionAnswering", {"out": "qa_outputs"}),
+}
+HEAD_NAMES = {TaggingHead: "tagging", SequenceClassifierHead: "cls", ElectraClassificationHead: "head",
+              EntityStartHead: "entity", SpanHead: "span"}
+HEAD_ABOUT = {        # written into config.json, for a reader who opens the file
+    "tagging": "dropout -> linear classifier on every position (transformers: ElectraForTokenClassification)",
+    "head": "[CLS] -> dropout -> classifier.dense -> GELU -> dropout -> classifier.out_proj "
+            "(transformers: ElectraForSequenceClassification)",
+    "cls": "[CLS] -> dropout -> linear electramed_cls_classifier (hidden -> labels); finetune.py --pooling cls, "
+           "no transformers class: transformers loads the encoder only",
+    "entity": "hidden states at the two entity-start markers (markers.json), concatenated -> dropout -> linear "
+              "electramed_entity_classifier (2 x hidden -> labels); finetune.py --pooling entity, no transformers "
+              "class: transformers loads the encoder only",
+    "span": "linear qa_outputs (hidden -> start, end scores) on every position (transformers: "
+            "ElectraForQuestionAnswering)",
+}
+PREDICT_SETTINGS = ("task", "max_seq_len", "doc_stride", "max_query_len", "entity_markers", "marker_window",
+                    "n_best", "max_answer_len", "max_answer_chars", "top_k")
+
+
+def predict_settings(args, prep, bias) -> dict:
+    """How this run built its inputs and read its outputs, so that `predict` does the same."""
+    return {**{k: getattr(args, k) for k in PREDICT_SETTINGS}, "negative": prep.get("negative"), "negative_bias": bias,
+            "qa_answers": "squad" if prep.get("squad") else "bioasq"}
+
+
+def save_finetuned(model, directory, labels, settings, vocab_file, lowercase, markers=None):
+    """Write a FineTuner in the Hugging Face layout (this section's banner). transformers'
+    from_pretrained loads the whole model for the tagging, --pooling head and span heads; for --pooling
+    cls and entity it loads the encoder only (their head keys are ours), and load_finetuned the whole."""
+    name = HEAD_NAMES[type(model.head)]
+    architecture, keys = HF_TASK_HEADS[(model.kind, name)]
+    labels = labels or ["start", "end"]                      # QA: the two columns of qa_outputs
+    state = {}
+    for key, tensor in model.head.state_dict().items():      # e.g. "out.weight" -> "classifier.weight"
+        module, param = key.rsplit(".", 1)
+        state[f"{keys[module]}.{param}"] = tensor.detach().cpu().clone()
+    config = {"architectures": [architecture], "num_labels": len(labels), "id2label": dict(enumerate(labels)),
+              "label2id": {label: i for i, label in enumerate(labels)},
+              "electramed_head": {"kind": model.kind, "head": name, "keys": keys, "about": HEAD_ABOUT[name]},
+              "electramed_predict": settings}
+    electramed.save_hf_checkpoint(model.encoder, directory, vocab_file=vocab_file, lowercase=lowercase,
+                                  head=(config, state))
+    if markers:
+        save_markers(markers, Tokenizer.from_vocab_file(vocab_file, lowercase), Path(directory) / "markers.json")
+
+
+def load_finetuned(directory) -> tuple[nn.Module, Tokenizer, list[str], dict]:
+    """The FineTuner (eval mode), tokenizer, labels and predict settings of a directory save_finetuned wrote."""
+    _, raw = electramed.read_hf_config(directory)
+    about = raw.get("electramed_head") or {}
+    if (about.get("kind"), about.get("head")) not in HF_TASK_HEADS:
+        raise FinetuneError(f"{Path(directory) / 'config.json'}: no known 'electramed_head' entry: not a "
+                            "fine-tuned model saved by finetune.py")
+    kind, name = about["kind"], about["head"]
+    labels = [raw["id2label"][str(i)] for i in range(raw["num_labels"])] if kind != "qa" else []
+    model = FineTuner(electramed.load_hf_encoder(directory), kind, len(labels), pooling=name if kind == "re" else "cls")
+    hf = electramed.read_state_dict(directory)
+    model.head.load_state_dict(head_state(hf, model.head, HF_TASK_HEADS[(kind, name)][1], directory))
+    lowercase = electramed.read_do_lower_case(directory)
+    vocab = data.require_file(Path(directory) / "vocab.txt", "a saved model holds its vocabulary")
+    tokenizer = Tokenizer.from_vocab_file(vocab, lowercase=True if lowercase is None else lowercase)
+    return model.eval(), tokenizer, labels, raw.get("electramed_predict", {})
+
+
+def head_state(hf, head, keys, source) -> dict:
+    """Our head's state dict from the checkpoint's head tensors; each must be there, and nothing else."""
+    ours, wanted = {}, set()
+    for key in head.state_dict():
+        module, param = key.rsplit(".", 1)
+        wanted.add(f"{keys[module]}.{param}")
+        if f"{keys[module]}.{param}" in hf:
+            ours[key] = hf[f"{keys[module]}.{param}"]
+    missing = sorted(wanted - set(hf))
+    unexpected = sorted(k for k in hf if not k.startswith("electra.") and k not in wanted)
+    if missing or unexpected:
+        raise electramed.CheckpointError(f"{source}: head tensors missing: {missing or 'none'}; "
+                                         f"unexpected: {unexpected or 'none'}")
+    return ours
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def split_sentences(text) -> list[str]:
+    """Sentences of raw text: each line, cut after . ! or ? followed by space and a capital letter.
+    "Loss of BRCA1 (ref. 3) is rare. It ..." -> ["Loss of BRCA1 (ref. 3) is rare.", "It ..."]
+
+    CHOICE: a plain rule, not a trained splitter (scispaCy, NLTK), to keep the requirements as they are:
+    an abbreviation before a capitalised word ("et al. Smith") is cut in two; one sentence a line avoids it."""
+    return [s for line in text.splitlines() for s in SENTENCE_END.split(line.strip()) if s]
+
+
+def predict_input(args, kind) -> tuple[str, list]:
+    """The predictions file's name and the examples: --input read by the task kind's reader (gold labels
+    kept), or raw --text / --text-file lines with gold None (NER: sentences cut into words by the
+    tokenizer's basic tokenization, case kept; RE: a sentence with its markers; QA: a context of --question)."""
+    if args.input:
+        path = data.require_file(args.input, "predict --input takes a file in the task's format")
+        return Path(path).stem, GENERIC[kind].reader(path)
+    name, texts = "text", args.text
+    if args.text_file:
+        path = data.require_file(args.text_file, "predict --text-file takes a text file")
+        name, texts = Path(path).stem, [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if kind == "ner":
+        return name, [(words, None) for t in texts for s in split_sentences(t) if (words := basic_tokenize(s, False))]
+    if kind == "re":
+        return name, [(t.strip(), None) for t in texts]
+    if not args.question:
+        raise FinetuneError("predict: a QA model answers --question over each --text (or --text-file line)")
+    # One question "text": a BioASQ-style model pools its answers over the texts (snippets).
+    return name, [{"id": f"text_{i:03d}", "question_id": "text", "question": args.question, "context": t,
+                   "answers": [], "texts": []} for i, t in enumerate(texts)]
+
+
+def predict_examples(model, kind, examples, labels, settings, tokenizer, opts, directory):
+    """Predictions in write_predictions' shapes: tags per word (NER), a label per row (RE), {question id:
+    ranked answers} (BioASQ-style QA) or {pair id: answer} (SQuAD-style), read as the run read its test."""
+    device = torch.device(opts.device)
+    if kind == "ner":
+        features = tagging_features([(w, t or ["O"] * len(w)) for w, t in examples], tokenizer, {}, opts.max_seq_len)
+        return word_tags(examples, features, predict(model, features, kind, opts, device), labels)
+    if kind == "re":
+        markers = load_markers(Path(directory) / "markers.json", tokenizer) if opts.entity_markers == "unused" else {}
+        features = classification_features(examples, tokenizer, {}, opts.max_seq_len, markers, opts.marker_window)
+        return relation_predictions(predict(model, features, kind, opts, device), labels, opts.negative,
+                                    opts.negative_bias)
+    batch = {"examples": examples, "features": qa_features(examples, tokenizer, opts.max_seq_len, opts.doc_stride,
+                                                            opts.max_query_len)}
+    if opts.qa_answers == "squad":
+        return squad_answers(model, batch, opts, device)
+    pooled = bioasq_answers(model, batch, opts, device)
+    return {q: pooled.get(q, []) for q in dict.fromkeys(e["question_id"] for e in examples)}
+
+
 def negative_bias_arg(text):
     """--negative-bias: 'tune' or a number."""
     return "tune" if text == "tune" else float(text)
@@ -1249,6 +1432,9 @@ def parse_args(argv=None):
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     g.add_argument("--out-dir", default=None, help="default: runs/finetune/<task>")
+    g.add_argument("--save-model", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"save each seed's best dev epoch in <out-dir>/seed_<s>/{MODEL_DIR}/ (Hugging Face layout; "
+                        "`python finetune.py predict --help` runs it on new input)")
     return p.parse_args(argv)
 
 
@@ -1291,8 +1477,56 @@ def main(args) -> dict:
     return summary
 
 
+def parse_predict_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="finetune.py predict", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"Run a fine-tuned model that finetune.py saved (<out-dir>/seed_<s>/{MODEL_DIR}/) on new input\n"
+                    "and write its predictions in the formats of the run's test predictions: <name>.conll (NER),\n"
+                    "<name>.tsv (RE), bioasq_<name>.json or <name>_predictions.json (QA, BioASQ- or SQuAD-style),\n"
+                    "<name> being the input file's stem, or 'text' for --text.\n\n"
+                    f"    python finetune.py predict runs/finetune/ncbi_disease/seed_1/{MODEL_DIR} --input test.txt --out-dir preds\n"
+                    f"    python finetune.py predict runs/finetune/ncbi_disease/seed_1/{MODEL_DIR} --text 'BRCA1 carriers "
+                    "develop breast cancer.' --out-dir preds")
+    p.add_argument("model", help=f"the saved model directory, <out-dir>/seed_<s>/{MODEL_DIR}")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="a file in the task's format (CoNLL, BLUE TSV, SQuAD JSON); its gold "
+                                        "labels are written beside the predictions, as in test.conll/test.tsv")
+    source.add_argument("--text", action="append", help="raw text, repeatable. NER: a passage (cut into sentences "
+                        "and words); RE: one sentence with its entity markers (@GENE$ ...); QA: a context of --question")
+    source.add_argument("--text-file", help="raw text, one --text per non-empty line")
+    p.add_argument("--question", help="qa: the question asked of every --text")
+    p.add_argument("--out-dir", required=True, help="where the predictions file goes")
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p.parse_args(argv)
+
+
+def predict_main(args) -> Path:
+    """`python finetune.py predict`: a saved model's predictions on new input; returns the file written."""
+    model, tokenizer, labels, settings = load_finetuned(args.model)
+    opts = argparse.Namespace(**settings, eval_batch_size=args.eval_batch_size, pad_id=tokenizer.pad_id,
+                              device=args.device)
+    name, examples = predict_input(args, model.kind)
+    source = args.input or args.text_file or "--text"
+    if not examples:
+        raise FinetuneError(f"predict: nothing to predict in {source}")
+    pred = predict_examples(model.to(args.device), model.kind, examples, labels, settings, tokenizer, opts, args.model)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bioasq = model.kind == "qa" and settings["qa_answers"] == "bioasq"
+    write_predictions(out_dir, model.kind, examples, {name: pred} if bioasq else pred, name)
+    files = {"ner": f"{name}.conll", "re": f"{name}.tsv", "qa": f"bioasq_{name}.json" if bioasq else f"{name}_predictions.json"}
+    path = out_dir / files[model.kind]
+    print(f"{len(examples)} {'contexts' if model.kind == 'qa' else 'sentences'} of {source} -> {path} "
+          f"({settings.get('task')} model {args.model})")
+    return path
+
+
 if __name__ == "__main__":
     try:
-        main(parse_args())
+        if sys.argv[1:2] == ["predict"]:
+            predict_main(parse_predict_args(sys.argv[2:]))
+        else:
+            main(parse_args())
     except (data.DataError, FinetuneError, electramed.CheckpointError, TokenizerError) as e:
         sys.exit(f"error: {e}")

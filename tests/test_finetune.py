@@ -21,7 +21,7 @@ import data
 import electramed
 import eval as scoring
 import finetune
-from tokenizer import Tokenizer
+from tokenizer import Tokenizer, basic_tokenize
 
 TINY = ["--init", "random", "--size", "tiny", "--batch-size", "16", "--seed", "1"]
 
@@ -876,3 +876,175 @@ def test_length_buckets_cover_every_feature_once_with_less_padding(data_dir, tok
     assert max(len(b) for b in bucketed) == 32
     padding = lambda batches: sum(len(b) * max(lengths[j] for j in b) - sum(lengths[j] for j in b) for b in batches)
     assert padding(bucketed) < 0.5 * padding(plain), (padding(bucketed), padding(plain))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kept models: the Hugging Face layout, our loader and `predict` (issue 10)
+# ---------------------------------------------------------------------------------------------
+
+def saved_tiny(tmp_path, scivocab, tokenizer, kind, pooling="cls", labels=("B-X", "I-X", "O")):
+    """A random tiny FineTuner (every head tensor random, biases too) saved by save_finetuned."""
+    encoder = electramed.Encoder(electramed.model_config("tiny", vocab_size=len(tokenizer)))
+    labels = [] if kind == "qa" else list(labels)
+    model = finetune.FineTuner(encoder, kind, len(labels), pooling).eval()
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.normal_()
+    args = finetune.parse_args(["--task", kind, "--pooling", pooling, "--max-seq-len", "64"])
+    settings = finetune.predict_settings(args, {"negative": "O" if kind == "re" else None}, 0.0)
+    markers = finetune.marker_ids(tokenizer, []) if pooling == "entity" else None
+    finetune.save_finetuned(model, tmp_path / "model", labels, settings, scivocab, True, markers)
+    return model, tmp_path / "model"
+
+
+def real_batch(data_dir, tokenizer, n=6):
+    """Padded ids of n real DDI sentences (markers as [unusedN]), with their entity positions."""
+    rows = data.read_blue_tsv(data_dir / "ddi" / "dev.tsv")[:n]
+    features = finetune.classification_features(rows, tokenizer, {}, 64, finetune.marker_ids(tokenizer, []))
+    return finetune.collate(features, "re", tokenizer.pad_id, "cpu")
+
+
+@pytest.mark.parametrize("kind, pooling, hf_class", [("ner", "cls", "ElectraForTokenClassification"),
+                                                     ("re", "head", "ElectraForSequenceClassification"),
+                                                     ("qa", "cls", "ElectraForQuestionAnswering")])
+def test_saved_model_loads_in_transformers_with_equal_logits(tmp_path, data_dir, scivocab, tokenizer, kind, pooling,
+                                                              hf_class):
+    import transformers
+    model, directory = saved_tiny(tmp_path, scivocab, tokenizer, kind, pooling)
+    batch = real_batch(data_dir, tokenizer)
+    assert batch["attention_mask"] is not None                                 # padding is exercised
+    hf = getattr(transformers, hf_class).from_pretrained(directory).eval()
+    with torch.no_grad():
+        ours = model(batch)
+        out = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                 attention_mask=batch["attention_mask"].long())
+    theirs = out.logits if kind != "qa" else torch.stack([out.start_logits, out.end_logits], -1)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    config = json.loads((directory / "config.json").read_text())
+    assert config["architectures"] == [hf_class]
+    if kind != "qa":
+        assert hf.config.id2label == {0: "B-X", 1: "I-X", 2: "O"} and hf.config.label2id["O"] == 2
+
+
+@pytest.mark.parametrize("kind, pooling", [("re", "cls"), ("re", "entity"), ("re", "head"), ("ner", "cls")])
+def test_our_loader_round_trips_every_head(tmp_path, data_dir, scivocab, tokenizer, kind, pooling):
+    """load_finetuned rebuilds the head (our own keys for cls and entity) with equal logits; for those two
+    transformers loads the encoder alone, with equal hidden states."""
+    import transformers
+    model, directory = saved_tiny(tmp_path, scivocab, tokenizer, kind, pooling)
+    loaded, loaded_tokenizer, labels, settings = finetune.load_finetuned(directory)
+    batch = real_batch(data_dir, tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), model(batch), atol=0, rtol=0)
+    assert type(loaded.head) is type(model.head) and labels == ["B-X", "I-X", "O"]
+    assert loaded_tokenizer.id_to_token == tokenizer.id_to_token and settings["max_seq_len"] == 64
+    if pooling in ("cls", "entity") and kind == "re":
+        body = transformers.ElectraModel.from_pretrained(directory).eval()
+        with torch.no_grad():
+            h = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"].long()).last_hidden_state
+            torch.testing.assert_close(h, model.encoder(batch["input_ids"], batch["token_type_ids"],
+                                                        batch["attention_mask"]), atol=1e-5, rtol=1e-4)
+    if pooling == "entity":
+        assert finetune.load_markers(directory / "markers.json", tokenizer) == finetune.marker_ids(tokenizer, [])
+
+
+def test_loader_refuses_a_pretraining_checkpoint_and_a_wrong_head(tmp_path, scivocab, tokenizer):
+    disc = electramed.Discriminator(electramed.model_config("tiny", vocab_size=len(tokenizer)))
+    electramed.save_hf_checkpoint(disc, tmp_path / "disc", vocab_file=scivocab)
+    with pytest.raises(finetune.FinetuneError, match="disc/config.json: no known 'electramed_head'"):
+        finetune.load_finetuned(tmp_path / "disc")
+    _, directory = saved_tiny(tmp_path, scivocab, tokenizer, "re", "cls")
+    config = json.loads((directory / "config.json").read_text())
+    config["electramed_head"]["head"] = "head"                                 # claims HF's two-layer head
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(electramed.CheckpointError, match="missing: .*classifier.dense.weight.*unexpected: "
+                                                         ".*electramed_cls_classifier"):
+        finetune.load_finetuned(directory)
+
+
+def ncbi_folder(tmp_path, data_dir, n_train=800, n_eval=100):
+    folder = tmp_path / "ncbi"
+    folder.mkdir()
+    for split, n in (("train", n_train), ("dev", n_eval), ("test", n_eval)):
+        write_conll(folder / f"{split}.txt", data.read_conll(data_dir / "ncbi_disease" / f"{split}.txt")[:n])
+    return folder
+
+
+def predict(*argv):
+    return finetune.predict_main(finetune.parse_predict_args([str(a) for a in argv]))
+
+
+def test_predict_on_ncbi_equals_the_runs_test_predictions_and_reads_raw_text(tmp_path, data_dir):
+    """Train on a slice of NCBI-disease; the saved model's predictions on the test file are the run's
+    test.conll, byte for byte; raw text of some test sentences gets their words and tags back."""
+    folder = ncbi_folder(tmp_path, data_dir)
+    _, metrics, out = run(tmp_path, "--task", "ner", "--data-dir", str(folder), "--epochs", "3", "--lr", "3e-3")
+    written = (out / "seed_1" / "test.conll").read_text()
+    rows = [b.split("\n") for b in written.strip().split("\n\n")]
+    assert any(line.split()[2] != "O" for b in rows for line in b), "the model learned nothing: a weak test"
+    path = predict(out / "seed_1" / "model", "--input", folder / "test.txt", "--out-dir", tmp_path / "pred")
+    assert path == tmp_path / "pred" / "test.conll" and path.read_text() == written
+    one_sentence = lambda t: finetune.split_sentences(t) == [t] and basic_tokenize(t, False) == t.split()
+    chosen = [b for b in rows if any(line.split()[2] != "O" for line in b)
+              and one_sentence(" ".join(line.split()[0] for line in b))][:4]
+    text = [" ".join(line.split()[0] for line in b) for b in chosen]
+    assert len(chosen) == 4
+    path = predict(out / "seed_1" / "model", *[a for t in text for a in ("--text", t)], "--out-dir", tmp_path / "pred")
+    assert path.read_text() == "\n\n".join("\n".join(f"{w} {p}" for w, _, p in map(str.split, b))
+                                           for b in chosen) + "\n"
+
+
+def test_raw_text_is_cut_into_sentences_and_words():
+    text = "Loss of BRCA1 (ref. 3) is rare. It causes breast-cancer!\n  A second line"
+    assert finetune.split_sentences(text) == ["Loss of BRCA1 (ref. 3) is rare.", "It causes breast-cancer!",
+                                              "A second line"]
+    args = finetune.parse_predict_args(["m", "--text", text, "--out-dir", "o"])
+    _, examples = finetune.predict_input(args, "ner")
+    assert examples[1] == (["It", "causes", "breast", "-", "cancer", "!"], None)
+
+
+def test_predict_re_with_entity_pooling_and_a_tuned_bias(tmp_path, data_dir):
+    """The markers and the dev-tuned negative bias travel with the model: predict on the test file gives
+    the run's test.tsv, and the same sentences as raw text get the same predictions."""
+    folder = tmp_path / "ddi"
+    folder.mkdir()
+    for split, n in (("train", 300), ("dev", 80), ("test", 40)):
+        write_tsv(folder / f"{split}.tsv", data.read_blue_tsv(data_dir / "ddi" / f"{split}.tsv")[:n])
+    _, metrics, out = run(tmp_path, "--task", "re", "--data-dir", str(folder), "--epochs", "1", "--lr", "3e-3",
+                          "--max-seq-len", "64", "--pooling", "entity", "--negative-bias", "tune")
+    assert metrics["test"]["negative_bias"] != 0.0                             # else the bias is not tested
+    model = out / "seed_1" / "model"
+    path = predict(model, "--input", folder / "test.tsv", "--out-dir", tmp_path / "pred")
+    assert path.read_text() == (out / "seed_1" / "test.tsv").read_text()
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
+    path = predict(model, *[a for r in rows for a in ("--text", r[1])], "--out-dir", tmp_path / "pred")
+    assert path.read_text().splitlines() == ["index\tsentence\tprediction"] + [f"{i}\t{s}\t{p}" for i, s, _, p in rows]
+
+
+def test_predict_qa_on_a_test_file_and_on_raw_contexts(tmp_path, data_dir):
+    folder, keep, _ = make_generic_qa(tmp_path, data_dir)
+    _, metrics, out = run(tmp_path, "--task", "qa", "--data-dir", str(folder), "--epochs", "1", "--max-seq-len", "128")
+    model = out / "seed_1" / "model"
+    path = predict(model, "--input", folder / "test-x.json", "--out-dir", tmp_path / "pred")
+    assert path.name == "bioasq_test-x.json"
+    assert scoring.read_bioasq_submission(path) == scoring.read_bioasq_submission(out / "seed_1" / "bioasq_x.json")
+    contexts = ["EGFR mutations respond to gefitinib in lung cancer.", "Gefitinib inhibits EGFR."]
+    args = ["--question", "Which drug targets EGFR?", "--out-dir", tmp_path / "pred"]
+    path = predict(model, "--text", contexts[0], "--text", contexts[1], *args)
+    answers = scoring.read_bioasq_submission(path)
+    assert list(answers) == ["text"] and 1 <= len(answers["text"]) <= 5
+    assert all(any(a in c for c in contexts) for a in answers["text"])
+
+
+def test_predict_squad_style_qa_equals_the_runs_test_predictions(tmp_path, data_dir):
+    """A QA set without golden-*.json is SQuAD-style (one answer per pair): predict writes the run's file."""
+    folder = tmp_path / "squad"
+    folder.mkdir()
+    pairs = data.read_squad(data_dir / "bioasq" / "train.json")
+    for split, rows in (("train", pairs[:60]), ("dev", pairs[60:80]), ("test", pairs[80:100])):
+        write_squad(folder / f"{split}.json", rows)
+    _, _, out = run(tmp_path, "--task", "qa", "--data-dir", str(folder), "--epochs", "1", "--max-seq-len", "128")
+    path = predict(out / "seed_1" / "model", "--input", folder / "test.json", "--out-dir", tmp_path / "pred")
+    assert path.name == "test_predictions.json"
+    assert json.loads(path.read_text()) == json.loads((out / "seed_1" / "test_predictions.json").read_text())
+    assert len(json.loads(path.read_text())) == 20
