@@ -25,7 +25,7 @@ seed_<s>/model/ (the best dev epoch in the Hugging Face layout, section 8; --no-
 summary.json ({"task", "metric", "seeds": {seed: value}, "mean", "std", "model", ...}, read by
 `python eval.py table`). A saved model predicts on new input, in the same formats:
 
-    python finetune.py predict runs/finetune/ncbi_disease/seed_1/model --text "BRCA1 carriers develop breast cancer." --out-dir preds
+    python finetune.py predict runs/finetune/ncbi_disease/seed_1/model --text "BRCA1 causes cancer." --out-dir preds
     python finetune.py predict runs/finetune/chemprot/seed_1/model --input my_sentences.tsv --out-dir preds
 
 References: google-research/electra finetune/ (tagging, classification, qa) and model/optimization.py
@@ -865,12 +865,14 @@ def write_predictions(out_dir, kind, examples, pred, name="test"):
     given to `predict`) leave the gold column out: "token pred", "index sentence prediction"."""
     if kind == "ner":
         rows = lambda words, tags, pp: zip(words, pp) if tags is None else zip(words, tags, pp)
-        blocks = ["\n".join(" ".join(row) for row in rows(words, tags, pp)) for (words, tags), pp in zip(examples, pred)]
+        blocks = ["\n".join(" ".join(row) for row in rows(words, tags, pp))
+                  for (words, tags), pp in zip(examples, pred)]
         (out_dir / f"{name}.conll").write_text("\n\n".join(blocks) + "\n")
     elif kind == "re":
         labelled = bool(examples) and examples[0][1] is not None
         lines = ["index\tsentence\tlabel\tprediction" if labelled else "index\tsentence\tprediction"]
-        lines += ["\t".join([str(i), s, *([g] if labelled else []), p]) for i, ((s, g), p) in enumerate(zip(examples, pred))]
+        lines += ["\t".join([str(i), s, *([g] if labelled else []), p])
+                  for i, ((s, g), p) in enumerate(zip(examples, pred))]
         (out_dir / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     elif all(isinstance(answer, str) for answer in pred.values()):   # SQuAD: {pair id: answer text}
         (out_dir / f"{name}_predictions.json").write_text(json.dumps(pred, indent=1, ensure_ascii=False) + "\n")
@@ -1323,7 +1325,8 @@ def predict_input(args, kind) -> tuple[str, list]:
     name, texts = "text", args.text
     if args.text_file:
         path = data.require_file(args.text_file, "predict --text-file takes a text file")
-        name, texts = Path(path).stem, [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        name, texts = Path(path).stem, [line for line in lines if line.strip()]
     if kind == "ner":
         return name, [(words, None) for t in texts for s in split_sentences(t) if (words := basic_tokenize(s, False))]
     if kind == "re":
@@ -1335,7 +1338,7 @@ def predict_input(args, kind) -> tuple[str, list]:
                    "answers": [], "texts": []} for i, t in enumerate(texts)]
 
 
-def predict_examples(model, kind, examples, labels, settings, tokenizer, opts, directory):
+def predict_examples(model, kind, examples, labels, tokenizer, opts, directory):
     """Predictions in write_predictions' shapes: tags per word (NER), a label per row (RE), {question id:
     ranked answers} (BioASQ-style QA) or {pair id: answer} (SQuAD-style), read as the run read its test."""
     device = torch.device(opts.device)
@@ -1484,7 +1487,8 @@ def parse_predict_args(argv=None):
                     "and write its predictions in the formats of the run's test predictions: <name>.conll (NER),\n"
                     "<name>.tsv (RE), bioasq_<name>.json or <name>_predictions.json (QA, BioASQ- or SQuAD-style),\n"
                     "<name> being the input file's stem, or 'text' for --text.\n\n"
-                    f"    python finetune.py predict runs/finetune/ncbi_disease/seed_1/{MODEL_DIR} --input test.txt --out-dir preds\n"
+                    f"    python finetune.py predict runs/finetune/ncbi_disease/seed_1/{MODEL_DIR} --input test.txt "
+                    "--out-dir preds\n"
                     f"    python finetune.py predict runs/finetune/ncbi_disease/seed_1/{MODEL_DIR} --text 'BRCA1 carriers "
                     "develop breast cancer.' --out-dir preds")
     p.add_argument("model", help=f"the saved model directory, <out-dir>/seed_<s>/{MODEL_DIR}")
@@ -1510,7 +1514,7 @@ def predict_main(args) -> Path:
     source = args.input or args.text_file or "--text"
     if not examples:
         raise FinetuneError(f"predict: nothing to predict in {source}")
-    pred = predict_examples(model.to(args.device), model.kind, examples, labels, settings, tokenizer, opts, args.model)
+    pred = predict_examples(model.to(args.device), model.kind, examples, labels, tokenizer, opts, args.model)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bioasq = model.kind == "qa" and settings["qa_answers"] == "bioasq"
