@@ -601,14 +601,14 @@ def write_tokenizer_files(directory, lowercase, max_length) -> None:
     (Path(directory) / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS, indent=2) + "\n")
 
 
-def read_do_lower_case(directory):
-    """do_lower_case from a checkpoint's tokenizer_config.json; None when it has none (older exports,
-    other tools), so the caller falls back to its own default."""
+def read_do_lower_case(directory, default=None):
+    """do_lower_case from a checkpoint's tokenizer_config.json; `default` when it has none (older
+    exports, other tools)."""
     path = Path(directory) / "tokenizer_config.json"
     if not path.is_file():
-        return None
+        return default
     try:
         value = json.loads(path.read_text()).get("do_lower_case")
     except ValueError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    return None if value is None else bool(value)
+    return default if value is None else bool(value)

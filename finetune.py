@@ -1171,8 +1171,7 @@ def load_tokenizer(args, folder):
                        Path(data.default_data_dir()) / "vocab" / "scivocab_uncased.txt"]
         args.vocab = str(next((c for c in candidates if c.is_file()), candidates[-1]))
     if args.lowercase is None:         # the checkpoint's casing when it says, else uncased (scivocab_uncased)
-        saved = electramed.read_do_lower_case(args.init) if args.init != "random" else None
-        args.lowercase = True if saved is None else saved
+        args.lowercase = args.init == "random" or electramed.read_do_lower_case(args.init, default=True)
     return Tokenizer.from_vocab_file(data.require_file(args.vocab, "pass --vocab FILE"), lowercase=args.lowercase)
 
 
@@ -1256,9 +1255,8 @@ def save_finetuned(model, directory, labels, settings, vocab_file, lowercase, ma
     architecture, keys = HF_TASK_HEADS[(model.kind, name)]
     labels = labels or ["start", "end"]                      # QA: the two columns of qa_outputs
     state = {}
-    for key, tensor in model.head.state_dict().items():      # e.g. "out.weight" -> "classifier.weight"
-        module, param = key.rsplit(".", 1)
-        state[f"{keys[module]}.{param}"] = tensor.detach().cpu().clone()
+    for key, tensor in model.head.state_dict().items():
+        state[hf_head_key(key, keys)] = tensor.detach().cpu().clone()
     config = {"architectures": [architecture], "num_labels": len(labels), "id2label": dict(enumerate(labels)),
               "label2id": {label: i for i, label in enumerate(labels)},
               "electramed_head": {"kind": model.kind, "head": name, "keys": keys, "about": HEAD_ABOUT[name]},
@@ -1281,20 +1279,24 @@ def load_finetuned(directory) -> tuple[nn.Module, Tokenizer, list[str], dict]:
     model = FineTuner(electramed.load_hf_encoder(directory), kind, len(labels), pooling=name if kind == "re" else "cls")
     hf = electramed.read_state_dict(directory)
     model.head.load_state_dict(head_state(hf, model.head, HF_TASK_HEADS[(kind, name)][1], directory))
-    lowercase = electramed.read_do_lower_case(directory)
     vocab = data.require_file(Path(directory) / "vocab.txt", "a saved model holds its vocabulary")
-    tokenizer = Tokenizer.from_vocab_file(vocab, lowercase=True if lowercase is None else lowercase)
+    tokenizer = Tokenizer.from_vocab_file(vocab, lowercase=electramed.read_do_lower_case(directory, default=True))
     return model.eval(), tokenizer, labels, raw.get("electramed_predict", {})
+
+
+def hf_head_key(key, keys) -> str:
+    """Our head's parameter name under transformers' module names: "out.weight" -> "classifier.weight"."""
+    module, param = key.rsplit(".", 1)
+    return f"{keys[module]}.{param}"
 
 
 def head_state(hf, head, keys, source) -> dict:
     """Our head's state dict from the checkpoint's head tensors; each must be there, and nothing else."""
     ours, wanted = {}, set()
     for key in head.state_dict():
-        module, param = key.rsplit(".", 1)
-        wanted.add(f"{keys[module]}.{param}")
-        if f"{keys[module]}.{param}" in hf:
-            ours[key] = hf[f"{keys[module]}.{param}"]
+        wanted.add(hf_head_key(key, keys))
+        if hf_head_key(key, keys) in hf:
+            ours[key] = hf[hf_head_key(key, keys)]
     missing = sorted(wanted - set(hf))
     unexpected = sorted(k for k in hf if not k.startswith("electra.") and k not in wanted)
     if missing or unexpected:
