@@ -120,6 +120,9 @@ def parse_args(argv=None):
     g.add_argument("--precision", choices=("bf16", "fp32", "fp16"), default=None,
                    help="default bf16 autocast on CUDA, fp32 on CPU; fp16 is refused (no loss scaling)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA")
+    g.add_argument("--ddp-bucket-mb", type=float, default=25.0,
+                   help="DDP gradient-bucket size in MB (PyTorch's default 25): each bucket is all-reduced as "
+                        "soon as its gradients are ready, so smaller buckets start communicating earlier")
     g.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False,
                    help="run both encoders on the real tokens only (electramed.unpad): the same results "
                         "without the padding's FLOPs (off by default until measured on a GPU under compile)")
@@ -136,6 +139,9 @@ def parse_args(argv=None):
     g.add_argument("--keep-checkpoints", type=int, default=3)
     g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
                    help="continue from the latest checkpoint in OUT_DIR/checkpoints")
+    g.add_argument("--profile", type=int, nargs=2, metavar=("FIRST", "LAST"), default=None,
+                   help="record steps FIRST..LAST with torch.profiler: OUT_DIR/profile/rank<r>.json (open in "
+                        "Perfetto or chrome://tracing) and rank<r>.txt (the costliest ops)")
     g.add_argument("--export", metavar="CHECKPOINT", default=None,
                    help="only export CHECKPOINT (a checkpoints/step_*.pt) in the Hugging Face layout, next to "
                         "it in step_*/discriminator and step_*/generator, and exit")
@@ -181,6 +187,9 @@ def resolve_defaults(args):
                             f"processes x {args.grad_accum} accumulation steps")
     args.micro_batch_size = args.batch_size // per_step
     args.num_predictions = num_predictions(args.mask_prob, args.seq_len)
+    if args.profile and not 1 <= args.profile[0] <= args.profile[1] <= args.steps:
+        raise PretrainError(f"--profile {args.profile[0]} {args.profile[1]}: need 1 <= FIRST <= LAST <= --steps "
+                            f"({args.steps})")
     print(f"=> {args.size}: lr {args.lr:g}, batch {args.batch_size} = {args.world_size} processes x "
           f"{args.grad_accum} accumulation steps x {args.micro_batch_size} sequences, seq len {args.seq_len}, "
           f"{args.batch_size * args.seq_len:,} tokens/step")
@@ -703,7 +712,8 @@ def wrap_model(raw, args, dist: Dist):
     this order is the one PyTorch documents. model.no_sync() reaches DDP through the wrapper.)"""
     model = raw
     if dist.world_size > 1:
-        model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+        model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+                    bucket_cap_mb=args.ddp_bucket_mb)
     return torch.compile(model) if args.compile else model
 
 
@@ -839,6 +849,41 @@ def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext
     return {f"heldout_{k}": v for k, v in metrics.items()}
 
 
+class StepProfiler:
+    """--profile FIRST LAST: torch.profiler around optimizer steps FIRST..LAST of this process.
+
+    Why a trace: it shows what no counter does, e.g. whether DDP's all-reduces run while the backward
+    still computes (bench/ddp_overlap.py reads it for that) or where a GPU step waits on the host."""
+
+    def __init__(self, args, dist: Dist):
+        self.span, self.dist, self.prof = args.profile, dist, None
+        self.out = Path(args.out_dir) / "profile"
+
+    def before_step(self, step):              # step: optimizer steps done so far
+        if self.span and step + 1 == self.span[0]:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if self.dist.device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.prof = torch.profiler.profile(activities=activities, record_shapes=False)
+            self.prof.__enter__()
+
+    def after_step(self, step):
+        if self.prof is not None and step == self.span[1]:
+            self.prof.__exit__(None, None, None)
+            self.out.mkdir(parents=True, exist_ok=True)
+            rank = self.dist.rank
+            self.prof.export_chrome_trace(str(self.out / f"rank{rank}.json"))
+            sort = "self_cuda_time_total" if self.dist.device.type == "cuda" else "self_cpu_time_total"
+            (self.out / f"rank{rank}.txt").write_text(self.prof.key_averages().table(sort_by=sort, row_limit=40))
+            self.prof = None
+            print0(self.dist, f"=> profile of steps {self.span[0]}-{self.span[1]} written to {self.out}/rank*.json")
+
+    def close(self):                          # a run that stops inside the span: end the recording
+        if self.prof is not None:
+            self.prof.__exit__(None, None, None)
+            self.prof = None
+
+
 def train(args, dist: Dist):
     # 1-2. processes, device and seeds (model init identical everywhere; dropout differs by rank)
     setup_torch(args, dist)
@@ -887,8 +932,10 @@ def train(args, dist: Dist):
     bar = tqdm(total=args.steps, initial=step, disable=not dist.is_main, desc="pretrain", unit="step")
     log_file = open(out_dir / "log.jsonl", "a") if dist.is_main else None
     timer = (time.time(), step)
+    profiler = StepProfiler(args, dist)
     try:
         while step < args.steps:
+            profiler.before_step(step)
             position = data.state_dict()            # where a checkpoint taken before this step resumes
             batches = [data.next_batch() for _ in range(args.grad_accum)]
             masked, real, stopping = global_counts(batches, raw, args, dist, stop.requested)
@@ -915,6 +962,7 @@ def train(args, dist: Dist):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            profiler.after_step(step)
             bad_step = first_bad_step(bad_step, step, step_loss, grad_norm)     # on the device: no read
             bar.update()
             if step % args.log_every == 0 or step % args.save_every == 0 or step == args.steps:
@@ -945,6 +993,7 @@ def train(args, dist: Dist):
             checkpoint_now(args, dist, raw, optimizer, position, step)
             print0(dist, f"=> stopped at step {step} on request; resume with --resume")
     finally:
+        profiler.close()
         stop.restore()
         bar.close()
         if log_file:

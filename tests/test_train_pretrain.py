@@ -488,6 +488,20 @@ def test_compile_wraps_ddp_and_splits_the_graph_at_its_buckets(tokenizer, real_b
         torch.distributed.destroy_process_group()
 
 
+def test_profile_records_the_asked_steps_on_every_rank(small_corpus, scivocab, tmp_path):
+    """--profile 2 3 writes a chrome trace and an op table holding those steps' work: two optimizer
+    steps' forward and backward (one micro-batch each), and nothing from step 1 or 4."""
+    tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "4", "--profile", "2", "3",
+                      "--heldout-every", "0", "--log-every", "4", "--save-every", "4"))
+    trace = json.loads((tmp_path / "profile" / "rank0.json").read_text())["traceEvents"]
+    names = [e["name"] for e in trace if e.get("ph") == "X"]
+    assert names.count("Optimizer.step#AdamWeightDecay.step") == 2, sorted(set(n for n in names if "ptim" in n))
+    assert sum(n.startswith("autograd::engine::evaluate_function") for n in names) > 0
+    assert "aten::mm" in (tmp_path / "profile" / "rank0.txt").read_text()
+    with pytest.raises(tp.PretrainError, match="--profile 3 9"):
+        tp.resolve_defaults(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "4", "--profile", "3", "9"))
+
+
 def test_unpadded_training_equals_padded(small_corpus, scivocab, tmp_path, monkeypatch):
     """--unpad (the encoders on the real tokens only) trains the same weights as the padded step:
     3 steps of the tiny preset, batch 16, on real packed PubMed examples (padded tails), dropout 0."""
@@ -709,3 +723,19 @@ def test_mini_preset_leaves_the_unigram_dip(data_dir, scivocab, tmp_path):
     assert dip_step < 1200 and min(late) > auc[dip_step] + 0.02, auc
     assert held[-1]["heldout_rtd_loss"] < held[-1]["heldout_rtd_base_entropy"] - 0.01, held[-1]
 
+
+
+@pytest.mark.slow
+def test_compiled_ddp_all_reduce_overlaps_the_backward(tmp_path):
+    """Issue 11 item 5, traced: two gloo processes of the mini preset (bench/ddp_overlap.py, 1 MB
+    buckets, one profiled step). With torch.compile(DDP(model)) DDP's all-reduces are launched while
+    backward compute remains; with the same compile but one uncut graph (the control) every one
+    waits for the whole backward. ~4 min on 2 cores (two compiles per variant)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import ddp_overlap
+    results = ddp_overlap.main(["--out", str(tmp_path), "--variants", "ours", "control"])
+    ours, control = results["ours"], results["control"]
+    assert ours["compiled_backward_pieces"] > 1 and ours["allreduces"] >= 3, ours
+    assert ours["launched_while_backward_runs"] >= 2 and ours["backward_compute_after_first_allreduce"] > 0.25, ours
+    assert control["compiled_backward_pieces"] == 1 and control["allreduces"] == ours["allreduces"], control
+    assert control["launched_while_backward_runs"] == 0 and not control["overlap"], control
