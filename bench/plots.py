@@ -5,11 +5,13 @@ against pre-training steps, and the results side by side. matplotlib is needed b
 
     python bench/plots.py --log runs/mini/log.jsonl --reference runs/refcurve/reference.jsonl
     python bench/plots.py --downstream steps.csv --results results.json --out-dir docs/figures
+    python bench/plots.py --label-efficiency bench/mini_runs/label_efficiency.csv
 
 Writes to --out-dir (default docs/figures), one PNG per input kind given:
   pretrain.png    from --log (one or more) and --reference
   downstream.png  from --downstream
   results.png     from --results
+  label_efficiency.png  from --label-efficiency
 
 Input formats (all small text files the caller writes or a run already wrote):
 
@@ -31,6 +33,10 @@ Input formats (all small text files the caller writes or a run already wrote):
       A value is a number, {"mean": m, "std": s}, [mean, std], or the path of a fine-tuning run
       directory (or its summary.json), whose seeds give the mean and sample std. Columns are drawn
       as grouped bars in the order first seen; std as error bars.
+
+  --label-efficiency PATH  test scores against the number of labelled training sentences: a CSV
+      with the header `task,train_sentences,init,test_f1`, one row per fine-tuning seed. One panel
+      per task, one line per init (mean over the seeds, std as an error bar), log-scaled x.
 
 Scores may be fractions (eval.py's summary.json) or percentages: a score of at most 1 is read as a
 fraction and shown in % (with its std).
@@ -131,6 +137,17 @@ def read_downstream(path) -> list[dict]:
         sys.exit(f"{path}: each row needs task, pretrain_step (int) and dev_f1 (number): {e!r}")
 
 
+def read_label_efficiency(path) -> list[dict]:
+    """Rows {task, train_sentences, init, test_f1} from a CSV with that header."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return [{"task": r["task"], "train_sentences": int(r["train_sentences"]), "init": r["init"],
+                 "test_f1": float(r["test_f1"])} for r in rows]
+    except (KeyError, ValueError, TypeError) as e:
+        sys.exit(f"{path}: each row needs task, train_sentences (int), init and test_f1 (number): {e!r}")
+
+
 def mean_std(value, where) -> tuple[float, float]:
     """(mean, std) of one --results cell: a number, {"mean", "std"}, [mean, std], or a run directory."""
     if isinstance(value, (int, float)):
@@ -226,6 +243,31 @@ def plot_downstream(rows, out_path):
     save(fig, out_path)
 
 
+def plot_label_efficiency(rows, out_path):
+    """Test F1 (%) against labelled training sentences: a panel per task, a line per initialisation."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.0 * len(tasks), 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for init in dict.fromkeys(r["init"] for r in rows if r["task"] == task):
+            sizes = sorted({r["train_sentences"] for r in rows if r["task"] == task and r["init"] == init})
+            scores = [[as_percent(r["test_f1"])[0] for r in rows
+                       if (r["task"], r["init"], r["train_sentences"]) == (task, init, n)] for n in sizes]
+            means = [statistics.fmean(v) for v in scores]
+            stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in scores]
+            ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=init)
+        ax.set_xscale("log")
+        ticks = sorted({r["train_sentences"] for r in rows if r["task"] == task})
+        ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("labelled training sentences")
+        ax.set_ylabel("test entity F1 (%)")
+        ax.set_title(task, fontsize=11)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Where pre-training pays: fewer labels (error bars: std over seeds)", fontsize=11)
+    save(fig, out_path)
+
+
 def plot_results(results, out_path):
     """Grouped bars per task, one bar per column (mean, std as an error bar), values on the bars."""
     tasks = list(results)
@@ -265,12 +307,13 @@ def parse_args(argv=None):
     p.add_argument("--reference", help="JSONL reference curve (bench/reference_curve.py's reference.jsonl)")
     p.add_argument("--downstream", help="CSV or JSON rows task, pretrain_step, dev_f1")
     p.add_argument("--results", help="JSON {task: {column: value}} for the side-by-side bars")
+    p.add_argument("--label-efficiency", help="CSV rows task, train_sentences, init, test_f1 (one per seed)")
     p.add_argument("--smooth", type=int, default=1,
                    help="moving average over this many log lines for the training-interval curves")
     p.add_argument("--out-dir", default=str(REPO / "docs" / "figures"))
     args = p.parse_args(argv)
-    if not (args.log or args.reference or args.downstream or args.results):
-        p.error("nothing to plot: give --log, --reference, --downstream and/or --results")
+    if not (args.log or args.reference or args.downstream or args.results or args.label_efficiency):
+        p.error("nothing to plot: give --log, --reference, --downstream, --results and/or --label-efficiency")
     return args
 
 
@@ -289,6 +332,8 @@ def main(args):
         plot_downstream(read_downstream(args.downstream), out_dir / "downstream.png")
     if args.results:
         plot_results(json.loads(Path(args.results).read_text()), out_dir / "results.png")
+    if args.label_efficiency:
+        plot_label_efficiency(read_label_efficiency(args.label_efficiency), out_dir / "label_efficiency.png")
 
 
 if __name__ == "__main__":
