@@ -327,6 +327,8 @@ def summarize(a):
     parts = {}
     for name in PARTS:
         path = out / f"{name}.json"
+        if not path.is_file() and not (out / f"{name}.log").is_file():
+            continue                               # not asked for (gpu_check.sh --parts)
         if path.is_file():
             parts[name] = json.loads(path.read_text())
         else:                                      # killed by the shell's timeout before it could write

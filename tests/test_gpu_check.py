@@ -42,3 +42,15 @@ def test_without_data_the_data_parts_skip_with_a_message(tmp_path):
     assert parts["env"]["status"] == "ok" and not parts["env"]["data_present"]
     for name in ("syncs", "pretrain", "resume", "finetune", "pretrain_unpad"):
         assert parts[name]["status"] == "skipped" and "no data at" in parts[name]["reason"], parts[name]
+
+
+def test_parts_option_runs_only_the_named_parts(data_dir, tmp_path):
+    """--parts lets a later session re-measure what an earlier one missed first; the summary then lists
+    only those parts, not the others as failures. A stale result in the directory is removed first."""
+    (tmp_path / "pretrain.json").write_text('{"status": "ok"}')
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "--cpu", "--out", str(tmp_path), "--data", str(data_dir),
+                           "--parts", "env"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    parts = json.loads((tmp_path / "results.json").read_text())["parts"]
+    assert list(parts) == ["env"] and parts["env"]["status"] == "ok", parts
