@@ -649,6 +649,25 @@ def test_patience_stops_when_dev_stops_improving(tmp_path, data_dir):
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["best_epoch"] == 1
 
 
+def test_patience_waits_until_dev_leaves_zero():
+    """Dev F1 histories of real runs (NCBI-disease, 250 training sentences, random init, patience 5):
+    seed 2 stayed at 0 for six epochs and was stopped before the fix; seed 1 left 0 at epoch 5."""
+    def stop_epoch(dev, patience):
+        best_score, best_epoch = None, None
+        for epoch, score in enumerate(dev, 1):
+            if best_score is None or score > best_score:
+                best_score, best_epoch = score, epoch
+            if finetune.patience_exhausted(best_score, best_epoch, epoch, patience):
+                return epoch
+        return None
+    seed2 = [0.0] * 6
+    seed1 = [0.0, 0.0, 0.0, 0.0, 0.087, 0.227, 0.259, 0.269, 0.225, 0.266, 0.273, 0.277, 0.211, 0.254, 0.22, 0.271, 0.269]
+    assert stop_epoch(seed2, 5) is None                       # still at 0: keep training
+    assert stop_epoch(seed1, 5) == 17                         # best 0.277 at epoch 12, five more epochs
+    assert stop_epoch(seed1, 0) is None                       # patience 0: off
+    assert stop_epoch([0.3, 0.2, 0.1], 2) == 3                # the usual case is unchanged
+
+
 def test_mini_size_from_random_init_runs(tmp_path, data_dir, scivocab):
     """--init random --size mini --vocab FILE builds the mini shape (hidden 128, 4 layers) and trains."""
     out = tmp_path / "run"
