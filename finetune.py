@@ -1429,7 +1429,8 @@ def parse_args(argv=None):
     g.add_argument("--epochs", type=int, default=None,
                    help="default: 10 for NER, 3 otherwise (paper); --init random: NER 20, RE 10, QA 3")
     g.add_argument("--patience", type=int, default=None,
-                   help="stop when dev has not improved for this many epochs; 0 = off "
+                   help="stop when dev has not improved for this many epochs, counted once dev is "
+                        "above 0; 0 = off "
                         f"(default: off, the paper's; {SCRATCH_PATIENCE} with --init random)")
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--eval-batch-size", type=int, default=64)
