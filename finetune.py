@@ -1303,9 +1303,10 @@ def head_state(hf, head, keys, source) -> dict:
     """Our head's state dict from the checkpoint's head tensors; each must be there, and nothing else."""
     ours, wanted = {}, set()
     for key in head.state_dict():
-        wanted.add(hf_head_key(key, keys))
-        if hf_head_key(key, keys) in hf:
-            ours[key] = hf[hf_head_key(key, keys)]
+        name = hf_head_key(key, keys)
+        wanted.add(name)
+        if name in hf:
+            ours[key] = hf[name]
     missing = sorted(wanted - set(hf))
     unexpected = sorted(k for k in hf if not k.startswith("electra.") and k not in wanted)
     if missing or unexpected:

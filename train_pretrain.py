@@ -864,12 +864,12 @@ class StepProfiler:
             activities = [torch.profiler.ProfilerActivity.CPU]
             if self.dist.device.type == "cuda":
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
-            self.prof = torch.profiler.profile(activities=activities, record_shapes=False)
-            self.prof.__enter__()
+            self.prof = torch.profiler.profile(activities=activities)
+            self.prof.start()
 
     def after_step(self, step):
         if self.prof is not None and step == self.span[1]:
-            self.prof.__exit__(None, None, None)
+            self.prof.stop()
             self.out.mkdir(parents=True, exist_ok=True)
             rank = self.dist.rank
             self.prof.export_chrome_trace(str(self.out / f"rank{rank}.json"))
@@ -880,7 +880,7 @@ class StepProfiler:
 
     def close(self):                          # a run that stops inside the span: end the recording
         if self.prof is not None:
-            self.prof.__exit__(None, None, None)
+            self.prof.stop()
             self.prof = None
 
 
