@@ -23,8 +23,9 @@ import os
 import re
 import sys
 import unicodedata
-from collections import Counter, defaultdict
-from contextlib import nullcontext
+from collections import Counter, defaultdict, deque
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
 
 from tqdm import tqdm
 
@@ -325,11 +326,11 @@ class Tokenizer:
                 bar.update()
                 yield self.encode_text(line)
         else:
-            ctx = multiprocessing.get_context("spawn")   # CHOICE: spawn, safe beside torch threads
-            with ctx.Pool(workers, _init_worker, (self.id_to_token, self.lowercase)) as pool:
-                for ids in pool.imap(_encode_in_worker, lines, chunksize=1000):
-                    bar.update()
-                    yield ids
+            batches = batched(lines, 1000)   # one task per 1,000 lines: a task costs a round trip
+            for batch in parallel_map(_encode_in_worker, batches, workers, _init_worker,
+                                      (self.id_to_token, self.lowercase)):
+                bar.update(len(batch))
+                yield from batch
         bar.close()
 
     def decode(self, ids, skip_special: bool = True) -> str:
@@ -369,8 +370,39 @@ def _init_worker(tokens, lowercase):
     _WORKER_TOKENIZER = Tokenizer(tokens, lowercase)
 
 
-def _encode_in_worker(line):
-    return _WORKER_TOKENIZER.encode_text(line)
+def _encode_in_worker(lines):
+    return [_WORKER_TOKENIZER.encode_text(line) for line in lines]
+
+
+def batched(items, n: int):
+    """Lists of n items in order, the last one shorter: batched("abcde", 2) -> ab, cd, e."""
+    items = iter(items)
+    while batch := list(islice(items, n)):
+        yield batch
+
+
+def parallel_map(fn, items, workers: int, initializer=None, initargs=()):
+    """Yield fn(item) for each item, in order, computed by `workers` spawned processes.
+
+    At most 2 * workers items are in flight, so a corpus of any size streams through in bounded memory.
+    CHOICE: processes are spawned, not forked, which is safe beside torch's threads. And
+    concurrent.futures, not multiprocessing.Pool: leaving a Pool calls terminate(), which can
+    deadlock (CPython issues #78178 and #96995; our test run hung there once). The executor ends by
+    letting its workers finish the tasks they hold.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, initializer, initargs) as pool:
+        pending = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) > 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:                  # an error, or a caller that stopped early: drop what has not started
+            for future in pending:
+                future.cancel()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,10 +428,10 @@ def count_words(paths, lowercase: bool = True, workers: int = 1, progress: bool 
     blocks = (block for path in paths for block in read_blocks(path))
     bar = tqdm(unit="B", unit_scale=True, desc="count words", disable=not progress)
     chunks = Counter()
-    with multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else nullcontext() as pool:
-        for counts, size in (pool.imap_unordered(_count_block, blocks) if pool else map(_count_block, blocks)):
-            chunks.update(counts)
-            bar.update(size)
+    counted = parallel_map(_count_block, blocks, workers) if workers > 1 else map(_count_block, blocks)
+    for counts, size in counted:
+        chunks.update(counts)
+        bar.update(size)
     bar.close()
     words = Counter()
     for chunk, n in chunks.items():

@@ -11,6 +11,7 @@ Each parity test prints its counts of texts and mismatches (run with -s to see t
     python -m pytest tests/test_tokenizer.py -m slow    # every sentence of every file, ~8 minutes
 """
 import gzip
+import itertools
 import json
 import random
 import subprocess
@@ -249,6 +250,16 @@ def test_encode_lines_in_order_with_workers(sci, data_dir):
     assert list(sci.encode_lines(lines)) == expected
     assert list(sci.encode_lines(iter(lines), workers=2)) == expected
     assert expected[lines.index("")] == []
+
+
+def test_parallel_map_streams_in_order_and_stops_cleanly():
+    # An endless input: a map that submitted everything first would never return.
+    squares = tk.parallel_map(abs, itertools.count(-50), workers=2)
+    assert list(itertools.islice(squares, 100)) == [abs(i) for i in range(-50, 50)]
+    squares.close()                    # the caller stops early: the processes must end, not hang
+    with pytest.raises(TypeError, match="bad operand type for abs"):
+        list(tk.parallel_map(abs, [1, -2, "three", 4], workers=2))   # a worker's error reaches the caller
+    assert list(tk.batched(range(5), 2)) == [[0, 1], [2, 3], [4]]
 
 
 def test_save_and_reload_round_trip(sci, tmp_path):
