@@ -53,7 +53,7 @@ class DataError(ValueError):
 # Apache-2.0). It is the last resort, never a silent one: note_if_sample says so when it is used.
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
 SAMPLE_NOTE = ("=> no data directory given or found: using the embedded sample (sample_data/, 693 NCBI-disease "
-               "abstracts, no benchmarks); see the README for the full data")
+               "abstracts, SciBERT's scivocab, no benchmarks); see the README for the full data")
 
 
 def default_data_dir(embedded=True) -> str:
