@@ -727,20 +727,27 @@ def test_readme_first_command_learns_on_the_embedded_sample(tmp_path):
 @pytest.mark.slow
 def test_tiny_preset_learns_real_pubmed(data_dir, tmp_path):
     """The tiny preset on the real corpus (its 4,000-piece vocabulary learned first, 3,000 steps of
-    128 x 32 tokens): generator accuracy rises, and the discriminator beats the all-original baseline in
-    accuracy (at each of the last four logs), in log-loss (its BCE is below the entropy of the replaced
-    rate, the best any constant guess can do) and in ranking (AUC > 0.55)."""
+    128 x 32 tokens; ~6-12 min on 2 cores): generator accuracy rises; the discriminator's BCE is below
+    the entropy of the replaced rate (the best any constant guess can do) on the training batches and
+    on the held-out documents, and its held-out AUC climbs out of the unigram dip (28 Nov: 0.554 at
+    step 400, 0.632 at 3,000; BCE margin +0.024 train, +0.026 held out). Accuracy only ties the
+    all-original baseline (+0.0007): with 19% of the tokens replaced, the discriminator is rarely more
+    than 50% sure of a replacement, so the rankings and the log-loss carry the signal, not the
+    0.5 threshold (bench/results_pretrain.md §4)."""
     tp.main(tp.parse_args(["--size", "tiny", "--corpus", str(data_dir / "pubmed" / "corpus.txt"),
                            "--out-dir", str(tmp_path), "--log-every", "25"]))
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert log[-1]["gen_acc"] > log[0]["gen_acc"] + 0.02, (log[0], log[-1])
+    assert log[-1]["gen_acc"] > log[0]["gen_acc"] + 0.1, (log[0], log[-1])
     late = log[-4:]
     above = [r["disc_acc"] - r["disc_baseline_acc"] for r in late]
-    assert min(above) > 0 and np.mean(above) > 0.002, \
-        f"disc acc {[r['disc_acc'] for r in late]} vs baseline {[r['disc_baseline_acc'] for r in late]}"
+    assert np.mean(above) > 0, f"disc acc {[r['disc_acc'] for r in late]} vs baseline {[r['disc_baseline_acc'] for r in late]}"
     margin = np.mean([entropy(1 - r["disc_baseline_acc"]) - r["rtd_loss"] for r in late])
-    assert margin > 0.002, f"rtd loss {[r['rtd_loss'] for r in late]} vs base-rate entropy, margin {margin:.4f}"
-    assert np.mean([r["disc_auc"] for r in late]) > 0.55, [r["disc_auc"] for r in late]
+    assert margin > 0.01, f"rtd loss {[r['rtd_loss'] for r in late]} vs base-rate entropy, margin {margin:.4f}"
+    held = [r for r in log if "heldout_disc_auc" in r]
+    auc = {r["step"]: r["heldout_disc_auc"] for r in held}
+    dip_step = min((s for s in auc if s >= 200), key=auc.get)
+    assert min(auc[s] for s in sorted(auc)[-3:]) > auc[dip_step] + 0.04, auc
+    assert held[-1]["heldout_rtd_loss"] < held[-1]["heldout_rtd_base_entropy"] - 0.01, held[-1]
     ElectraForPreTraining.from_pretrained(tmp_path / "final" / "discriminator")
 
 
