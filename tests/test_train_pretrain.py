@@ -705,6 +705,15 @@ def test_tiny_learns_its_vocabulary_first_unless_one_is_named(small_corpus, sciv
     assert tp.resolve_defaults(tp.parse_args(["--size", "mini", "--out-dir", str(out)])).learn_vocab == 0
 
 
+def heldout_dip(run_dir, dip_from: int):
+    """A run's held-out scores: (the log rows that have them, {step: AUC}, the dip's step (the lowest
+    AUC from step dip_from on), the lowest of the last three AUCs)."""
+    held = [r for r in (json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines())
+            if "heldout_disc_auc" in r]
+    auc = {r["step"]: r["heldout_disc_auc"] for r in held}
+    return held, auc, min((s for s in auc if s >= dip_from), key=auc.get), min(auc[s] for s in sorted(auc)[-3:])
+
+
 @pytest.mark.slow
 def test_readme_first_command_learns_on_the_embedded_sample(tmp_path):
     """Issue 8 item 6: `python train_pretrain.py --size tiny` on a bare clone (the embedded sample, its
@@ -713,13 +722,9 @@ def test_readme_first_command_learns_on_the_embedded_sample(tmp_path):
     and by the end is clearly back above that dip (bench/results_pretrain.md §4: 0.909 at step 100,
     0.563 at 800, 0.70 over the last three scores), with the held-out BCE below the base-rate entropy."""
     tp.main(tp.parse_args(["--size", "tiny", "--data-dir", str(SAMPLE_DATA_DIR), "--out-dir", str(tmp_path)]))
-    held = [r for r in (json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines())
-            if "heldout_disc_auc" in r]
-    auc = {r["step"]: r["heldout_disc_auc"] for r in held}
-    dip_step = min((s for s in auc if s >= 200), key=auc.get)
-    late = [auc[s] for s in sorted(auc)[-3:]]
+    held, auc, dip_step, late = heldout_dip(tmp_path, dip_from=200)
     assert auc[100] > auc[dip_step] + 0.1, auc
-    assert min(late) > auc[dip_step] + 0.05, auc
+    assert late > auc[dip_step] + 0.05, auc
     margin = np.mean([r["heldout_rtd_base_entropy"] - r["heldout_rtd_loss"] for r in held[-3:]])
     assert margin > 0, held[-3:]
 
@@ -743,10 +748,8 @@ def test_tiny_preset_learns_real_pubmed(data_dir, tmp_path):
     assert np.mean(above) > 0, f"disc acc {[r['disc_acc'] for r in late]} vs baseline {[r['disc_baseline_acc'] for r in late]}"
     margin = np.mean([entropy(1 - r["disc_baseline_acc"]) - r["rtd_loss"] for r in late])
     assert margin > 0.01, f"rtd loss {[r['rtd_loss'] for r in late]} vs base-rate entropy, margin {margin:.4f}"
-    held = [r for r in log if "heldout_disc_auc" in r]
-    auc = {r["step"]: r["heldout_disc_auc"] for r in held}
-    dip_step = min((s for s in auc if s >= 200), key=auc.get)
-    assert min(auc[s] for s in sorted(auc)[-3:]) > auc[dip_step] + 0.04, auc
+    held, auc, dip_step, late = heldout_dip(tmp_path, dip_from=200)
+    assert late > auc[dip_step] + 0.04, auc
     assert held[-1]["heldout_rtd_loss"] < held[-1]["heldout_rtd_base_entropy"] - 0.01, held[-1]
     ElectraForPreTraining.from_pretrained(tmp_path / "final" / "discriminator")
 
@@ -761,13 +764,9 @@ def test_mini_preset_leaves_the_unigram_dip(data_dir, scivocab, tmp_path):
     tp.main(tp.parse_args(["--size", "mini", "--corpus", str(data_dir / "pubmed" / "corpus.txt"),
                            "--vocab", str(scivocab), "--out-dir", str(tmp_path), "--steps", "1500",
                            "--log-every", "50", "--eval-every", "100"]))
-    held = [r for r in (json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines())
-            if "heldout_disc_auc" in r]
-    auc = {r["step"]: r["heldout_disc_auc"] for r in held}
-    dip_step = min((s for s in auc if s >= 300), key=auc.get)
-    late = [auc[s] for s in sorted(auc)[-3:]]
+    held, auc, dip_step, late = heldout_dip(tmp_path, dip_from=300)
     assert auc[100] > auc[dip_step] + 0.1, auc
-    assert dip_step < 1200 and min(late) > auc[dip_step] + 0.02, auc
+    assert dip_step < 1200 and late > auc[dip_step] + 0.02, auc
     assert held[-1]["heldout_rtd_loss"] < held[-1]["heldout_rtd_base_entropy"] - 0.01, held[-1]
 
 
