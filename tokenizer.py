@@ -614,17 +614,32 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def train_vocab_file(corpus, vocab_size: int, out, lowercase: bool = True, workers: int = 1,
+                     min_frequency: int = 10, limit_alphabet: int = 1000, num_unused: int = 100,
+                     verbose: bool = False) -> list[str]:
+    """count_words + learn_vocab over the corpus files, saved to `out` (one token a line).
+
+    Written to a temporary name and renamed, so a reader never sees half a file (train_pretrain.py's
+    torchrun processes may each write the same, deterministic, vocabulary at once).
+    """
+    words = count_words(corpus, lowercase, workers, progress=True)
+    print(f"{sum(words.values()):,} words, {len(words):,} distinct")
+    vocab = learn_vocab(words, vocab_size, min_frequency, limit_alphabet, num_unused,
+                        verbose=verbose, progress=not verbose)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    partial = f"{out}.{os.getpid()}.tmp"
+    Tokenizer(vocab, lowercase).save(partial)
+    os.replace(partial, out)
+    return vocab
+
+
 def main(args):
     if getattr(args, "vocab_size", 1) < 1 or args.workers < 1:
         raise TokenizerError("--vocab-size and --workers must be positive")
     if args.command == "train":
         print(f"learning a {args.vocab_size:,}-token vocabulary from {len(args.corpus)} file(s) -> {args.out}")
-        words = count_words(args.corpus, args.lowercase, args.workers, progress=True)
-        print(f"{sum(words.values()):,} words, {len(words):,} distinct")
-        vocab = learn_vocab(words, args.vocab_size, args.min_frequency, args.limit_alphabet, args.unused,
-                            verbose=args.verbose, progress=not args.verbose)
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        Tokenizer(vocab, args.lowercase).save(args.out)
+        vocab = train_vocab_file(args.corpus, args.vocab_size, args.out, args.lowercase, args.workers,
+                                 args.min_frequency, args.limit_alphabet, args.unused, verbose=args.verbose)
         print(f"wrote {len(vocab):,} tokens to {args.out}")
         return vocab
     vocab_file = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")

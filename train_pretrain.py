@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 import electramed as em
 from data import DataError, PretrainingData, default_data_dir, note_if_sample, prepare_corpus
-from tokenizer import Tokenizer, TokenizerError, count_words, learn_vocab
+from tokenizer import Tokenizer, TokenizerError, train_vocab_file
 
 # Shapes in comments: B batch (per process), L sequence length, N masked positions per example,
 # V vocabulary size.
@@ -775,19 +775,12 @@ def learn_run_vocab(args) -> list[str]:
     """Learn args.learn_vocab WordPiece pieces from the corpus into args.vocab (OUT_DIR/vocab.txt).
 
     The paper's vocabulary step (PAPER.md §1), which ELECTRAMed itself skipped by reusing scivocab.
-    Learning is deterministic, so a resumed run, or each torchrun process, learns the same file again:
-    it is written to a temporary name and renamed, so readers never see half of it. The held-out
-    documents are counted too: a vocabulary is a word-frequency table, not a model of them.
+    Learning is deterministic, so a resumed run, or each torchrun process, learns the same file again.
+    The held-out documents are counted too: a vocabulary is a word-frequency table, not a model of them.
     """
     print(f"=> learning a {args.learn_vocab:,}-piece vocabulary from {', '.join(map(str, args.corpus))} "
           f"-> {args.vocab}")
-    words = count_words(args.corpus, lowercase=True, workers=args.data_workers)
-    vocab = learn_vocab(words, args.learn_vocab)
-    os.makedirs(os.path.dirname(os.path.abspath(args.vocab)), exist_ok=True)
-    partial = f"{args.vocab}.{os.getpid()}.tmp"
-    Tokenizer(vocab).save(partial)
-    os.replace(partial, args.vocab)
-    return vocab
+    return train_vocab_file(args.corpus, args.learn_vocab, args.vocab, workers=args.data_workers)
 
 
 def write_run_info(args, dist: Dist):
