@@ -417,6 +417,16 @@ def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, se
     return out_dir
 
 
+def padding_share(shard_dir) -> float:
+    """The share of the shards' (N, L) positions that are padding, from index.bin's real lengths.
+    ELECTRA's examples never cross a document, so short documents leave long padded tails: this is
+    the work --unpad saves (train_pretrain.py)."""
+    shard_dir = Path(shard_dir)
+    meta = json.loads(require_file(shard_dir / "meta.json").read_text())
+    lengths = np.memmap(shard_dir / "index.bin", dtype=np.int32, mode="r", shape=(meta["num_examples"], 2))[:, 0]
+    return 1 - float(lengths.sum(dtype=np.int64)) / (meta["num_examples"] * meta["max_len"])
+
+
 class PretrainingData:
     """Batches of packed examples for one process of a (possibly multi-process) run.
 
@@ -923,6 +933,7 @@ def main(args):
                                  args.lowercase, progress=True)
             meta = json.loads((out / "meta.json").read_text())
             print({k: v for k, v in meta.items() if k != "key"})
+            print(f"padding: {100 * padding_share(out):.1f}% of the {meta['num_examples']:,} x {args.max_len} positions")
         elif args.command == "pubmed":
             print(f"downloading to {args.out_dir}")
             for path in download_pubmed(parse_file_numbers(args.files), args.out_dir, args.year,

@@ -731,6 +731,19 @@ def wrap_model(raw, args, dist: Dist):
     return torch.compile(model) if args.compile else model
 
 
+def mark_token_count_dynamic(unpadded: em.Unpadded) -> None:
+    """Tell torch.compile that an unpadded batch's token count T changes from step to step.
+    CHOICE: marked dynamic, not rounded up to a multiple: rounding would bring back padding FLOPs.
+    Unmarked, Dynamo compiles the first step for its exact T and recompiles once, at the second
+    step, with T symbolic (its automatic dynamic shapes): one wasted compile per run. Marked, the
+    first compile is already symbolic. maybe_mark_dynamic, not mark_dynamic: if a kernel ever needs
+    a fixed T, Dynamo specializes instead of failing the run. The longest sequence (max_len, a
+    Python int) is left to automatic dynamic: in packed batches one sequence is almost always full,
+    so it stays L. Test: test_unpadded_token_count_compiles_once."""
+    for tensor in (unpadded.indices, unpadded.positions, unpadded.slots):     # the (T,) tensors
+        torch._dynamo.maybe_mark_dynamic(tensor, 0)
+
+
 def prepare_batch(batch, model: ReplacedTokenDetection, args, step, first_index, device):
     """Move a data batch (with its "counts") to the device and draw its noise. Whatever is decided
     from the data (padding or not) is decided on the host, before the copy."""
@@ -741,6 +754,8 @@ def prepare_batch(batch, model: ReplacedTokenDetection, args, step, first_index,
         batch["attention_mask"] = None          # no padding: SDPA may use the flash kernel (PAPER.md §5)
     if unpadded is not None:
         batch["unpadded"] = unpadded            # the encoders see the real tokens only
+        if args.compile:
+            mark_token_count_dynamic(unpadded)
     seeds = example_seeds(args.seed, step, range(first_index, first_index + len(batch["input_ids"])))
     batch["position_noise"], batch["keep_noise"], batch["sample_noise"] = draw_noise(
         seeds, args.seq_len, args.num_predictions, device)

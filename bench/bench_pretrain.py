@@ -9,6 +9,7 @@ median s/step of --steps timed steps, CPU s/step, seq/s and MFU from train_pretr
 
     OMP_NUM_THREADS=2 python bench/bench_pretrain.py                        # CPU, small, L=128
     python bench/bench_pretrain.py --device cuda --sweep                    # base, L=128/512, compile on/off
+    python bench/bench_pretrain.py --impls ours --shards DIR --vocab V --seq-len 512 [--unpad]   # real batches
 
 Writes OUT_DIR/bench_pretrain.json and prints a markdown table for bench/results_pretrain.md.
 """
@@ -28,31 +29,85 @@ import electramed as em  # noqa: E402
 import train_pretrain as tp  # noqa: E402
 
 
+def real_batches(args, pad_id):
+    """Real packed PubMed examples from --shards (data.py's layout), batch after batch, on the host;
+    None when benchmarking the synthetic padding-free batch."""
+    if not args.shards:
+        return None
+    from data import PretrainingData
+    loader = PretrainingData(Path(args.shards), batch_size=args.batch_size, seed=args.seed)
+    if loader.max_len != args.seq_len:
+        sys.exit(f"{args.shards}: examples of length {loader.max_len}, not --seq-len {args.seq_len}")
+    if loader.pad_id != pad_id:
+        sys.exit(f"{args.shards}: [PAD] is id {loader.pad_id}, not {pad_id}: pack with the benchmark's vocabulary")
+    return loader
+
+
+def step_flops(disc, gen, tokens, attention, slots) -> float:
+    """Matmul FLOPs of one training step (forward + backward = 3x forward) in a given token layout:
+    `tokens` rows through every linear layer, `attention` the sum over sequences of (keys x queries)
+    each layer attends, `slots` rows through the MLM head. With B full sequences (B*L, B*L*L, B*N) it
+    is B x train_pretrain.flops_per_sequence."""
+    def encoder(c):
+        per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size)
+        project = 2 * c.embedding_size * c.hidden_size if c.embedding_size != c.hidden_size else 0
+        return tokens * (c.num_hidden_layers * per_token + project) + c.num_hidden_layers * 4 * c.hidden_size * attention
+    mlm_head = slots * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
+    return 3.0 * (encoder(disc) + tokens * 2 * disc.hidden_size ** 2 + encoder(gen) + mlm_head)
+
+
+def layout_flops(disc, gen, attention_mask, counts, n) -> dict:
+    """One real batch's step FLOPs as laid out by: the padded step; --unpad with attention re-padded to
+    the longest sequence (CPU, fp32, or attention dropout); --unpad with varlen flash attention; and
+    the ideal of removing every padding FLOP (ModernBERT's reference point: the MLM head too at the
+    masked tokens only, not at N slots per example)."""
+    lengths = attention_mask.sum(-1).double()
+    B, L = attention_mask.shape
+    T, M = lengths.sum().item(), lengths.max().item()
+    squares = (lengths ** 2).sum().item()
+    return {"padded": step_flops(disc, gen, B * L, B * L * L, B * n),
+            "unpadded_repadded_attention": step_flops(disc, gen, T, B * M * M, B * n),
+            "unpadded_varlen": step_flops(disc, gen, T, squares, B * n),
+            "no_padding_at_all": step_flops(disc, gen, T, squares, counts.sum().item())}
+
+
 def run_ours(args):
-    """Time our training step in this process; returns a dict like bench_model.run_one's."""
+    """Time our training step in this process; returns a dict like bench_model.run_one's.
+    With --shards the batches are real packed examples (padded tails) and --unpad runs the encoders
+    on their real tokens only; real_tokens_per_s is then the figure to compare."""
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     targs = tp.parse_args(["--size", args.size, "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size),
-                           "--gpus", "1" if device.type == "cuda" else "0"])
+                           "--gpus", "1" if device.type == "cuda" else "0", "--unpad" if args.unpad else "--no-unpad"]
+                          + (["--dropout", str(args.dropout)] if args.dropout is not None else []))
     targs.precision, targs.compile = args.dtype, args.compile
     tp.resolve_defaults(targs)
-    tokens = [f"[unused{i}]" for i in range(args.vocab_size)]
-    tokens[:5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    raw = tp.build_model(targs, tp.Tokenizer(tokens)).to(device)
+    if args.vocab:
+        tokenizer = tp.Tokenizer.from_vocab_file(args.vocab)
+    else:
+        tokens = [f"[unused{i}]" for i in range(args.vocab_size)]
+        tokens[:5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        tokenizer = tp.Tokenizer(tokens)
+    raw = tp.build_model(targs, tokenizer).to(device)
     optimizer = tp.build_optimizer(raw, targs)
     model = torch.compile(raw) if args.compile else raw
-    ids = bench_model.make_batch(args, args.vocab_size, "cpu")
-    data = {"input_ids": ids["ids"], "token_type_ids": ids["types"], "attention_mask": torch.ones_like(ids["ids"], dtype=torch.bool)}
+    loader = real_batches(args, raw.pad_id)
+    if loader is None:
+        ids = bench_model.make_batch(args, len(tokenizer), "cpu")
+        fixed = {"input_ids": ids["ids"], "token_type_ids": ids["types"],
+                 "attention_mask": torch.ones_like(ids["ids"], dtype=torch.bool)}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
-    times, cpu_times = [], []
+    times, cpu_times, real_tokens, positions, layouts = [], [], [], [], []
     for i in range(args.warmup + args.steps):
+        data = fixed if loader is None else loader.next_batch()
         bench_model.synchronize(device)
         start, cpu_start = time.perf_counter(), time.process_time()
         b = dict(data, counts=tp.count_targets(data["input_ids"], raw.special_ids, raw.pad_id, targs.mask_prob,
                                               targs.num_predictions))
+        real = int(data["attention_mask"].sum())                 # host tensors: no device read
         batch = tp.prepare_batch(b, raw, targs, i, 0, device)
         batch["mlm_denominator"] = b["counts"].sum().float().to(device)
-        batch["rtd_denominator"] = torch.tensor(float(data["input_ids"].numel()), device=device)
+        batch["rtd_denominator"] = torch.tensor(float(real), device=device)
         with autocast:
             out = model(batch)
         out["loss"].backward()
@@ -63,10 +118,19 @@ def run_ours(args):
         bench_model.synchronize(device)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
+        real_tokens.append(real)
+        positions.append(data["input_ids"].numel())
+        layouts.append(layout_flops(raw.discriminator.config, raw.generator.config, data["attention_mask"],
+                                    b["counts"], targs.num_predictions))
     median = lambda xs: sorted(xs[args.warmup:])[len(xs[args.warmup:]) // 2]
     peak_mb = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+    timed = slice(args.warmup, None)
     return {"impl": "ours", "s_per_step": median(times), "cpu_s_per_step": median(cpu_times),
             "seq_per_s": args.batch_size / median(times), "peak_mb": peak_mb, "loss": out["loss"].item(),
+            "real_tokens_per_s": sum(real_tokens[timed]) / sum(times[timed]),
+            "padding_share": 1 - sum(real_tokens[timed]) / sum(positions[timed]),
+            "unpad": args.unpad, "dropout": targs.dropout, "real_data": loader is not None,
+            "step_flops": {k: sum(f[k] for f in layouts[timed]) / len(layouts[timed]) for k in layouts[0]},
             "flops_per_seq": tp.flops_per_sequence(raw.discriminator.config, raw.generator.config,
                                                    args.seq_len, targs.num_predictions)}
 
@@ -88,6 +152,12 @@ def parse_args(argv=None):
     p.add_argument("--impl", choices=["ours"], default=None, help="child mode: run ours in this process")
     p.add_argument("--impls", default="ours,hf", help="what to measure: ours,hf or ours (no transformers installed)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shards", default=None, help="real packed examples (data.py prepare, at --seq-len) instead of "
+                   "the synthetic padding-free batch; ours only; pass the --vocab they were packed with")
+    p.add_argument("--vocab", default=None, help="the vocabulary file (default: --vocab-size placeholder tokens)")
+    p.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False,
+                   help="ours: the encoders on the real tokens only (train_pretrain --unpad)")
+    p.add_argument("--dropout", type=float, default=None, help="ours: hidden and attention dropout (default: the preset's)")
     p.add_argument("--out-dir", default="runs/bench_pretrain")
     return p.parse_args(argv)
 
@@ -98,6 +168,9 @@ def child(args, impl):
     script = __file__ if impl == "ours" else str(REPO / "bench" / "bench_model.py")
     argv = [sys.executable, script, "--impl", impl] + sum((["--" + k.replace("_", "-"), str(getattr(args, k))]
                                                           for k in keys), []) + (["--compile"] if args.compile else [])
+    if impl == "ours":
+        argv += sum(([f"--{k}", str(getattr(args, k))] for k in ("shards", "vocab", "dropout") if getattr(args, k)
+                     is not None), []) + (["--unpad"] if args.unpad else [])
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{impl} child failed:\n{done.stderr[-3000:]}")
@@ -119,6 +192,8 @@ def main(args):
     if args.impl:
         print(json.dumps(run_ours(args)))
         return
+    if args.shards and "hf" in args.impls.split(","):
+        sys.exit("--shards measures ours only (the transformers step has no padded-batch path here): add --impls ours")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"out dir: {out_dir}")

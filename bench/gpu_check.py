@@ -6,19 +6,24 @@ then `summary` gathers the parts into results.json and results.md.
     bash bench/gpu_check.sh                     # CUDA: at most ~8 minutes on one H100
     bash bench/gpu_check.sh --cpu --out /tmp/x  # the same parts at tiny sizes (a default test runs it)
 
-Parts, in the order they run (the most wanted numbers first; a part whose estimate no longer fits the
-budget is skipped and says so):
+Parts, in the order they run (what no GPU has measured yet first; a part whose estimate no longer fits
+the budget is skipped and says so):
   env                 device, versions, commit, whether the data and transformers are there
+  unpad_512           bench_pretrain on REAL packed PubMed batches at L = 512 (74% padding), base, eager:
+                      padded vs --unpad, with the recipe's dropout 0.1 (attention: SDPA re-padded) and
+                      with dropout 0 (attention: varlen flash); real tokens/s and the ratio
+  unpad_512_compile   the same, compiled (padded, unpadded, then unpadded with dropout 0 if time is left)
+  pretrain            300 steps of `small` in bf16 + compile on real PubMed: finite, falling losses
+  pretrain_unpad      the pretrain run's first 100 steps again with --unpad: seq/s against the padded
+                      run, its padding share, and how often Dynamo recompiled for the varying token count
+  bench_128_compile, bench_512_compile    bench_pretrain, base, compiled, ours vs the transformers step
+                      (synthetic batches without padding: the 35% MFU and 2x targets)
   syncs               12 pre-training steps under torch.cuda.set_sync_debug_mode("warn"): host syncs
                       per step, which must come at log steps only (4, 8, 12)
-  bench_512_compile   bench_pretrain: base at L = 512, compiled, ours vs the transformers step
-  pretrain            300 steps of `small` in bf16 + compile on real PubMed: finite, falling losses
   resume              SIGKILL after a checkpoint, --resume, against an uninterrupted run and a second
                       uninterrupted run (the run-to-run noise): bit-identical, or within that noise
   finetune            NER (NCBI-disease) and QA (BioASQ) smoke runs in bf16 from the pretrain export
-  pretrain_unpad      the pretrain run's first 100 steps again with --unpad: seq/s against the padded
-                      run, its padding share, and how often Dynamo recompiled for the varying token count
-  bench_512, bench_128, bench_128_compile    the rest of the bench_pretrain sweep
+  bench_512, bench_128                the rest of the bench_pretrain sweep (not compiled)
 Each part writes OUT/<part>.json ({"status": "ok" | "failed" | "skipped", ...}) and OUT/<part>.log.
 """
 import argparse
@@ -47,17 +52,18 @@ SIZES = {
                  resume=dict(size="small", steps=60, batch=64, seq_len=128, save_every=10),
                  syncs=dict(size="small", batch=64, seq_len=128),
                  bench={128: 128, 512: 32}, bench_size="base", bench_steps=10,
-                 finetune=dict(size="small", train=512, eval=256, qa_train=512, qa_eval=5)),
+                 finetune=dict(size="small", train=512, eval=256, qa_train=512, qa_eval=5),
+                 unpad=dict(size="base", seq_len=512, batch=32, steps=10, warmup=2, compile_warmup=3)),
     "cpu": dict(pretrain=dict(size="tiny", steps=30, batch=16, seq_len=64, log_every=5), unpad_steps=10,
                 resume=dict(size="tiny", steps=24, batch=8, seq_len=64, save_every=4),
                 syncs=dict(size="tiny", batch=8, seq_len=64),
                 bench={128: 4, 512: 2}, bench_size="tiny", bench_steps=2,
-                finetune=dict(size="tiny", train=48, eval=32, qa_train=24, qa_eval=2)),
+                finetune=dict(size="tiny", train=48, eval=32, qa_train=24, qa_eval=2),
+                unpad=dict(size="tiny", seq_len=128, batch=16, steps=6, warmup=1, compile_warmup=2)),
 }
-ESTIMATES = {"env": (10, 5), "syncs": (40, 25), "bench_512_compile": (150, 0), "pretrain": (120, 40),
-             "resume": (75, 60), "finetune": (90, 60), "pretrain_unpad": (90, 25), "bench_512": (45, 35),
-             "bench_128": (40, 25),
-             "bench_128_compile": (130, 0)}
+ESTIMATES = {"env": (10, 5), "unpad_512": (110, 40), "unpad_512_compile": (170, 0), "pretrain": (120, 40),
+             "pretrain_unpad": (90, 25), "bench_128_compile": (130, 0), "bench_512_compile": (150, 0),
+             "syncs": (40, 25), "resume": (75, 60), "finetune": (90, 60), "bench_512": (45, 35), "bench_128": (40, 25)}
 PARTS = list(ESTIMATES)
 
 
@@ -102,6 +108,16 @@ def with_shards(a, out_dir, seq_len):
     shutil.rmtree(out_dir, ignore_errors=True)
     shutil.copytree(cache, Path(out_dir) / "shards")
     return str(out_dir)
+
+
+def sample_shards(a, seq_len):
+    """The 1,500-abstract PubMed sample packed at seq_len (seconds to pack; same padding share as the
+    whole corpus at L = 512: 74% against 76%)."""
+    from data import prepare_corpus
+    cache = Path(a.out) / f"sample_shards_{seq_len}"
+    prepare_corpus([Path(a.data) / "pubmed" / "pubmed_sample.txt"], vocab_file(a), cache, max_len=seq_len,
+                   workers=8 if a.mode == "cuda" else 1)
+    return cache
 
 
 def read_log(out_dir):
@@ -228,6 +244,51 @@ def part_pretrain_unpad(a, log, deadline):
     return result
 
 
+def bench_ours(a, log, deadline, shards, s, compile_, unpad, dropout):
+    """One bench_pretrain.py measurement of our step on real packed batches, in its own process."""
+    rc = run([sys.executable, "bench/bench_pretrain.py", "--impl", "ours", "--size", s["size"], "--seq-len", s["seq_len"],
+              "--batch-size", s["batch"], "--steps", s["steps"], "--warmup", s["compile_warmup" if compile_ else "warmup"],
+              "--device", a.mode, "--dtype", "bf16" if a.mode == "cuda" else "fp32", "--shards", shards,
+              "--vocab", vocab_file(a), "--unpad" if unpad else "--no-unpad", "--compile" if compile_ else "--no-compile"]
+             + (["--dropout", dropout] if dropout is not None else []), log, deadline)
+    if rc:
+        return {"status": "failed", "rc": rc}
+    lines = [line for line in Path(log).read_text().splitlines() if line.startswith('{"impl"')]
+    return {"status": "ok", **json.loads(lines[-1])}
+
+
+def part_unpad(a, log, deadline, compile_):
+    """Padded vs --unpad on real PubMed batches at the paper's L = 512 (74% padding), base, bf16:
+    the recipe's dropout 0.1 (attention by SDPA re-padded to the longest sequence) and dropout 0
+    (varlen flash attention). Each variant is a fresh process; those that no longer fit are skipped."""
+    if a.mode == "cpu" and compile_:
+        return {"status": "skipped", "reason": "torch.compile takes minutes on 2 CPU cores; CUDA only"}
+    s = SIZES[a.mode]["unpad"]
+    shards = sample_shards(a, s["seq_len"])
+    variants = ([("padded", False, 0.1), ("unpadded", True, 0.1), ("unpadded_dropout0", True, 0.0)] if compile_ else
+                [("padded", False, 0.1), ("unpadded", True, 0.1), ("padded_dropout0", False, 0.0),
+                 ("unpadded_dropout0", True, 0.0)])
+    each = ESTIMATES[f"unpad_512{'_compile' if compile_ else ''}"][a.mode == "cpu"] / (2 if compile_ else 4)
+    rows = {}
+    for name, unpad, dropout in variants:
+        if time.time() + each > deadline:
+            rows[name] = {"status": "skipped", "reason": "out of budget"}
+            continue
+        rows[name] = bench_ours(a, log, deadline, shards, s, compile_, unpad, dropout)
+    ok = {k: r for k, r in rows.items() if r["status"] == "ok"}
+    if not {"padded", "unpadded"} <= set(ok):
+        return {"status": "failed", "rows": rows}
+    result = {"status": "ok", "size": s["size"], "seq_len": s["seq_len"], "batch": s["batch"], "compile": compile_,
+              "padding_share": ok["padded"]["padding_share"], "rows": rows,
+              "ideal_linear_speedup": 1 / (1 - ok["padded"]["padding_share"])}
+    for unpadded, padded in (("unpadded", "padded"), ("unpadded_dropout0", "padded_dropout0"),
+                             ("unpadded_dropout0", "padded")):
+        if unpadded in ok and padded in ok and f"speedup_{unpadded}" not in result:
+            result[f"speedup_{unpadded}"] = ok[unpadded]["real_tokens_per_s"] / ok[padded]["real_tokens_per_s"]
+            result[f"speedup_{unpadded}_against"] = padded
+    return result
+
+
 def part_resume(a, log, deadline):
     """Three runs of the same steps: straight, straight again (run-to-run noise), and SIGKILLed after
     its first checkpoint then --resume'd. Compared on every weight and Adam moment."""
@@ -291,13 +352,15 @@ def part_finetune(a, log, deadline):
     return {"status": "ok" if finite else "failed", **results}
 
 
-PART_FUNCTIONS = {"env": part_env, "syncs": part_syncs, "pretrain": part_pretrain, "resume": part_resume,
+PART_FUNCTIONS = {"env": part_env,
+                  "unpad_512": lambda a, log, d: part_unpad(a, log, d, False),
+                  "unpad_512_compile": lambda a, log, d: part_unpad(a, log, d, True), "syncs": part_syncs, "pretrain": part_pretrain, "resume": part_resume,
                   "finetune": part_finetune, "pretrain_unpad": part_pretrain_unpad,
                   "bench_512_compile": lambda a, log, d: part_bench(a, log, d, 512, True),
                   "bench_512": lambda a, log, d: part_bench(a, log, d, 512, False),
                   "bench_128": lambda a, log, d: part_bench(a, log, d, 128, False),
                   "bench_128_compile": lambda a, log, d: part_bench(a, log, d, 128, True)}
-NEEDS_DATA = ("syncs", "pretrain", "resume", "finetune", "pretrain_unpad")
+NEEDS_DATA = ("syncs", "pretrain", "resume", "finetune", "pretrain_unpad", "unpad_512", "unpad_512_compile")
 
 
 def run_part(a):
@@ -376,6 +439,11 @@ def describe(name, p) -> str:
     if name == "pretrain_unpad":
         speed = f", {p['speedup']:.2f}x the padded run's seq/s" if p.get("speedup") else ""
         return f"{p['steps']} steps: {p['seq_per_s_last']:.1f} seq/s{speed}, {p['recompiles']} recompiles"
+    if name.startswith("unpad_512"):
+        speeds = ", ".join(f"{k}: {p[f'speedup_{k}']:.2f}x (vs {p[f'speedup_{k}_against']})"
+                           for k in ("unpadded", "unpadded_dropout0") if f"speedup_{k}" in p)
+        return (f"{p['size']} L={p['seq_len']}, {100 * p['padding_share']:.0f}% padding: real tokens/s unpadded / padded "
+                f"{speeds}; bound if all work scaled with the tokens: {p['ideal_linear_speedup']:.2f}x")
     if name == "finetune":
         return "; ".join(f"{t} {p[t]['metric']} {p[t]['mean']:.4f}" for t in ("ncbi_disease", "bioasq"))
     if name.startswith("bench"):

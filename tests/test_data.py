@@ -235,6 +235,8 @@ def test_prepare_writes_exactly_the_packed_examples(sample_shards, data_dir, sci
     everything = data.PretrainingData(sample_shards, batch_size=len(expected)).next_batch()
     assert rows_of(everything) == sorted(expected)
     assert everything["attention_mask"].dtype == torch.bool and everything["input_ids"].dtype == torch.long
+    padding = sum(1 - sum(mask) / len(mask) for _, _, mask in expected) / len(expected)   # the plain loop's
+    assert data.padding_share(sample_shards) == pytest.approx(padding, rel=1e-9)
 
 
 def test_reader_splits_ranks_covers_epochs_and_resumes(sample_shards):
@@ -271,6 +273,7 @@ def test_prepare_command_line(tmp_path, data_dir, capsys):
                                "--workers", "1", "--seed", "5", "--out-dir", str(tmp_path / "shards")]))
     out = capsys.readouterr().out
     assert f"writing shards to {tmp_path / 'shards'}" in out and "'num_examples'" in out
+    assert f"padding: {100 * data.padding_share(tmp_path / 'shards'):.1f}% of the" in out
     assert data.PretrainingData(tmp_path / "shards", 2).max_len == 64
     with pytest.raises(SystemExit, match="missing.txt: file not found"):
         data.main(data.parse_args(["prepare", "--corpus", str(tmp_path / "missing.txt"), "--out-dir", str(tmp_path)]))

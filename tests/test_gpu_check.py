@@ -9,6 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -19,15 +21,26 @@ def test_cpu_mode_runs_every_part(data_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     parts = results["parts"]
-    assert list(parts) == ["env", "syncs", "bench_512_compile", "pretrain", "resume", "finetune", "pretrain_unpad",
-                           "bench_512", "bench_128", "bench_128_compile"]
+    assert list(parts) == ["env", "unpad_512", "unpad_512_compile", "pretrain", "pretrain_unpad", "bench_128_compile",
+                           "bench_512_compile", "syncs", "resume", "finetune", "bench_512", "bench_128"]
     skipped = {name for name, p in parts.items() if p["status"] == "skipped"}
-    assert skipped == {"bench_512_compile", "bench_128_compile"}, {n: p.get("reason") for n, p in parts.items()}
+    assert skipped == {"unpad_512_compile", "bench_512_compile", "bench_128_compile"}, {n: p.get("reason") for n, p in parts.items()}
     assert all(p["status"] == "ok" for name, p in parts.items() if name not in skipped), parts
     assert parts["syncs"]["non_log_steps_with_syncs"] == []
     assert parts["pretrain"]["finite"] and parts["pretrain"]["mlm_loss_falls"]
     assert parts["resume"]["verdict"] == "bit-identical"            # on CPU the runs are deterministic
     assert {"ours", "hf"} <= set(parts["bench_128"]["rows"]) and parts["bench_128"]["ours_over_transformers"] > 1
+    unpad = parts["unpad_512"]                   # real packed batches: padded, and the same steps unpadded
+    assert 0.1 < unpad["padding_share"] < 0.9 and all(r["status"] == "ok" for r in unpad["rows"].values())
+    rows = unpad["rows"]
+    assert [rows[k]["dropout"] for k in ("padded", "unpadded", "padded_dropout0", "unpadded_dropout0")] == [0.1, 0.1, 0, 0]
+    assert len({r["padding_share"] for r in rows.values()}) == 1       # the same batches for every variant
+    # without dropout the unpadded steps compute the padded ones' losses (with it, other dropout masks)
+    assert rows["unpadded_dropout0"]["loss"] == pytest.approx(rows["padded_dropout0"]["loss"], rel=1e-4)
+    flops = rows["padded"]["step_flops"]          # the analytic FLOPs of each layout, on these batches
+    assert flops["padded"] == pytest.approx(unpad["batch"] * rows["padded"]["flops_per_seq"], rel=1e-12)
+    assert flops["padded"] > flops["unpadded_repadded_attention"] >= flops["unpadded_varlen"] >= flops["no_padding_at_all"]
+    assert unpad["speedup_unpadded"] > 0 and unpad["speedup_unpadded_dropout0_against"] == "padded_dropout0"
     table = (tmp_path / "results.md").read_text()
     assert "| resume | ok |" in table and "| tiny | 512 | 2 | False | ours |" in table
 
@@ -40,7 +53,7 @@ def test_without_data_the_data_parts_skip_with_a_message(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     parts = json.loads((tmp_path / "results.json").read_text())["parts"]
     assert parts["env"]["status"] == "ok" and not parts["env"]["data_present"]
-    for name in ("syncs", "pretrain", "resume", "finetune", "pretrain_unpad"):
+    for name in ("syncs", "pretrain", "resume", "finetune", "pretrain_unpad", "unpad_512"):
         assert parts[name]["status"] == "skipped" and "no data at" in parts[name]["reason"], parts[name]
 
 

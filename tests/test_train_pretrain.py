@@ -521,6 +521,38 @@ def test_unpadded_training_equals_padded(small_corpus, scivocab, tmp_path, monke
     assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in reference], rel=1e-5)
 
 
+def test_unpadded_token_count_compiles_once(tokenizer, real_batch):
+    """Under torch.compile, --unpad's token count T changes every step (real packed batches of 8
+    examples, some padded) and must not recompile: prepare_batch marks T dynamic when compiling,
+    so five steps of different T give ONE graph. The control, the same batches unmarked (as without
+    --compile), gives two: Dynamo compiles the first T exactly, then recompiles with T symbolic.
+    A counting backend stands in for Inductor: the guards, and so the recompiles, are Dynamo's."""
+    mask = real_batch["attention_mask"].bool()
+    windows = [slice(i, i + 8) for i in range(0, len(mask), 8) if not mask[i:i + 8].all()]   # with padding
+
+    def graphs_for(mark: bool) -> tuple:
+        torch._dynamo.reset()
+        model, graphs = make_model(tokenizer), []
+        compiled = torch.compile(model, backend=lambda gm, inputs: graphs.append(gm) or gm.forward)
+        args = tp.parse_args(["--seed", "0", "--unpad", "--compile" if mark else "--no-compile"])
+        args.mask_prob, args.num_predictions, args.seq_len = 0.15, tp.num_predictions(0.15, 64), 64
+        token_counts = []
+        for step, rows in enumerate(windows[:5]):
+            b = {k: v[rows] for k, v in real_batch.items()}
+            b["counts"] = tp.count_targets(b["input_ids"], model.special_ids, model.pad_id, 0.15, args.num_predictions)
+            batch = tp.prepare_batch(b, model, args, step, 0, torch.device("cpu"))
+            batch["mlm_denominator"], batch["rtd_denominator"] = torch.tensor(1.0), torch.tensor(1.0)
+            compiled(batch)["loss"].backward()
+            token_counts.append(len(batch["unpadded"].indices))
+            assert batch["unpadded"].max_len == 64                       # only T varies here, as in packed data
+        return len(graphs), token_counts
+
+    marked, token_counts = graphs_for(mark=True)
+    unmarked, _ = graphs_for(mark=False)
+    assert len(set(token_counts)) == 5, token_counts                  # five different token counts
+    assert (marked, unmarked) == (1, 2)
+
+
 def run_cli(args, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, str(REPO / "train_pretrain.py"), *args], env=env, cwd=REPO,
