@@ -353,7 +353,7 @@ def sample_replacements(logits, uniform):
         block = torch.searchsorted(block_cdf, target, right=True).clamp_(max=block_cdf.shape[-1] - 1)  # (B, N, 1)
         start = F.pad(block_cdf, (1, 0))[..., :-1].gather(-1, block)               # mass before the block
         fraction = (target - start) / (block_cdf.gather(-1, block) - start)        # where in the block, [0, 1)
-        picked = blocks.gather(-2, block[..., None].expand(-1, -1, -1, SAMPLE_BLOCK)).squeeze(-2)   # (B, N, S)
+        picked = blocks.gather(-2, block[..., None].expand(*block.shape, SAMPLE_BLOCK)).squeeze(-2)   # (B, N, S)
         inside = picked.double().cumsum_(-1)                                        # (B, N, S)
         # the same fraction of the block's own float64 total (which holds its tiny tokens); clamped below it
         rest = torch.minimum(fraction * inside[..., -1:], torch.nextafter(inside[..., -1:], inside.new_zeros(())))
@@ -446,13 +446,16 @@ class ReplacedTokenDetection(nn.Module):
         masked, positions, weights, originals = mask_tokens(
             ids, batch["counts"], batch["position_noise"], batch["keep_noise"],
             self.special_ids, self.pad_id, self.mask_id)
-        unpadded = batch.get("unpadded")
+        unpadded, used = batch.get("unpadded"), batch.get("used_slots")
+        at = (lambda t: t.flatten()) if used is None else (lambda t: t.flatten()[used])   # (B, N) -> the slots computed
         if unpadded is None:
-            gen_logits = self.generator(masked, types, attn, positions=positions).float()  # (B, N, V)
+            gen_logits = self.generator(masked, types, attn, positions=positions).float().flatten(0, 1)  # (B*N, V)
         else:
-            gen_logits = self.unpadded_generator(masked, types, positions, unpadded)
-        sampled = sample_replacements(gen_logits, batch["sample_noise"])            # (B, N)
-        corrupted, labels = replace_tokens(ids, positions, weights, sampled)        # (B, L) x 2
+            gen_logits = self.unpadded_generator(masked, types, positions, unpadded, used)             # (P, V)
+        sampled = sample_replacements(gen_logits, at(batch["sample_noise"]))                    # (B*N,) or (P,)
+        if used is not None:                                    # unused slots keep their token (weight 0)
+            sampled = originals.flatten().index_copy(0, used, sampled)
+        corrupted, labels = replace_tokens(ids, positions, weights, sampled.view_as(originals))  # (B, L) x 2
         if unpadded is None:
             disc_logits = self.discriminator(corrupted, types, attn).float()        # (B, L)
         else:
@@ -460,8 +463,8 @@ class ReplacedTokenDetection(nn.Module):
                                              unpadded).float()                      # (T,)
             disc_logits = real_logits.new_zeros(ids.numel()).index_copy(0, unpadded.indices, real_logits).view_as(ids)
         real = ids != self.pad_id
-        nll = F.cross_entropy(gen_logits.flatten(0, 1), originals.flatten(), reduction="none")
-        mlm_sum = (nll.view_as(weights) * weights).sum()
+        nll = F.cross_entropy(gen_logits, at(originals), reduction="none")
+        mlm_sum = (nll * at(weights)).sum()
         bce = F.binary_cross_entropy_with_logits(disc_logits, labels.float(), reduction="none")
         rtd_sum = (bce * real).sum()
         # CHOICE: token means over the whole global batch (the loop passes global counts), so the update
@@ -471,19 +474,19 @@ class ReplacedTokenDetection(nn.Module):
         with torch.no_grad():
             predicted = (disc_logits > 0) & real
             stats = torch.stack([x.float() for x in (
-                mlm_sum, rtd_sum, weights.sum(), real.sum(), ((gen_logits.argmax(-1) == originals) & weights).sum(),
+                mlm_sum, rtd_sum, weights.sum(), real.sum(), ((gen_logits.argmax(-1) == at(originals)) & at(weights)).sum(),
                 ((predicted == labels) & real).sum(), (predicted & labels).sum(), predicted.sum(), labels.sum())])
         return {"loss": loss, "stats": stats, "disc_logits": disc_logits.detach(), "labels": labels, "real": real}
 
-    def unpadded_generator(self, masked, types, positions, unpadded):
-        """The generator on the real tokens only: its MLM logits at the masked slots, (B, N, V)."""
+    def unpadded_generator(self, masked, types, positions, unpadded, used):
+        """The generator on the real tokens only: its MLM logits (P, V) at the used masked slots."""
         B, L = masked.shape
         token = torch.zeros(B * L, dtype=torch.long, device=masked.device).index_copy_(
             0, unpadded.indices, torch.arange(len(unpadded.indices), device=masked.device))   # (B*L,) -> index in T
-        slots = token[(positions + L * torch.arange(B, device=masked.device)[:, None]).flatten()]   # (B*N,)
+        rows = token[(positions + L * torch.arange(B, device=masked.device)[:, None]).flatten()[used]]   # (P,)
         logits = self.generator(masked.flatten()[unpadded.indices], types.flatten()[unpadded.indices], unpadded,
-                                positions=slots)                                     # (B*N, V)
-        return logits.float().unflatten(0, (B, -1))
+                                positions=rows)                                      # (P, V)
+        return logits.float()
 
 
 def summarize(stats, disc_weight):
@@ -731,31 +734,44 @@ def wrap_model(raw, args, dist: Dist):
     return torch.compile(model) if args.compile else model
 
 
-def mark_token_count_dynamic(unpadded: em.Unpadded) -> None:
-    """Tell torch.compile that an unpadded batch's token count T changes from step to step.
+def used_slots(counts, n) -> torch.Tensor:
+    """(P,) flat indices into the (B, N) masked slots of those that hold a masked token: the first
+    counts[b] of each row (mask_tokens fills them in that order). From the host's counts, no device read.
+    CHOICE: with --unpad the MLM head and the sampling run at these P slots only, not at all N per
+    example as ELECTRA does (unused slots weigh 0 there). At L = 512 on PubMed, where 76% of the
+    positions are padding, about 2/3 of the N slots are unused; the results are the same."""
+    return (torch.arange(n) < counts[:, None]).flatten().nonzero().squeeze(-1)
+
+
+def mark_token_count_dynamic(unpadded: em.Unpadded, used: torch.Tensor) -> None:
+    """Tell torch.compile that an unpadded batch's token count T (and its masked count P) changes
+    from step to step.
     CHOICE: marked dynamic, not rounded up to a multiple: rounding would bring back padding FLOPs.
     Unmarked, Dynamo compiles the first step for its exact T and recompiles once, at the second
     step, with T symbolic (its automatic dynamic shapes): one wasted compile per run. Marked, the
     first compile is already symbolic. maybe_mark_dynamic, not mark_dynamic: if a kernel ever needs
     a fixed T, Dynamo specializes instead of failing the run. The longest sequence (max_len, a
-    Python int) is left to automatic dynamic: in packed batches one sequence is almost always full,
-    so it stays L. Test: test_unpadded_token_count_compiles_once."""
-    for tensor in (unpadded.indices, unpadded.positions, unpadded.slots):     # the (T,) tensors
+    Python int) is left to automatic dynamic: at L = 128 one sequence of a PubMed batch is always
+    full, so it stays L; at L = 512 it varies, and its first change costs one recompile, after which
+    it is symbolic too (2 graphs over 15 CPU steps of varying T and max_len).
+    Test: test_unpadded_token_count_compiles_once."""
+    for tensor in (unpadded.indices, unpadded.positions, unpadded.slots, used):     # (T,) x 3, (P,)
         torch._dynamo.maybe_mark_dynamic(tensor, 0)
 
 
 def prepare_batch(batch, model: ReplacedTokenDetection, args, step, first_index, device):
     """Move a data batch (with its "counts") to the device and draw its noise. Whatever is decided
     from the data (padding or not) is decided on the host, before the copy."""
-    padded = has_padding(batch["attention_mask"])
+    padded, counts = has_padding(batch["attention_mask"]), batch["counts"]
     unpadded = em.unpad(batch["attention_mask"]).to(device, non_blocking=True) if padded and args.unpad else None
     batch = {k: to_device(v, device) for k, v in batch.items()}
     if not padded:
         batch["attention_mask"] = None          # no padding: SDPA may use the flash kernel (PAPER.md §5)
     if unpadded is not None:
         batch["unpadded"] = unpadded            # the encoders see the real tokens only
+        batch["used_slots"] = to_device(used_slots(counts, args.num_predictions), device)   # and the head the masked
         if args.compile:
-            mark_token_count_dynamic(unpadded)
+            mark_token_count_dynamic(unpadded, batch["used_slots"])
     seeds = example_seeds(args.seed, step, range(first_index, first_index + len(batch["input_ids"])))
     batch["position_noise"], batch["keep_noise"], batch["sample_noise"] = draw_noise(
         seeds, args.seq_len, args.num_predictions, device)

@@ -57,18 +57,25 @@ def step_flops(disc, gen, tokens, attention, slots) -> float:
 
 
 def layout_flops(disc, gen, attention_mask, counts, n) -> dict:
-    """One real batch's step FLOPs as laid out by: the padded step; --unpad with attention re-padded to
-    the longest sequence (CPU, fp32, or attention dropout); --unpad with varlen flash attention; and
-    the ideal of removing every padding FLOP (ModernBERT's reference point: the MLM head too at the
-    masked tokens only, not at N slots per example)."""
+    """One real batch's step FLOPs as laid out by: the padded step (N MLM slots per example, used or
+    not, as ELECTRA); --unpad with attention re-padded to the longest sequence (CPU, fp32, or attention
+    dropout); --unpad with varlen flash attention, which removes every padding FLOP (ModernBERT's
+    reference point: linear layers, attention and the MLM head see real, masked tokens only)."""
     lengths = attention_mask.sum(-1).double()
     B, L = attention_mask.shape
-    T, M = lengths.sum().item(), lengths.max().item()
-    squares = (lengths ** 2).sum().item()
+    T, M, P = lengths.sum().item(), lengths.max().item(), counts.sum().item()
     return {"padded": step_flops(disc, gen, B * L, B * L * L, B * n),
-            "unpadded_repadded_attention": step_flops(disc, gen, T, B * M * M, B * n),
-            "unpadded_varlen": step_flops(disc, gen, T, squares, B * n),
-            "no_padding_at_all": step_flops(disc, gen, T, squares, counts.sum().item())}
+            "unpadded_repadded_attention": step_flops(disc, gen, T, B * M * M, P),
+            "unpadded_varlen": step_flops(disc, gen, T, (lengths ** 2).sum().item(), P)}
+
+
+def write_profile(profiler, out_dir, device):
+    """The op table of the profiled steps, costliest first (device time on CUDA), and the trace."""
+    profiler.stop()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    (out_dir / "ours_ops.txt").write_text(profiler.key_averages().table(sort_by=sort, row_limit=30))
+    profiler.export_chrome_trace(str(out_dir / "ours_trace.json"))
 
 
 def run_ours(args):
@@ -98,7 +105,12 @@ def run_ours(args):
                  "attention_mask": torch.ones_like(ids["ids"], dtype=torch.bool)}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
     times, cpu_times, real_tokens, positions, layouts = [], [], [], [], []
+    profiler = None
     for i in range(args.warmup + args.steps):
+        if args.profile_dir and i == args.warmup + args.steps - 2:         # the last two timed steps
+            profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] + (
+                [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []))
+            profiler.start()
         data = fixed if loader is None else loader.next_batch()
         bench_model.synchronize(device)
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -122,6 +134,8 @@ def run_ours(args):
         positions.append(data["input_ids"].numel())
         layouts.append(layout_flops(raw.discriminator.config, raw.generator.config, data["attention_mask"],
                                     b["counts"], targs.num_predictions))
+    if profiler is not None:
+        write_profile(profiler, Path(args.profile_dir), device)
     median = lambda xs: sorted(xs[args.warmup:])[len(xs[args.warmup:]) // 2]
     peak_mb = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
     timed = slice(args.warmup, None)
@@ -158,6 +172,8 @@ def parse_args(argv=None):
     p.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False,
                    help="ours: the encoders on the real tokens only (train_pretrain --unpad)")
     p.add_argument("--dropout", type=float, default=None, help="ours: hidden and attention dropout (default: the preset's)")
+    p.add_argument("--profile-dir", default=None, help="ours: torch.profiler over the last two timed steps: "
+                   "ours_ops.txt (the op table) and ours_trace.json here")
     p.add_argument("--out-dir", default="runs/bench_pretrain")
     return p.parse_args(argv)
 
@@ -169,7 +185,7 @@ def child(args, impl):
     argv = [sys.executable, script, "--impl", impl] + sum((["--" + k.replace("_", "-"), str(getattr(args, k))]
                                                           for k in keys), []) + (["--compile"] if args.compile else [])
     if impl == "ours":
-        argv += sum(([f"--{k}", str(getattr(args, k))] for k in ("shards", "vocab", "dropout") if getattr(args, k)
+        argv += sum(([f"--{k.replace('_', '-')}", str(getattr(args, k))] for k in ("shards", "vocab", "dropout", "profile_dir") if getattr(args, k)
                      is not None), []) + (["--unpad"] if args.unpad else [])
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode:

@@ -13,6 +13,8 @@ the budget is skipped and says so):
                       padded vs --unpad, with the recipe's dropout 0.1 (attention: SDPA re-padded) and
                       with dropout 0 (attention: varlen flash); real tokens/s and the ratio
   unpad_512_compile   the same, compiled (padded, unpadded, then unpadded with dropout 0 if time is left)
+  profile_512_compile torch.profiler's op table of the compiled base step at L = 512 (synthetic batch, as
+                      bench_512_compile): where the time goes that the 35% MFU target is missing
   pretrain            300 steps of `small` in bf16 + compile on real PubMed: finite, falling losses
   pretrain_unpad      the pretrain run's first 100 steps again with --unpad: seq/s against the padded
                       run, its padding share, and how often Dynamo recompiled for the varying token count
@@ -61,7 +63,8 @@ SIZES = {
                 finetune=dict(size="tiny", train=48, eval=32, qa_train=24, qa_eval=2),
                 unpad=dict(size="tiny", seq_len=128, batch=16, steps=6, warmup=1, compile_warmup=2)),
 }
-ESTIMATES = {"env": (10, 5), "unpad_512": (110, 40), "unpad_512_compile": (170, 0), "pretrain": (120, 40),
+ESTIMATES = {"env": (10, 5), "unpad_512": (110, 40), "unpad_512_compile": (170, 0), "profile_512_compile": (90, 20),
+             "pretrain": (120, 40),
              "pretrain_unpad": (90, 25), "bench_128_compile": (130, 0), "bench_512_compile": (150, 0),
              "syncs": (40, 25), "resume": (75, 60), "finetune": (90, 60), "bench_512": (45, 35), "bench_128": (40, 25)}
 PARTS = list(ESTIMATES)
@@ -289,6 +292,25 @@ def part_unpad(a, log, deadline, compile_):
     return result
 
 
+def part_profile(a, log, deadline):
+    """Where the compiled base step at L = 512 spends its time (the 35% MFU target's step): the op table
+    of bench_pretrain's last two timed steps under torch.profiler, kept whole in the result."""
+    if a.mode == "cpu":
+        compile_, s = False, dict(SIZES["cpu"]["unpad"], seq_len=128)
+    else:
+        compile_, s = True, SIZES["cuda"]["unpad"]
+    out_dir = Path(a.out) / "profile_512"
+    rc = run([sys.executable, "bench/bench_pretrain.py", "--impl", "ours", "--size", s["size"], "--seq-len", s["seq_len"],
+              "--batch-size", s["batch"], "--steps", s["steps"], "--warmup", s["compile_warmup" if compile_ else "warmup"],
+              "--device", a.mode, "--dtype", "bf16" if a.mode == "cuda" else "fp32", "--profile-dir", out_dir,
+              "--compile" if compile_ else "--no-compile"], log, deadline)
+    if rc:
+        return {"status": "failed", "rc": rc}
+    table = (out_dir / "ours_ops.txt").read_text()
+    return {"status": "ok", "size": s["size"], "seq_len": s["seq_len"], "batch": s["batch"], "compile": compile_,
+            "ops_table": table, "top_op": table.splitlines()[3].split()[0] if len(table.splitlines()) > 3 else ""}
+
+
 def part_resume(a, log, deadline):
     """Three runs of the same steps: straight, straight again (run-to-run noise), and SIGKILLed after
     its first checkpoint then --resume'd. Compared on every weight and Adam moment."""
@@ -354,7 +376,8 @@ def part_finetune(a, log, deadline):
 
 PART_FUNCTIONS = {"env": part_env,
                   "unpad_512": lambda a, log, d: part_unpad(a, log, d, False),
-                  "unpad_512_compile": lambda a, log, d: part_unpad(a, log, d, True), "syncs": part_syncs, "pretrain": part_pretrain, "resume": part_resume,
+                  "unpad_512_compile": lambda a, log, d: part_unpad(a, log, d, True),
+                  "profile_512_compile": part_profile, "syncs": part_syncs, "pretrain": part_pretrain, "resume": part_resume,
                   "finetune": part_finetune, "pretrain_unpad": part_pretrain_unpad,
                   "bench_512_compile": lambda a, log, d: part_bench(a, log, d, 512, True),
                   "bench_512": lambda a, log, d: part_bench(a, log, d, 512, False),
@@ -444,6 +467,8 @@ def describe(name, p) -> str:
                            for k in ("unpadded", "unpadded_dropout0") if f"speedup_{k}" in p)
         return (f"{p['size']} L={p['seq_len']}, {100 * p['padding_share']:.0f}% padding: real tokens/s unpadded / padded "
                 f"{speeds}; bound if all work scaled with the tokens: {p['ideal_linear_speedup']:.2f}x")
+    if name == "profile_512_compile":
+        return f"{p['size']} L={p['seq_len']} compile {p['compile']}: op table in results.json; costliest: {p['top_op']}"
     if name == "finetune":
         return "; ".join(f"{t} {p[t]['metric']} {p[t]['mean']:.4f}" for t in ("ncbi_disease", "bioasq"))
     if name.startswith("bench"):

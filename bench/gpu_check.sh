@@ -20,7 +20,7 @@ OUT_DIR="${OUT:+$OUT/gpu_check}"
 OUT_DIR="${OUT_DIR:-runs/gpu_check}"
 DATA="${ELECTRAMED_DATA:-../shared/data}"
 BUDGET=""
-PARTS="env unpad_512 unpad_512_compile pretrain pretrain_unpad bench_128_compile bench_512_compile syncs resume finetune bench_512 bench_128"
+PARTS="env unpad_512 unpad_512_compile profile_512_compile pretrain pretrain_unpad bench_128_compile bench_512_compile syncs resume finetune bench_512 bench_128"
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) MODE=cpu ;;

@@ -521,6 +521,28 @@ def test_unpadded_training_equals_padded(small_corpus, scivocab, tmp_path, monke
     assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in reference], rel=1e-5)
 
 
+def test_unpadded_step_runs_the_mlm_head_at_the_masked_tokens_only(tokenizer, real_batch):
+    """--unpad: the MLM head (and the sampling) see the P masked tokens, not N slots per example, and
+    the step's loss, statistics and corrupted labels equal the padded step's on 64 real packed examples."""
+    model, rows = make_model(tokenizer), []
+    model.generator.head.register_forward_hook(lambda module, inputs, output: rows.append(output.shape[:-1].numel()))
+    outputs = {}
+    for unpad in (False, True):
+        args = tp.parse_args(["--seed", "0", "--unpad" if unpad else "--no-unpad"])
+        args.mask_prob, args.num_predictions, args.seq_len = 0.15, tp.num_predictions(0.15, 64), 64
+        b = {k: v[:64] for k, v in real_batch.items()}
+        b["counts"] = tp.count_targets(b["input_ids"], model.special_ids, model.pad_id, 0.15, args.num_predictions)
+        batch = tp.prepare_batch(b, model, args, 0, 0, torch.device("cpu"))
+        batch["mlm_denominator"], batch["rtd_denominator"] = torch.tensor(1.0), torch.tensor(1.0)
+        outputs[unpad] = model(batch)
+    masked = int(b["counts"].sum())
+    assert masked < 64 * args.num_predictions                          # some slots unused (padded tails)
+    assert rows == [64 * args.num_predictions, masked]                 # padded: every slot; unpadded: the masked
+    torch.testing.assert_close(outputs[True]["stats"], outputs[False]["stats"], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(outputs[True]["loss"], outputs[False]["loss"], rtol=1e-5, atol=0)
+    assert torch.equal(outputs[True]["labels"], outputs[False]["labels"])
+
+
 def test_unpadded_token_count_compiles_once(tokenizer, real_batch):
     """Under torch.compile, --unpad's token count T changes every step (real packed batches of 8
     examples, some padded) and must not recompile: prepare_batch marks T dynamic when compiling,
