@@ -79,7 +79,29 @@ def make_batch(args, vocab_size, device):
     ids[:, 0], ids[:, -1] = 2, 3
     types = (torch.arange(L) >= L // 2).long().expand(B, L).contiguous()
     positions = torch.rand(B, L - 2).argsort(dim=1)[:, :n] + 1   # never [CLS] or the last [SEP]
-    return {k: v.to(device) for k, v in dict(ids=ids, types=types, positions=positions).items()}
+    return {k: v.to(device) for k, v in dict(ids=ids, types=types, positions=positions).items()} | {"mask": None}
+
+
+def real_batches(args, device):
+    """With --shards: real packed PubMed examples (padded tails) from data.py's shards, batch after
+    batch, each with the same N masked positions per example, drawn among its real tokens after [CLS]
+    (an example with fewer than N such tokens takes the rest from its padding). Else None."""
+    if not args.shards:
+        return None
+    from data import PretrainingData
+    loader = PretrainingData(Path(args.shards), batch_size=args.batch_size, seed=args.seed)
+    if loader.max_len != args.seq_len:
+        sys.exit(f"{args.shards}: examples of length {loader.max_len}, not --seq-len {args.seq_len}")
+    n = int((args.mask_prob + 0.005) * args.seq_len)
+
+    def next_batch():
+        b = loader.next_batch()
+        candidates = b["attention_mask"].clone()
+        candidates[:, 0] = False
+        positions = torch.where(candidates, torch.rand(candidates.shape), -1.0).topk(n, dim=1).indices
+        return {"ids": b["input_ids"].to(device), "types": b["token_type_ids"].to(device),
+                "positions": positions.to(device), "mask": b["attention_mask"].to(device)}
+    return next_batch
 
 
 def gumbel_sample(logits):
@@ -96,11 +118,12 @@ def build_ours(disc_config, gen_config):
     def step(gen_model, disc_model, batch):
         ids, types, pos = batch["ids"], batch["types"], batch["positions"]
         masked = ids.scatter(1, pos, MASK_ID)
-        logits = gen_model(masked, types, None, pos)                            # (B, N, V)
+        logits = gen_model(masked, types, batch["mask"], pos)                   # (B, N, V)
         mlm = F.cross_entropy(logits.float().flatten(0, 1), ids.gather(1, pos).flatten())
         corrupted = ids.scatter(1, pos, gumbel_sample(logits))
-        rtd_logits = disc_model(corrupted, types, None)                         # (B, L)
-        rtd = F.binary_cross_entropy_with_logits(rtd_logits.float(), (corrupted != ids).float())
+        rtd_logits = disc_model(corrupted, types, batch["mask"])                # (B, L)
+        weight = None if batch["mask"] is None else batch["mask"].float()      # real tokens only
+        rtd = F.binary_cross_entropy_with_logits(rtd_logits.float(), (corrupted != ids).float(), weight)
         return mlm + 50.0 * rtd
 
     return gen, disc, step
@@ -117,10 +140,11 @@ def build_hf(disc_config, gen_config):
         ids, types, pos = batch["ids"], batch["types"], batch["positions"]
         masked = ids.scatter(1, pos, MASK_ID)
         labels = torch.full_like(ids, -100).scatter(1, pos, ids.gather(1, pos))
-        out = gen_model(masked, token_type_ids=types, labels=labels)           # logits (B, L, V)
+        out = gen_model(masked, attention_mask=batch["mask"], token_type_ids=types, labels=labels)  # (B, L, V)
         picked = out.logits.gather(1, pos[:, :, None].expand(-1, -1, out.logits.shape[-1]))
         corrupted = ids.scatter(1, pos, gumbel_sample(picked))
-        rtd = disc_model(corrupted, token_type_ids=types, labels=(corrupted != ids).long()).loss
+        rtd = disc_model(corrupted, attention_mask=batch["mask"], token_type_ids=types,
+                         labels=(corrupted != ids).long()).loss               # HF: the real tokens only
         return out.loss + 50.0 * rtd
 
     return gen, disc, step
@@ -140,12 +164,16 @@ def run_one(args):
     params = list(torch.nn.ModuleDict({"g": gen, "d": disc}).parameters())    # shared weights once
     opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01, eps=1e-6)
     gen_run, disc_run = (torch.compile(gen), torch.compile(disc)) if args.compile else (gen, disc)
+    next_real = real_batches(args, device)
     batch = make_batch(args, disc_config.vocab_size, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times, cpu_times = [], []
+    times, cpu_times, real_tokens = [], [], []
     for i in range(args.warmup + args.steps):
+        if next_real is not None:
+            batch = next_real()                                   # loaded and copied before the clock starts
+        real_tokens.append(batch["ids"].numel() if batch["mask"] is None else int(batch["mask"].sum()))
         synchronize(device)
         start, cpu_start = time.perf_counter(), time.process_time()
         with autocast:
@@ -162,7 +190,9 @@ def run_one(args):
     cpu_seconds = sorted(cpu_times[args.warmup:])[len(cpu_times[args.warmup:]) // 2]
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"impl": args.impl, "s_per_step": seconds, "cpu_s_per_step": cpu_seconds, "seq_per_s": args.batch_size / seconds,
+    timed = slice(args.warmup, None)
+    return {"impl": args.impl, "s_per_step": seconds,
+            "real_tokens_per_s": sum(real_tokens[timed]) / sum(times[timed]), "real_data": next_real is not None, "cpu_s_per_step": cpu_seconds, "seq_per_s": args.batch_size / seconds,
             "peak_mb": peak_mb, "rss_before_model_mb": base_rss, "loss": loss.item(),
             "params": em.count_parameters(torch.nn.ModuleDict({"g": gen, "d": disc})),
             "flops_per_seq": flops_per_sequence(disc_config, gen_config, args.seq_len,
@@ -189,6 +219,8 @@ def parse_args(argv=None):
     p.add_argument("--peak-flops", type=float, default=None,
                    help="device peak FLOP/s for MFU (default: measured matmul peak)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shards", default=None, help="real packed examples (data.py prepare at --seq-len, a vocabulary "
+                   "of at most --vocab-size) instead of the synthetic batch without padding")
     p.add_argument("--out-dir", default="runs/bench_model")
     return p.parse_args(argv)
 
@@ -198,7 +230,7 @@ def child_argv(args, impl):
     for key in ("size", "vocab_size", "seq_len", "batch_size", "mask_prob", "steps", "warmup", "device",
                 "dtype", "threads", "seed", "out_dir"):
         argv += ["--" + key.replace("_", "-"), str(getattr(args, key))]
-    return argv + (["--compile"] if args.compile else [])
+    return argv + (["--compile"] if args.compile else []) + (["--shards", args.shards] if args.shards else [])
 
 
 def main(args):

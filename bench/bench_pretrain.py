@@ -9,7 +9,7 @@ median s/step of --steps timed steps, CPU s/step, seq/s and MFU from train_pretr
 
     OMP_NUM_THREADS=2 python bench/bench_pretrain.py                        # CPU, small, L=128
     python bench/bench_pretrain.py --device cuda --sweep                    # base, L=128/512, compile on/off
-    python bench/bench_pretrain.py --impls ours --shards DIR --vocab V --seq-len 512 [--unpad]   # real batches
+    python bench/bench_pretrain.py --shards DIR --vocab V --seq-len 512 [--unpad]   # real (padded) batches
 
 Writes OUT_DIR/bench_pretrain.json and prints a markdown table for bench/results_pretrain.md.
 """
@@ -167,7 +167,7 @@ def parse_args(argv=None):
     p.add_argument("--impls", default="ours,hf", help="what to measure: ours,hf or ours (no transformers installed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shards", default=None, help="real packed examples (data.py prepare, at --seq-len) instead of "
-                   "the synthetic padding-free batch; ours only; pass the --vocab they were packed with")
+                   "the synthetic padding-free batch, for both steps; pass the --vocab they were packed with")
     p.add_argument("--vocab", default=None, help="the vocabulary file (default: --vocab-size placeholder tokens)")
     p.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False,
                    help="ours: the encoders on the real tokens only (train_pretrain --unpad)")
@@ -184,6 +184,8 @@ def child(args, impl):
     script = __file__ if impl == "ours" else str(REPO / "bench" / "bench_model.py")
     argv = [sys.executable, script, "--impl", impl] + sum((["--" + k.replace("_", "-"), str(getattr(args, k))]
                                                           for k in keys), []) + (["--compile"] if args.compile else [])
+    if impl == "hf" and args.shards:             # the same real batches, padded: transformers cannot unpad
+        argv += ["--shards", args.shards]
     if impl == "ours":
         argv += sum(([f"--{k.replace('_', '-')}", str(getattr(args, k))] for k in ("shards", "vocab", "dropout", "profile_dir") if getattr(args, k)
                      is not None), []) + (["--unpad"] if args.unpad else [])
@@ -208,8 +210,6 @@ def main(args):
     if args.impl:
         print(json.dumps(run_ours(args)))
         return
-    if args.shards and "hf" in args.impls.split(","):
-        sys.exit("--shards measures ours only (the transformers step has no padded-batch path here): add --impls ours")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"out dir: {out_dir}")

@@ -11,7 +11,8 @@ the budget is skipped and says so):
   env                 device, versions, commit, whether the data and transformers are there
   unpad_512           bench_pretrain on REAL packed PubMed batches at L = 512 (74% padding), base, eager:
                       padded vs --unpad, with the recipe's dropout 0.1 (attention: SDPA re-padded) and
-                      with dropout 0 (attention: varlen flash); real tokens/s and the ratio
+                      with dropout 0 (attention: varlen flash); real tokens/s and the ratio; and the
+                      transformers step on the same batches (padded: it cannot unpad)
   unpad_512_compile   the same, compiled (padded, unpadded, then unpadded with dropout 0 if time is left)
   profile_512_compile torch.profiler's op table of the compiled base step at L = 512 (synthetic batch, as
                       bench_512_compile): where the time goes that the 35% MFU target is missing
@@ -63,7 +64,7 @@ SIZES = {
                 finetune=dict(size="tiny", train=48, eval=32, qa_train=24, qa_eval=2),
                 unpad=dict(size="tiny", seq_len=128, batch=16, steps=6, warmup=1, compile_warmup=2)),
 }
-ESTIMATES = {"env": (10, 5), "unpad_512": (110, 40), "unpad_512_compile": (170, 0), "profile_512_compile": (90, 20),
+ESTIMATES = {"env": (10, 5), "unpad_512": (130, 50), "unpad_512_compile": (240, 0), "profile_512_compile": (90, 20),
              "pretrain": (120, 40),
              "pretrain_unpad": (90, 25), "bench_128_compile": (130, 0), "bench_512_compile": (150, 0),
              "syncs": (40, 25), "resume": (75, 60), "finetune": (90, 60), "bench_512": (45, 35), "bench_128": (40, 25)}
@@ -260,6 +261,18 @@ def bench_ours(a, log, deadline, shards, s, compile_, unpad, dropout):
     return {"status": "ok", **json.loads(lines[-1])}
 
 
+def bench_transformers(a, log, deadline, shards, s, compile_):
+    """bench_model.py's transformers ELECTRA step on the same real batches, padded (it cannot unpad)."""
+    rc = run([sys.executable, "bench/bench_model.py", "--impl", "hf", "--size", s["size"], "--seq-len", s["seq_len"],
+              "--batch-size", s["batch"], "--steps", s["steps"], "--warmup", s["compile_warmup" if compile_ else "warmup"],
+              "--device", a.mode, "--dtype", "bf16" if a.mode == "cuda" else "fp32", "--shards", shards,
+              "--threads", 0 if a.mode == "cuda" else 1, "--compile" if compile_ else "--no-compile"], log, deadline)
+    if rc:
+        return {"status": "failed", "rc": rc}
+    lines = [line for line in Path(log).read_text().splitlines() if line.startswith('{"impl": "hf"')]
+    return {"status": "ok", **json.loads(lines[-1])}
+
+
 def part_unpad(a, log, deadline, compile_):
     """Padded vs --unpad on real PubMed batches at the paper's L = 512 (74% padding), base, bf16:
     the recipe's dropout 0.1 (attention by SDPA re-padded to the longest sequence) and dropout 0
@@ -268,16 +281,20 @@ def part_unpad(a, log, deadline, compile_):
         return {"status": "skipped", "reason": "torch.compile takes minutes on 2 CPU cores; CUDA only"}
     s = SIZES[a.mode]["unpad"]
     shards = sample_shards(a, s["seq_len"])
-    variants = ([("padded", False, 0.1), ("unpadded", True, 0.1), ("unpadded_dropout0", True, 0.0)] if compile_ else
-                [("padded", False, 0.1), ("unpadded", True, 0.1), ("padded_dropout0", False, 0.0),
-                 ("unpadded_dropout0", True, 0.0)])
-    each = ESTIMATES[f"unpad_512{'_compile' if compile_ else ''}"][a.mode == "cpu"] / (2 if compile_ else 4)
+    variants = ([("padded", False, 0.1), ("unpadded", True, 0.1), ("transformers", None, 0.1),
+                 ("unpadded_dropout0", True, 0.0)] if compile_ else
+                [("padded", False, 0.1), ("unpadded", True, 0.1), ("transformers", None, 0.1),
+                 ("padded_dropout0", False, 0.0), ("unpadded_dropout0", True, 0.0)])
+    if not importlib.util.find_spec("transformers"):
+        variants = [v for v in variants if v[0] != "transformers"]
+    each = ESTIMATES[f"unpad_512{'_compile' if compile_ else ''}"][a.mode == "cpu"] / (3 if compile_ else 5)
     rows = {}
     for name, unpad, dropout in variants:
         if time.time() + each > deadline:
             rows[name] = {"status": "skipped", "reason": "out of budget"}
             continue
-        rows[name] = bench_ours(a, log, deadline, shards, s, compile_, unpad, dropout)
+        rows[name] = (bench_transformers(a, log, deadline, shards, s, compile_) if unpad is None else
+                      bench_ours(a, log, deadline, shards, s, compile_, unpad, dropout))
     ok = {k: r for k, r in rows.items() if r["status"] == "ok"}
     if not {"padded", "unpadded"} <= set(ok):
         return {"status": "failed", "rows": rows}
@@ -289,6 +306,9 @@ def part_unpad(a, log, deadline, compile_):
         if unpadded in ok and padded in ok and f"speedup_{unpadded}" not in result:
             result[f"speedup_{unpadded}"] = ok[unpadded]["real_tokens_per_s"] / ok[padded]["real_tokens_per_s"]
             result[f"speedup_{unpadded}_against"] = padded
+    if "transformers" in ok:                     # the same real batches, the same dropout, both padded and not
+        result["padded_over_transformers"] = ok["transformers"]["s_per_step"] / ok["padded"]["s_per_step"]
+        result["unpadded_over_transformers"] = ok["transformers"]["s_per_step"] / ok["unpadded"]["s_per_step"]
     return result
 
 
@@ -465,8 +485,10 @@ def describe(name, p) -> str:
     if name.startswith("unpad_512"):
         speeds = ", ".join(f"{k}: {p[f'speedup_{k}']:.2f}x (vs {p[f'speedup_{k}_against']})"
                            for k in ("unpadded", "unpadded_dropout0") if f"speedup_{k}" in p)
+        hf = (f"; against transformers on the same batches: padded {p['padded_over_transformers']:.2f}x, "
+              f"unpadded {p['unpadded_over_transformers']:.2f}x" if "unpadded_over_transformers" in p else "")
         return (f"{p['size']} L={p['seq_len']}, {100 * p['padding_share']:.0f}% padding: real tokens/s unpadded / padded "
-                f"{speeds}; bound if all work scaled with the tokens: {p['ideal_linear_speedup']:.2f}x")
+                f"{speeds}; bound if all work scaled with the tokens: {p['ideal_linear_speedup']:.2f}x{hf}")
     if name == "profile_512_compile":
         return f"{p['size']} L={p['seq_len']} compile {p['compile']}: op table in results.json; costliest: {p['top_op']}"
     if name == "finetune":
