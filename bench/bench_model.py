@@ -5,7 +5,8 @@ positions (fp32, no gradient), discriminator forward over the corrupted input, l
 backward, AdamW step. Ours runs the MLM head only at the N masked positions (PAPER.md §3); the
 transformers step is ElectraForMaskedLM + ElectraForPreTraining with the embedding block shared as
 HF's ELECTRA pre-training examples do (generator.electra.embeddings = discriminator.electra.embeddings),
-whose MLM head runs over all L positions. Same sizes, same batch (no padding), same optimizer.
+whose MLM head runs over all L positions. Same sizes, same batch (no padding; or with --shards the
+same real packed PubMed batches, padded tails and attention masks included), same optimizer.
 
 Each implementation runs in its own child process (interleaved, best of --repeats), which reports
 s/step, seq/s, peak memory (ru_maxrss on CPU, max_memory_allocated on CUDA) and MFU from the

@@ -224,8 +224,11 @@ def main(args):
     for setting in settings:
         vars(args).update(setting)
         best = measure(args, args.impls.split(","))
+        # useful FLOPs per step, the same for both steps: full sequences, or on real batches their real tokens only
+        useful = (best["ours"]["step_flops"]["unpadded_varlen"] if best["ours"].get("real_data")
+                  else best["ours"]["flops_per_seq"] * args.batch_size)
         for impl, r in best.items():
-            mfu = r["seq_per_s"] * best["ours"]["flops_per_seq"] / peak
+            mfu = useful / r["s_per_step"] / peak
             rows.append({**setting, **r, "mfu": mfu})
             print(f"| {args.size} | {args.seq_len} | {args.batch_size} | {args.compile} | {impl} | {r['s_per_step']:.3f} | "
                   f"{r['cpu_s_per_step']:.3f} | {r['seq_per_s']:.2f} | {100 * mfu:.1f}% |")

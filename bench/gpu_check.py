@@ -298,14 +298,17 @@ def part_unpad(a, log, deadline, compile_):
     ok = {k: r for k, r in rows.items() if r["status"] == "ok"}
     if not {"padded", "unpadded"} <= set(ok):
         return {"status": "failed", "rows": rows}
-    result = {"status": "ok", "size": s["size"], "seq_len": s["seq_len"], "batch": s["batch"], "compile": compile_,
-              "padding_share": ok["padded"]["padding_share"], "rows": rows,
+    result = {"status": "ok", "mode": a.mode, "size": s["size"], "seq_len": s["seq_len"], "batch": s["batch"],
+              "compile": compile_, "padding_share": ok["padded"]["padding_share"], "rows": rows,
               "ideal_linear_speedup": 1 / (1 - ok["padded"]["padding_share"])}
     for unpadded, padded in (("unpadded", "padded"), ("unpadded_dropout0", "padded_dropout0"),
                              ("unpadded_dropout0", "padded")):
         if unpadded in ok and padded in ok and f"speedup_{unpadded}" not in result:
             result[f"speedup_{unpadded}"] = ok[unpadded]["real_tokens_per_s"] / ok[padded]["real_tokens_per_s"]
             result[f"speedup_{unpadded}_against"] = padded
+    useful = ok["padded"]["step_flops"]["unpadded_varlen"]      # the real tokens' FLOPs, the same batches in every row
+    for r in ok.values():
+        r["useful_mfu_h100_bf16"] = useful / r["s_per_step"] / H100_PEAK
     if "transformers" in ok:                     # the same real batches, the same dropout, both padded and not
         result["padded_over_transformers"] = ok["transformers"]["s_per_step"] / ok["padded"]["s_per_step"]
         result["unpadded_over_transformers"] = ok["transformers"]["s_per_step"] / ok["unpadded"]["s_per_step"]
@@ -487,8 +490,10 @@ def describe(name, p) -> str:
                            for k in ("unpadded", "unpadded_dropout0") if f"speedup_{k}" in p)
         hf = (f"; against transformers on the same batches: padded {p['padded_over_transformers']:.2f}x, "
               f"unpadded {p['unpadded_over_transformers']:.2f}x" if "unpadded_over_transformers" in p else "")
+        mfu = (f"; useful MFU (real tokens' FLOPs / H100 989 TFLOP/s) padded {100 * p['rows']['padded']['useful_mfu_h100_bf16']:.1f}%, "
+               f"unpadded {100 * p['rows']['unpadded']['useful_mfu_h100_bf16']:.1f}%" if p.get("mode") == "cuda" else "")
         return (f"{p['size']} L={p['seq_len']}, {100 * p['padding_share']:.0f}% padding: real tokens/s unpadded / padded "
-                f"{speeds}; bound if all work scaled with the tokens: {p['ideal_linear_speedup']:.2f}x{hf}")
+                f"{speeds}; bound if all work scaled with the tokens: {p['ideal_linear_speedup']:.2f}x{hf}{mfu}")
     if name == "profile_512_compile":
         return f"{p['size']} L={p['seq_len']} compile {p['compile']}: op table in results.json; costliest: {p['top_op']}"
     if name == "finetune":
