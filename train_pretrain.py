@@ -440,7 +440,8 @@ class ReplacedTokenDetection(nn.Module):
     def forward(self, batch):
         """batch: input_ids, token_type_ids (B, L); attention_mask (B, L) or None (no padding);
         counts (B,); noise from draw_noise; mlm_denominator, rtd_denominator (0-dim tensors); with
-        --unpad, "unpadded" (electramed.Unpadded): the encoders then run on the real tokens only.
+        --unpad, "unpadded" (electramed.Unpadded) and "used_slots" (P,): the encoders then run on the
+        real tokens only, and the MLM head and the sampling at the P masked tokens only (used_slots).
         Returns {"loss": for backward, "stats": (len(STATS),) sums, "disc_logits", "labels", "real"}."""
         ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
         masked, positions, weights, originals = mask_tokens(
