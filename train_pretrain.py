@@ -538,16 +538,23 @@ def roc_auc(scores, labels) -> float:
     return ((ranks[labels].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def flops_per_sequence(disc, gen, seq_len, n) -> float:
-    """Matmul FLOPs of one training sequence, forward + backward (3x forward); PAPER.md §5 gives
-    ~7.8e10 at L=128 and ~3.4e11 at L=512 for base."""
+def matmul_flops(disc, gen, tokens, attention, slots) -> float:
+    """Matmul FLOPs of training (forward + backward = 3x forward) in any token layout: `tokens` rows
+    through every linear layer, `attention` (query, key) pairs per layer (L*L per full sequence, the
+    sum of len^2 for variable lengths), `slots` rows through the MLM head."""
     def encoder(c):
-        per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size) + 4 * seq_len * c.hidden_size
+        per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size)
         project = 2 * c.embedding_size * c.hidden_size if c.embedding_size != c.hidden_size else 0
-        return seq_len * (c.num_hidden_layers * per_token + project)
-    disc_head = seq_len * 2 * disc.hidden_size ** 2
-    mlm_head = n * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
+        return tokens * (c.num_hidden_layers * per_token + project) + c.num_hidden_layers * 4 * c.hidden_size * attention
+    disc_head = tokens * 2 * disc.hidden_size ** 2
+    mlm_head = slots * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
     return 3.0 * (encoder(disc) + disc_head + encoder(gen) + mlm_head)
+
+
+def flops_per_sequence(disc, gen, seq_len, n) -> float:
+    """Matmul FLOPs of one full training sequence of seq_len tokens and n MLM slots; PAPER.md §5 gives
+    ~7.8e10 at L=128 and ~3.4e11 at L=512 for base."""
+    return matmul_flops(disc, gen, seq_len, seq_len * seq_len, n)
 
 
 # ---------------------------------------------------------------------------------------------

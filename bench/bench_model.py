@@ -83,16 +83,22 @@ def make_batch(args, vocab_size, device):
     return {k: v.to(device) for k, v in dict(ids=ids, types=types, positions=positions).items()} | {"mask": None}
 
 
+def open_shards(args):
+    """data.py's reader over --shards, batch_size sequences a batch, checked against --seq-len."""
+    from data import PretrainingData
+    loader = PretrainingData(Path(args.shards), batch_size=args.batch_size, seed=args.seed)
+    if loader.max_len != args.seq_len:
+        sys.exit(f"{args.shards}: examples of length {loader.max_len}, not --seq-len {args.seq_len}")
+    return loader
+
+
 def real_batches(args, device):
     """With --shards: real packed PubMed examples (padded tails) from data.py's shards, batch after
     batch, each with the same N masked positions per example, drawn among its real tokens after [CLS]
     (an example with fewer than N such tokens takes the rest from its padding). Else None."""
     if not args.shards:
         return None
-    from data import PretrainingData
-    loader = PretrainingData(Path(args.shards), batch_size=args.batch_size, seed=args.seed)
-    if loader.max_len != args.seq_len:
-        sys.exit(f"{args.shards}: examples of length {loader.max_len}, not --seq-len {args.seq_len}")
+    loader = open_shards(args)
     n = int((args.mask_prob + 0.005) * args.seq_len)
 
     def next_batch():

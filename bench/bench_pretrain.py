@@ -34,26 +34,10 @@ def real_batches(args, pad_id):
     None when benchmarking the synthetic padding-free batch."""
     if not args.shards:
         return None
-    from data import PretrainingData
-    loader = PretrainingData(Path(args.shards), batch_size=args.batch_size, seed=args.seed)
-    if loader.max_len != args.seq_len:
-        sys.exit(f"{args.shards}: examples of length {loader.max_len}, not --seq-len {args.seq_len}")
+    loader = bench_model.open_shards(args)
     if loader.pad_id != pad_id:
         sys.exit(f"{args.shards}: [PAD] is id {loader.pad_id}, not {pad_id}: pack with the benchmark's vocabulary")
     return loader
-
-
-def step_flops(disc, gen, tokens, attention, slots) -> float:
-    """Matmul FLOPs of one training step (forward + backward = 3x forward) in a given token layout:
-    `tokens` rows through every linear layer, `attention` the sum over sequences of (keys x queries)
-    each layer attends, `slots` rows through the MLM head. With B full sequences (B*L, B*L*L, B*N) it
-    is B x train_pretrain.flops_per_sequence."""
-    def encoder(c):
-        per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size)
-        project = 2 * c.embedding_size * c.hidden_size if c.embedding_size != c.hidden_size else 0
-        return tokens * (c.num_hidden_layers * per_token + project) + c.num_hidden_layers * 4 * c.hidden_size * attention
-    mlm_head = slots * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
-    return 3.0 * (encoder(disc) + tokens * 2 * disc.hidden_size ** 2 + encoder(gen) + mlm_head)
 
 
 def layout_flops(disc, gen, attention_mask, counts, n) -> dict:
@@ -64,9 +48,9 @@ def layout_flops(disc, gen, attention_mask, counts, n) -> dict:
     lengths = attention_mask.sum(-1).double()
     B, L = attention_mask.shape
     T, M, P = lengths.sum().item(), lengths.max().item(), counts.sum().item()
-    return {"padded": step_flops(disc, gen, B * L, B * L * L, B * n),
-            "unpadded_repadded_attention": step_flops(disc, gen, T, B * M * M, P),
-            "unpadded_varlen": step_flops(disc, gen, T, (lengths ** 2).sum().item(), P)}
+    return {"padded": tp.matmul_flops(disc, gen, B * L, B * L * L, B * n),
+            "unpadded_repadded_attention": tp.matmul_flops(disc, gen, T, B * M * M, P),
+            "unpadded_varlen": tp.matmul_flops(disc, gen, T, (lengths ** 2).sum().item(), P)}
 
 
 def write_profile(profiler, out_dir, device):
