@@ -424,7 +424,7 @@ def draw_noise(seeds, seq_len, n, device):
 #    global counts as denominators. loss = mlm + disc_weight * rtd. Metrics under no_grad.
 # ---------------------------------------------------------------------------------------------
 STATS = ("mlm_sum", "rtd_sum", "masked", "real", "gen_correct", "disc_correct", "true_pos",
-         "pred_pos", "replaced")
+         "pred_pos", "replaced", "attended")      # attended: sum of squared real lengths (attention's work)
 
 
 class ReplacedTokenDetection(nn.Module):
@@ -476,7 +476,8 @@ class ReplacedTokenDetection(nn.Module):
             predicted = (disc_logits > 0) & real
             stats = torch.stack([x.float() for x in (
                 mlm_sum, rtd_sum, weights.sum(), real.sum(), ((gen_logits.argmax(-1) == at(originals)) & at(weights)).sum(),
-                ((predicted == labels) & real).sum(), (predicted & labels).sum(), predicted.sum(), labels.sum())])
+                ((predicted == labels) & real).sum(), (predicted & labels).sum(), predicted.sum(), labels.sum(),
+                real.sum(-1).float().square().sum())])
         return {"loss": loss, "stats": stats, "disc_logits": disc_logits.detach(), "labels": labels, "real": real}
 
     def unpadded_generator(self, masked, types, positions, unpadded, used):
@@ -499,7 +500,18 @@ def summarize(stats, disc_weight):
             "rtd_base_entropy": binary_entropy(s["replaced"] / s["real"]),
             "gen_acc": s["gen_correct"] / s["masked"], "disc_acc": s["disc_correct"] / s["real"],
             "disc_precision": s["true_pos"] / max(s["pred_pos"], 1), "disc_recall": s["true_pos"] / max(s["replaced"], 1),
-            "disc_baseline_acc": 1 - s["replaced"] / s["real"]}
+            "disc_baseline_acc": 1 - s["replaced"] / s["real"],
+            "real_tokens": s["real"], "masked_tokens": s["masked"], "attended_pairs": s["attended"]}
+
+
+H100_BF16_PEAK = 989e12          # dense bf16 FLOP/s of an H100 SXM (PAPER.md §5)
+
+
+def useful_mfu(metrics, disc, gen, seconds, world_size) -> float:
+    """Model FLOPs utilisation per GPU, of an H100's peak, from summarize()'s token counts: only the
+    real tokens' FLOPs count (padding is not useful work, whether or not --unpad skipped it)."""
+    flops = matmul_flops(disc, gen, metrics["real_tokens"], metrics["attended_pairs"], metrics["masked_tokens"])
+    return flops / seconds / world_size / H100_BF16_PEAK
 
 
 def binary_entropy(p: float) -> float:
@@ -845,15 +857,17 @@ def global_counts(batches, raw, args, dist: Dist, stop_requested):
     return all_reduce(torch.tensor(local, dtype=torch.float64), dist, group=dist.host_group).tolist()
 
 
-def log_metrics(stats, scores, args, dist: Dist, step, lr, grad_norm, flops, timer) -> dict:
+def log_metrics(stats, scores, args, dist: Dist, step, lr, grad_norm, configs, timer) -> dict:
     """Summarize the stats summed since the last log (all processes) and reset them. disc_auc is over
-    every token this process saw since the last log (the main process's share of the batch)."""
+    every token this process saw since the last log (the main process's share of the batch).
+    configs: (discriminator, generator) ModelConfig, for the MFU on CUDA."""
     metrics = summarize(all_reduce(stats, dist), args.disc_weight)
     stats.zero_()
+    seconds = time.time() - timer[0]
     metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(), disc_auc=scores.auc(),
-                   seq_per_s=(step - timer[1]) * args.batch_size / (time.time() - timer[0]))
+                   seq_per_s=(step - timer[1]) * args.batch_size / seconds)
     if dist.device.type == "cuda":
-        metrics["mfu"] = metrics["seq_per_s"] * flops / 989e12    # of an H100 SXM's dense bf16 peak (PAPER.md §5)
+        metrics["mfu"] = useful_mfu(metrics, *configs, seconds, dist.world_size)
     return metrics
 
 
@@ -1035,7 +1049,7 @@ def train(args, dist: Dist):
             logging = step % args.log_every == 0 or step == args.steps
             evaluating = heldout is not None and (step % args.eval_every == 0 or step == args.steps)
             if logging or evaluating:      # a held-out score off a log step gets a line of its own
-                metrics = (log_metrics(stats, scores, args, dist, step, lr, grad_norm, flops, timer)
+                metrics = (log_metrics(stats, scores, args, dist, step, lr, grad_norm, (disc_config, gen_config), timer)
                            if logging else {"step": step})
                 if evaluating:
                     metrics.update(evaluate_heldout(raw, heldout, args, dist.device, autocast))

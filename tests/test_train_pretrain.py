@@ -521,6 +521,24 @@ def test_unpadded_training_equals_padded(small_corpus, scivocab, tmp_path, monke
     assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in reference], rel=1e-5)
 
 
+def test_logged_mfu_counts_real_tokens_per_gpu(tokenizer, real_batch):
+    """The log's MFU (CUDA) counts only the real tokens' FLOPs, since padding is not useful work whether
+    or not --unpad skipped it, and divides by the number of GPUs. A step's summed stats on 16 real
+    padded examples give exactly matmul_flops of their lengths (T = sum len, attention = sum len^2,
+    slots = masked tokens). Full sequences give B x flops_per_sequence, the paper's count."""
+    model = make_model(tokenizer)
+    batch = model_batch(model, real_batch, n_examples=16)
+    metrics = tp.summarize(model(batch)["stats"], 50.0)
+    lengths = real_batch["attention_mask"][:16].sum(-1).double()
+    assert lengths.min() < 64                                          # really padded
+    d, g = model.discriminator.config, model.generator.config
+    expected = tp.matmul_flops(d, g, lengths.sum().item(), (lengths ** 2).sum().item(), batch["counts"].sum().item())
+    assert tp.useful_mfu(metrics, d, g, 2.0, 4) == pytest.approx(expected / 2.0 / 4 / 989e12, rel=1e-9)
+    n = tp.num_predictions(0.15, 64)
+    full = {"real_tokens": 16 * 64, "attended_pairs": 16 * 64 * 64, "masked_tokens": 16 * n}
+    assert tp.useful_mfu(full, d, g, 1.0, 1) == pytest.approx(16 * tp.flops_per_sequence(d, g, 64, n) / 989e12)
+
+
 def test_unpadded_step_runs_the_mlm_head_at_the_masked_tokens_only(tokenizer, real_batch):
     """--unpad: the MLM head (and the sampling) see the P masked tokens, not N slots per example, and
     the step's loss, statistics and corrupted labels equal the padded step's on 64 real packed examples."""
