@@ -198,8 +198,8 @@ def run_one(args):
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     timed = slice(args.warmup, None)
-    return {"impl": args.impl, "s_per_step": seconds,
-            "real_tokens_per_s": sum(real_tokens[timed]) / sum(times[timed]), "real_data": next_real is not None, "cpu_s_per_step": cpu_seconds, "seq_per_s": args.batch_size / seconds,
+    return {"impl": args.impl, "s_per_step": seconds, "cpu_s_per_step": cpu_seconds, "seq_per_s": args.batch_size / seconds,
+            "real_tokens_per_s": sum(real_tokens[timed]) / sum(times[timed]), "real_data": next_real is not None,
             "peak_mb": peak_mb, "rss_before_model_mb": base_rss, "loss": loss.item(),
             "params": em.count_parameters(torch.nn.ModuleDict({"g": gen, "d": disc})),
             "flops_per_seq": flops_per_sequence(disc_config, gen_config, args.seq_len,

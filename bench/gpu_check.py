@@ -248,13 +248,19 @@ def part_pretrain_unpad(a, log, deadline):
     return result
 
 
+def bench_cmd(a, script, impl, s, compile_, *extra):
+    """The command of one bench_pretrain.py / bench_model.py measurement in child mode, at sizes s."""
+    return [sys.executable, f"bench/{script}", "--impl", impl, "--size", s["size"], "--seq-len", s["seq_len"],
+            "--batch-size", s["batch"], "--steps", s["steps"], "--warmup", s["compile_warmup" if compile_ else "warmup"],
+            "--device", a.mode, "--dtype", "bf16" if a.mode == "cuda" else "fp32",
+            "--compile" if compile_ else "--no-compile", *extra]
+
+
 def bench_ours(a, log, deadline, shards, s, compile_, unpad, dropout):
     """One bench_pretrain.py measurement of our step on real packed batches, in its own process."""
-    rc = run([sys.executable, "bench/bench_pretrain.py", "--impl", "ours", "--size", s["size"], "--seq-len", s["seq_len"],
-              "--batch-size", s["batch"], "--steps", s["steps"], "--warmup", s["compile_warmup" if compile_ else "warmup"],
-              "--device", a.mode, "--dtype", "bf16" if a.mode == "cuda" else "fp32", "--shards", shards,
-              "--vocab", vocab_file(a), "--unpad" if unpad else "--no-unpad", "--compile" if compile_ else "--no-compile"]
-             + (["--dropout", dropout] if dropout is not None else []), log, deadline)
+    rc = run(bench_cmd(a, "bench_pretrain.py", "ours", s, compile_, "--shards", shards, "--vocab", vocab_file(a),
+                       "--unpad" if unpad else "--no-unpad", *(["--dropout", dropout] if dropout is not None else [])),
+             log, deadline)
     if rc:
         return {"status": "failed", "rc": rc}
     lines = [line for line in Path(log).read_text().splitlines() if line.startswith('{"impl"')]
@@ -263,10 +269,8 @@ def bench_ours(a, log, deadline, shards, s, compile_, unpad, dropout):
 
 def bench_transformers(a, log, deadline, shards, s, compile_):
     """bench_model.py's transformers ELECTRA step on the same real batches, padded (it cannot unpad)."""
-    rc = run([sys.executable, "bench/bench_model.py", "--impl", "hf", "--size", s["size"], "--seq-len", s["seq_len"],
-              "--batch-size", s["batch"], "--steps", s["steps"], "--warmup", s["compile_warmup" if compile_ else "warmup"],
-              "--device", a.mode, "--dtype", "bf16" if a.mode == "cuda" else "fp32", "--shards", shards,
-              "--threads", 0 if a.mode == "cuda" else 1, "--compile" if compile_ else "--no-compile"], log, deadline)
+    rc = run(bench_cmd(a, "bench_model.py", "hf", s, compile_, "--shards", shards,
+                       "--threads", 0 if a.mode == "cuda" else 1), log, deadline)
     if rc:
         return {"status": "failed", "rc": rc}
     lines = [line for line in Path(log).read_text().splitlines() if line.startswith('{"impl": "hf"')]
@@ -323,10 +327,7 @@ def part_profile(a, log, deadline):
     else:
         compile_, s = True, SIZES["cuda"]["unpad"]
     out_dir = Path(a.out) / "profile_512"
-    rc = run([sys.executable, "bench/bench_pretrain.py", "--impl", "ours", "--size", s["size"], "--seq-len", s["seq_len"],
-              "--batch-size", s["batch"], "--steps", s["steps"], "--warmup", s["compile_warmup" if compile_ else "warmup"],
-              "--device", a.mode, "--dtype", "bf16" if a.mode == "cuda" else "fp32", "--profile-dir", out_dir,
-              "--compile" if compile_ else "--no-compile"], log, deadline)
+    rc = run(bench_cmd(a, "bench_pretrain.py", "ours", s, compile_, "--profile-dir", out_dir), log, deadline)
     if rc:
         return {"status": "failed", "rc": rc}
     table = (out_dir / "ours_ops.txt").read_text()
