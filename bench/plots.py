@@ -1,5 +1,5 @@
 """
-The README's pictures (issue 8, item 5), made from run outputs: pre-training curves, downstream F1
+The README's pictures, made from run outputs: pre-training curves, downstream F1
 against pre-training steps, and the results side by side. matplotlib is needed by this script only
 (`pip install matplotlib`); the project's own files never import it.
 

@@ -1,5 +1,5 @@
 """
-An independent pre-training curve beside ours (issue 8, item 2): the same ELECTRA recipe built from
+An independent pre-training curve beside ours: the same ELECTRA recipe built from
 transformers' ElectraForMaskedLM (generator) + ElectraForPreTraining (discriminator), trained step by
 step next to our ReplacedTokenDetection on the very same batches, masks and samples.
 
