@@ -27,6 +27,7 @@ import os
 import random
 import re
 import shutil
+import subprocess
 import threading
 import time
 import urllib.error
@@ -956,6 +957,24 @@ def main(args):
             print_counts(args.data_dir)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
+
+
+# =============================================================================================
+# Appendix: engineering the pre-training data needs. A student can skip it: the method is above.
+# =============================================================================================
+
+def git_state() -> dict:
+    """The commit this code comes from and whether the tree has local changes, for a run's records:
+    {"git_commit": sha, "git_dirty": bool}, both None outside a git checkout or without git."""
+    def git(*command):
+        here = Path(__file__).resolve().parent
+        return subprocess.run(["git", *command], cwd=here, capture_output=True, text=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD") or None
+        dirty = bool(git("status", "--porcelain", "--", ".")) if commit else None
+    except OSError:                                            # no git on this machine
+        commit = dirty = None
+    return {"git_commit": commit, "git_dirty": dirty}
 
 
 if __name__ == "__main__":

@@ -723,3 +723,20 @@ def test_finetuning_on_the_sample_names_the_missing_file(bare_machine):
     with pytest.raises(DataError, match=r"sample_data/ncbi_disease/train.txt: missing"):
         finetune.main(finetune.parse_args(["--task", "ncbi_disease", "--size", "tiny",
                                            "--out-dir", str(bare_machine / "ft")]))
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Run records: the git commit a run's code comes from
+# ---------------------------------------------------------------------------------------------
+def test_git_state_names_the_commit_and_nothing_outside_a_checkout(tmp_path):
+    import subprocess
+    import sys
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(data.__file__).parent, capture_output=True, text=True)
+    state = data.git_state()
+    assert state["git_commit"] == (head.stdout.strip() or None)
+    assert isinstance(state["git_dirty"], bool) == (state["git_commit"] is not None)
+    for name in ("data.py", "tokenizer.py"):                     # a copy outside any git checkout
+        shutil.copy(Path(data.__file__).parent / name, tmp_path / name)
+    code = "import data, json; print(json.dumps(data.git_state()))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"git_commit": None, "git_dirty": None}
