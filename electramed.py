@@ -63,7 +63,7 @@ SIZES = {
     "base":  dict(hidden_size=768,  num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, embedding_size=768),
     "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, embedding_size=1024),
 }
-GENERATOR_FRACTION = {"tiny": 1 / 2, "mini": 1 / 4, "small": 1 / 4, "base": 1 / 3, "large": 1 / 4}
+GENERATOR_FRACTION = {"tiny": 1 / 4, "mini": 1 / 4, "small": 1 / 4, "base": 1 / 3, "large": 1 / 4}
 
 
 def model_config(size: str, vocab_size: int, **overrides) -> ModelConfig:

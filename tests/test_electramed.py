@@ -357,7 +357,9 @@ def test_generator_shares_the_embedding_block():
     assert shared is theirs
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm"):
         assert getattr(shared, name) is getattr(theirs, name), name
-    assert gen.encoder.embeddings_project is None and disc.encoder.embeddings_project is not None
+    # tiny: E = 32, generator H = 16, discriminator H = 64, so each network has its own projection E -> H
+    gen_project, disc_project = gen.encoder.embeddings_project, disc.encoder.embeddings_project
+    assert gen_project is not None and disc_project is not None and gen_project is not disc_project
 
 
 def test_one_optimizer_step_moves_shared_weights_once():
