@@ -588,6 +588,28 @@ def save_hf_checkpoint(model, directory, vocab_file=None, lowercase=True, dtype=
         write_tokenizer_files(directory, lowercase, model.config.max_position_embeddings)
 
 
+def hf_head_key(key, keys) -> str:
+    """Our head's parameter name under transformers' module names: "out.weight" -> "classifier.weight"."""
+    module, param = key.rsplit(".", 1)
+    return f"{keys[module]}.{param}"
+
+
+def head_state(hf, head, keys, source) -> dict:
+    """Our head's state dict from the checkpoint's head tensors; each must be there, and nothing else."""
+    ours, wanted = {}, set()
+    for key in head.state_dict():
+        name = hf_head_key(key, keys)
+        wanted.add(name)
+        if name in hf:
+            ours[key] = hf[name]
+    missing = sorted(wanted - set(hf))
+    unexpected = sorted(k for k in hf if not k.startswith("electra.") and k not in wanted)
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: head tensors missing: {missing or 'none'}; "
+                              f"unexpected: {unexpected or 'none'}")
+    return ours
+
+
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                   "mask_token": "[MASK]"}
 

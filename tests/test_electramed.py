@@ -16,7 +16,8 @@ import pytest
 import safetensors.torch
 import torch
 import torch.nn.functional as F
-from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining, ElectraModel
+from transformers import (ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining, ElectraForSequenceClassification,
+                          ElectraModel)
 
 import electramed as em
 
@@ -158,6 +159,58 @@ def test_fp16_export_halves_the_file_and_loads_back_into_fp32(tmp_path):
         assert b.dtype == a.dtype and torch.equal(b, a.half().to(a.dtype) if a.is_floating_point() else a), name
     hf = HF_CLASSES["discriminator"].from_pretrained(tmp_path / "fp16", dtype=torch.float32)
     assert_same_outputs(loaded, hf.eval(), "discriminator", ours.config.vocab_size)
+
+
+class ClassifierHead(torch.nn.Module):
+    """The shape of transformers' ElectraClassificationHead (dense D -> D, out_proj D -> labels), our names."""
+
+    def __init__(self, hidden, labels):
+        super().__init__()
+        self.dense, self.out = torch.nn.Linear(hidden, hidden), torch.nn.Linear(hidden, labels)
+
+
+CLASSIFIER_KEYS = {"dense": "classifier.dense", "out": "classifier.out_proj"}     # ours -> transformers'
+
+
+def test_hf_head_key_renames_the_module_and_keeps_the_parameter():
+    assert em.hf_head_key("out.weight", {"out": "classifier"}) == "classifier.weight"
+    assert em.hf_head_key("dense.bias", CLASSIFIER_KEYS) == "classifier.dense.bias"
+    assert em.hf_head_key("out.weight", CLASSIFIER_KEYS) == "classifier.out_proj.weight"
+
+
+@torch.no_grad()
+def test_head_saved_under_transformers_names_loads_in_transformers_and_back(tmp_path):
+    """An Encoder saved with a task head named by hf_head_key: transformers'
+    ElectraForSequenceClassification finds every tensor (none missing or unexpected) and holds our head's
+    weights; head_state reads the same head back from the file, tensor for tensor."""
+    encoder, head = em.Encoder(shaped_config("tiny", "encoder", 100)), ClassifierHead(64, 3)
+    perturb_(head)
+    state = {em.hf_head_key(k, CLASSIFIER_KEYS): v for k, v in head.state_dict().items()}
+    config = {"architectures": ["ElectraForSequenceClassification"], "num_labels": 3}
+    em.save_hf_checkpoint(encoder, tmp_path, head=(config, state))
+    hf, info = ElectraForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    assert torch.equal(hf.classifier.out_proj.weight, head.out.weight)
+    assert torch.equal(hf.classifier.dense.bias, head.dense.bias)
+    back = ClassifierHead(64, 3)
+    back.load_state_dict(em.head_state(em.read_state_dict(tmp_path), back, CLASSIFIER_KEYS, tmp_path))
+    for (name, a), (_, b) in zip(head.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_head_state_lists_missing_and_unexpected_head_tensors():
+    """The encoder's "electra." tensors are not the head's business; any other tensor must be a head key."""
+    head = ClassifierHead(8, 2)
+    hf = {em.hf_head_key(k, CLASSIFIER_KEYS): v for k, v in head.state_dict().items()}
+    hf["electra.embeddings.word_embeddings.weight"] = torch.zeros(1)
+    assert em.head_state(hf, head, CLASSIFIER_KEYS, "ckpt").keys() == head.state_dict().keys()
+    del hf["classifier.out_proj.bias"]
+    with pytest.raises(em.CheckpointError,
+                       match=r"^ckpt: head tensors missing: \['classifier.out_proj.bias'\]; unexpected: none$"):
+        em.head_state(hf, head, CLASSIFIER_KEYS, "ckpt")
+    hf["classifier.out_proj.bias"], hf["qa_outputs.weight"] = torch.zeros(2), torch.zeros(1)
+    with pytest.raises(em.CheckpointError, match=r"missing: none; unexpected: \['qa_outputs.weight'\]$"):
+        em.head_state(hf, head, CLASSIFIER_KEYS, "ckpt")
 
 
 @pytest.mark.parametrize("kind", ["discriminator", "generator"])
