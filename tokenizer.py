@@ -1,19 +1,17 @@
 """
-BERT tokenization, WordPiece, and a WordPiece vocabulary trainer (PAPER.md §6, §1).
+BERT tokenization, WordPiece, and a WordPiece vocabulary trainer (docs/paper.md §6, §1).
 
 ELECTRAMed reads text the way BERT does: clean it, split it into words and punctuation, then cut
 each word into the longest pieces found in a fixed vocabulary (SciBERT's scivocab, 31,090 entries).
 This file does that, gives every piece its character span in the original text (for NER and QA),
-and learns a new vocabulary from a corpus with the WordPiece likelihood score.
+and learns a new vocabulary from a corpus with the WordPiece likelihood score. `train` writes one token
+per line in BERT's layout ([PAD], [unused0..], [UNK], [CLS], [SEP], [MASK]).
 
     python tokenizer.py encode --vocab data/vocab/scivocab_uncased.txt "EGFR mutations in NSCLC"
     python tokenizer.py train --corpus data/pubmed/corpus.txt --vocab-size 30000 --out runs/vocab.txt
 
-`train` writes one token per line in BERT's layout ([PAD], [unused0..], [UNK], [CLS], [SEP], [MASK]).
-
-References: google-research/bert tokenization.py; Hugging Face tokenizers (BertNormalizer,
-BertPreTokenizer, WordPiece), whose output ours must equal; Schuster & Nakajima 2012 and
-Wu et al. 2016 for WordPiece.
+References: google-research/bert tokenization.py; Hugging Face tokenizers (BertNormalizer, BertPreTokenizer,
+WordPiece), whose output ours must equal; Schuster & Nakajima 2012 and Wu et al. 2016 for WordPiece.
 """
 import argparse
 import gzip
@@ -33,7 +31,6 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # CHOICE: words longer than 100 characters become [UNK], as in Hugging Face (Google's code uses 200),
 # because our ids must equal transformers.BertTokenizer's.
 MAX_WORD_CHARS = 100
-CACHE_MAX_WORDS = 1_000_000   # chunk -> ids cache; real text is Zipfian, so the frequent words get in early
 
 
 class TokenizerError(ValueError):
@@ -41,13 +38,13 @@ class TokenizerError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Cleaning and basic tokenization                                     (PAPER.md §6; BERT)
+# 1. Cleaning and basic tokenization                                (docs/paper.md §6; BERT)
 #    Drop NUL, U+FFFD and control/format chars (category C*, except \t \n \r); whitespace -> space;
 #    put spaces around CJK ideographs; if lowercasing: NFD, drop combining marks (Mn), lower();
 #    split on whitespace; split off every punctuation char (non-alphanumeric ASCII and Unicode P*).
-#    CHOICE: the order is that of Hugging Face's Rust BertNormalizer, which transformers'
-#    BertTokenizer uses: accents stripped, then lowercase, one char at a time, no NFC. The older
-#    Python tokenizer (NFC first, whole-word lower(): final sigma) differs on rare strings only.
+#    CHOICE: the order of Hugging Face's Rust BertNormalizer, which transformers' BertTokenizer uses
+#    (accents stripped, then lowercase, one char at a time, no NFC); Google's Python tokenizer
+#    (NFC first, whole-word lower(): final sigma) differs on rare strings only.
 # ---------------------------------------------------------------------------------------------
 
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
@@ -81,11 +78,8 @@ def clean_text(text: str) -> str:
 
 
 def strip_accents(chars: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """NFD each (char, origin) and drop nonspacing marks: "é" -> "e". Keeps each char's origin index.
-
-    Combining marks are put in canonical order first (as whole-string NFD does), because a few
-    spacing marks (Mc) with a combining class survive the stripping.
-    """
+    """NFD each (char, origin) and drop nonspacing marks, keeping origins: "é" -> "e". Combining marks are
+    first put in canonical order (as whole-string NFD does): a few spacing marks (Mc) survive the stripping."""
     out = [(d, i) for c, i in chars for d in unicodedata.normalize("NFD", c)]
     start = 0
     for k in range(len(out) + 1):                 # sort each run of combining chars by class
@@ -96,23 +90,9 @@ def strip_accents(chars: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return [(c, i) for c, i in out if unicodedata.category(c) != "Mn"]
 
 
-_ASCII_REMOVED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_ASCII_WORD = re.compile(r"[A-Za-z0-9]+|[!-/:-@\[-`{-~]")   # a run of alphanumerics, or one punctuation char
-
-
-def basic_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str, list[int]]]:
-    """Words of `text` after BERT's basic tokenization, each with the origin index of every char.
-
-    "Nephro-toxicity" -> [("nephro", [0..5]), ("-", [6]), ("toxicity", [7..14])]
-    """
-    if text.isascii() and not _ASCII_REMOVED.search(text):   # the common case, done by a regex in C
-        matches = _ASCII_WORD.finditer(text.lower() if lowercase else text)
-        return [(m.group(), list(range(m.start(), m.end()))) for m in matches]
-    return unicode_tokenize_spans(text, lowercase)
-
-
 def unicode_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str, list[int]]]:
-    """basic_tokenize_spans for any text, one character at a time (the definition)."""
+    """Words of `text` after BERT's basic tokenization, each with the origin index of every char,
+    one character at a time: "Nephro-toxicity" -> [("nephro", [0..5]), ("-", [6]), ("toxicity", [7..14])]."""
     chars = []
     for i, c in enumerate(text):
         if is_removed(c):
@@ -136,16 +116,22 @@ def unicode_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str,
     return [("".join(cs), origins) for cs, origins in words]
 
 
+def basic_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str, list[int]]]:
+    """unicode_tokenize_spans, by a regex when the text is plain ASCII (the common case)."""
+    if text.isascii() and not _ASCII_REMOVED.search(text):
+        return ascii_tokenize_spans(text, lowercase)      # appendix A.1: the same words, by a regex in C
+    return unicode_tokenize_spans(text, lowercase)
+
+
 def basic_tokenize(text: str, lowercase: bool = True) -> list[str]:
     """BERT's basic tokenization: "Nephro-toxicity of Cisplatin" -> ["nephro", "-", "toxicity", "of", "cisplatin"]."""
     return [word for word, _ in basic_tokenize_spans(text, lowercase)]
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. WordPiece: greedy longest match first                                (PAPER.md §6; BERT)
-#    From the word's start, take the longest prefix in the vocabulary, then continue with "##"
-#    pieces. If some part matches nothing, the whole word is one [UNK]. Longer than
-#    MAX_WORD_CHARS characters -> [UNK].
+# 2. WordPiece: greedy longest match first                           (docs/paper.md §6; BERT)
+#    From the word's start take the longest prefix in the vocabulary, then "##" pieces; if some part
+#    matches nothing, or the word is longer than MAX_WORD_CHARS characters, the whole word is one [UNK].
 # ---------------------------------------------------------------------------------------------
 
 def wordpiece(word: str, vocab, max_chars: int = MAX_WORD_CHARS) -> list[str]:
@@ -166,11 +152,266 @@ def wordpiece(word: str, vocab, max_chars: int = MAX_WORD_CHARS) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. The Tokenizer object                                                          (PAPER.md §6)
-#    A vocabulary in BERT's vocab.txt format, plus caches from whitespace-separated chunks of raw
-#    text to their ids: BERT's tokenization never looks across whitespace, so a chunk always
-#    tokenizes the same way, and most chunks of real text have been seen before.
+# 3. The Tokenizer object                                                     (docs/paper.md §6)
+#    A vocabulary in BERT's vocab.txt format (id = line number). Text is cut at whitespace into
+#    chunks; each chunk is tokenized (sections 1, 2) once and remembered, because BERT never looks
+#    across whitespace and most chunks of real text have been seen before (appendix A.1).
 # ---------------------------------------------------------------------------------------------
+
+class Tokenizer:
+    """BERT WordPiece tokenizer over a fixed vocabulary (one token per line, id = line number)."""
+
+    def __init__(self, tokens, lowercase: bool = True, source: str = "vocabulary"):
+        self.id_to_token = list(tokens)
+        self.vocab = {t: i for i, t in enumerate(self.id_to_token)}  # a duplicate keeps its last id, as HF
+        self.lowercase = lowercase
+        missing = [t for t in SPECIAL_TOKENS if t not in self.vocab]
+        if missing:
+            raise TokenizerError(f"{source}: missing special token(s) {', '.join(missing)}; "
+                                 f"a BERT vocab.txt holds {', '.join(SPECIAL_TOKENS)}")
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIAL_TOKENS)
+        self._ids_cache = {}      # chunk -> list of ids
+        self._spans_cache = {}    # chunk -> (pieces, spans relative to the chunk)
+
+    @classmethod
+    def from_vocab_file(cls, path, lowercase: bool = True) -> "Tokenizer":
+        """Load a BERT vocab.txt; a clear TokenizerError names the file (and line) if it is bad."""
+        return cls(read_lines(path), lowercase, source=str(path))
+
+    def __len__(self) -> int:
+        return len(self.id_to_token)
+
+    def save(self, path) -> None:
+        """Write the vocabulary as vocab.txt (one token per line)."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(t + "\n" for t in self.id_to_token))
+
+    def _analyse_chunk(self, chunk: str) -> tuple[list[str], list[tuple[int, int]]]:
+        """Pieces of one whitespace-free chunk and their [start, end) spans inside it."""
+        pieces, spans = [], []
+        for word, origin in basic_tokenize_spans(chunk, self.lowercase):
+            word_pieces = wordpiece(word, self.vocab)
+            if word_pieces == ["[UNK]"]:
+                pieces.append("[UNK]")
+                spans.append((origin[0], origin[-1] + 1))
+                continue
+            k = 0
+            for piece in word_pieces:
+                n = len(piece) if k == 0 else len(piece) - 2
+                pieces.append(piece)
+                spans.append((origin[k], origin[k + n - 1] + 1))
+                k += n
+        if len(self._spans_cache) < CACHE_MAX_WORDS:
+            self._spans_cache[chunk] = (pieces, spans)
+            self._ids_cache[chunk] = [self.vocab[p] for p in pieces]
+        return pieces, spans
+
+    def encode_text(self, text: str) -> list[int]:
+        """Piece ids of `text`, no special tokens: "EGFR mutations" -> [ids of egfr, mutations]."""
+        ids, cache = [], self._ids_cache
+        for chunk in split_chunks(text):
+            chunk_ids = cache.get(chunk)
+            ids += chunk_ids if chunk_ids is not None else [self.vocab[p] for p in self._analyse_chunk(chunk)[0]]
+        return ids
+
+    def tokenize(self, text: str) -> list[str]:
+        """Word pieces of `text`, no special tokens: "Nephrotoxicity" -> ["nephro", "##tox", "##icity"]."""
+        return [self.id_to_token[i] for i in self.encode_text(text)]
+
+    def tokenize_with_offsets(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        """Word pieces and their [start, end) character spans in `text` ("é" keeps its own span)."""
+        pieces, spans = [], []
+        for m in _CHUNK.finditer(text):
+            chunk, start = m.group(), m.start()
+            chunk_pieces, chunk_spans = self._spans_cache.get(chunk) or self._analyse_chunk(chunk)
+            pieces += chunk_pieces
+            spans += [(start + s, start + e) for s, e in chunk_spans]
+        return pieces, spans
+
+    def encode(self, text: str, pair: str = None, max_len: int = None) -> dict:
+        """[CLS] A [SEP] (B [SEP]) with token types 0/1; if too long, cut the longer side first."""
+        a = self.encode_text(text)
+        b = self.encode_text(pair) if pair is not None else []
+        if max_len is not None:
+            budget = max_len - (3 if pair is not None else 2)
+            if budget < 0:
+                raise TokenizerError(f"max_len={max_len} leaves no room for the special tokens")
+            a, b = truncate_longest_first(a, b, budget)     # appendix A.2: the longer side first
+        input_ids = [self.cls_id] + a + [self.sep_id]
+        token_type_ids = [0] * len(input_ids)
+        if pair is not None:
+            input_ids += b + [self.sep_id]
+            token_type_ids += [1] * (len(b) + 1)
+        return {"input_ids": input_ids, "token_type_ids": token_type_ids}
+
+    def encode_lines(self, lines, workers: int = 1, progress: bool = False):
+        """A generator of encode_text(line) for each line, in order (blank line -> []); workers > 1: processes."""
+        if workers > 1:
+            return encode_lines_in_processes(self, lines, workers, progress)   # appendix A.4
+        return (self.encode_text(line) for line in tqdm(lines, unit=" lines", disable=not progress, desc="encode"))
+
+    def decode(self, ids, skip_special: bool = True) -> str:
+        """Text from ids, "##" pieces glued to the piece before: [nephro, ##tox] -> "nephrotox"."""
+        special = {self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id} if skip_special else ()
+        tokens = [self.id_to_token[i] for i in ids if i not in special]
+        return " ".join(tokens).replace(" ##", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Learning a vocabulary                            (docs/paper.md §1, §6; WordPiece, Wu 2016)
+#    Count the corpus's words (section 1), split each into characters ("c" first, "##c" after),
+#    then repeatedly merge the adjacent pair with the best likelihood score
+#    freq(ab) / (freq(a) * freq(b)) until the vocabulary has the requested size. Google never
+#    released its learner; Hugging Face's WordPiece trainer merges by freq(ab) alone (BPE).
+# ---------------------------------------------------------------------------------------------
+
+def count_words(paths, lowercase: bool = True, workers: int = 1, progress: bool = False) -> Counter:
+    """Word frequencies after basic tokenization over plain/.gz files: {"cancer": 812, ",": 9120, ...}.
+    Whitespace chunks are counted first (appendix A.3, in parallel), then each distinct one is tokenized."""
+    chunks = count_chunks(paths, workers, progress)
+    words = Counter()
+    for chunk, n in chunks.items():
+        for word in basic_tokenize(chunk, lowercase):
+            words[word] += n
+    if not words:
+        raise TokenizerError(f"{', '.join(map(str, paths))}: corpus is empty (no words to learn from)")
+    return words
+
+
+def bert_layout(num_unused: int = 100) -> list[str]:
+    """The reserved ids, as in SciBERT's scivocab: [PAD], [unused0..N-1], [UNK], [CLS], [SEP], [MASK]."""
+    return ["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def choose_alphabet(word_counts: Counter, limit_alphabet: int) -> list[str]:
+    """The `limit_alphabet` most frequent characters (ties: by code point), sorted."""
+    chars = Counter()
+    for word, n in word_counts.items():
+        for c in word:
+            chars[c] += n
+    return sorted(sorted(chars, key=lambda c: (-chars[c], c))[:limit_alphabet])
+
+
+# CHOICE: min_frequency defaults to 10, not tokenizers' 2: the score ranks two rare symbols that always
+# occur together above any common pair, so at 2 a 30k PubMed vocab fills with rare ids and numbers
+# (2.6 pieces per word against 1.15 at 10; bench/results_tokenizer.md §3).
+def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, limit_alphabet: int = 1000,
+                num_unused: int = 100, verbose: bool = False, progress: bool = False) -> list[str]:
+    """A WordPiece vocabulary in BERT's layout: reserved ids, the alphabet ("c" and "##c"), then merges.
+
+    A pair is merged only if it occurs at least `min_frequency` times. Score ties go to the more
+    frequent pair, then the alphabetically first. Words with a character outside the alphabet are
+    left out (they encode to [UNK]). Pair counts are updated as pairs merge (appendix A.3, PairStats).
+    """
+    min_frequency = max(1, min_frequency)                  # a pair that no longer occurs is never merged
+    alphabet = choose_alphabet(word_counts, limit_alphabet)
+    vocab = bert_layout(num_unused) + alphabet + ["##" + c for c in alphabet]
+    if vocab_size < len(vocab):
+        raise TokenizerError(f"vocab size {vocab_size} is smaller than the {num_unused + 5} reserved tokens plus the "
+                             f"alphabet ({len(alphabet)} characters, each as 'c' and '##c'): {len(vocab)}; "
+                             "raise the vocab size or lower the alphabet limit")
+    kept = set(alphabet)
+    words = [w for w in word_counts if set(w) <= kept]
+    stats = PairStats([[w[0]] + ["##" + c for c in w[1:]] for w in words], [word_counts[w] for w in words],
+                      min_frequency)
+    known, heap = set(vocab), []
+    push_scores(heap, stats, stats.pairs, min_frequency)
+    bar = tqdm(total=vocab_size, initial=len(vocab), desc="learn vocab", disable=not progress)
+    while len(vocab) < vocab_size and heap:
+        neg_score, neg_count, pair = heapq.heappop(heap)
+        if stats.pairs.get(pair) != -neg_count or stats.score(pair) != -neg_score:
+            continue                                       # a stale entry: a fresher one is in the heap
+        a, b = pair
+        if verbose:
+            print(f"merge {len(vocab) + 1}: {a!r} + {b!r} -> {a + b[2:]!r}  score {-neg_score:.4g} = "
+                  f"{-neg_count} / ({stats.freq[a]} * {stats.freq[b]})")
+        push_scores(heap, stats, stats.merge(a, b), min_frequency)
+        if a + b[2:] not in known:                         # "abc" can come from a+##bc and from ab+##c
+            known.add(a + b[2:])
+            vocab.append(a + b[2:])
+            bar.update()
+        if len(heap) > 4 * len(stats.pairs) + 100_000:     # drop stale entries now and then
+            heap.clear()
+            push_scores(heap, stats, stats.pairs, min_frequency)
+    bar.close()
+    if len(vocab) < vocab_size:
+        print(f"note: no pair left with frequency >= {min_frequency}; vocabulary has {len(vocab)} tokens")
+    return vocab
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Command line
+# ---------------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = p.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("train", help="learn a WordPiece vocabulary from corpus files")
+    t.add_argument("--corpus", nargs="+", required=True, help="text files, plain or .gz, one sentence a line")
+    t.add_argument("--vocab-size", type=int, default=31090, help="tokens in all (default: scivocab's size)")
+    t.add_argument("--out", default="runs/vocab.txt", help="where to write vocab.txt")
+    t.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    t.add_argument("--unused", type=int, default=100, help="[unusedN] slots after [PAD] (scivocab: 100)")
+    g = t.add_argument_group("variants of the learner (measured in bench/results_tokenizer.md §3)")
+    g.add_argument("--min-frequency", type=int, default=10, help="merge only pairs seen this often (see learn_vocab)")
+    g.add_argument("--limit-alphabet", type=int, default=1000, help="keep this many most frequent characters")
+    g = t.add_argument_group("how it runs")
+    g.add_argument("--workers", type=int, default=2, help="processes counting words")
+    g.add_argument("--verbose", action="store_true", help="print every merge with its score")
+    e = commands.add_parser("encode", help="show the pieces, ids and offsets of a text (or encode a file)")
+    e.add_argument("text", nargs="*", help="text to encode (joined by spaces)")
+    e.add_argument("--vocab", default=None, help="vocab.txt (default: DATA_DIR/vocab/scivocab_uncased.txt)")
+    e.add_argument("--data-dir", default=os.environ.get("ELECTRAMED_DATA", "data"))
+    e.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    e.add_argument("--input", help="encode every line of this file instead; ids go to --out")
+    e.add_argument("--out", default="runs/encoded.txt", help="with --input: one line of ids per input line")
+    e.add_argument("--workers", type=int, default=2, help="with --input: encoding processes")
+    return p.parse_args(argv)
+
+
+def main(args):
+    if getattr(args, "vocab_size", 1) < 1 or args.workers < 1:
+        raise TokenizerError("--vocab-size and --workers must be positive")
+    if args.command == "train":
+        print(f"learning a {args.vocab_size:,}-token vocabulary from {len(args.corpus)} file(s) -> {args.out}")
+        vocab = train_vocab_file(args.corpus, args.vocab_size, args.out, args.lowercase, args.workers,
+                                 args.min_frequency, args.limit_alphabet, args.unused, verbose=args.verbose)
+        print(f"wrote {len(vocab):,} tokens to {args.out}")
+        return vocab
+    vocab_file = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
+    if not os.path.isfile(vocab_file):
+        raise TokenizerError(f"{vocab_file}: no such vocabulary file; pass --vocab FILE, or --data-dir / "
+                             "ELECTRAMED_DATA pointing at the data directory (python data.py download all)")
+    if not args.input and not " ".join(args.text).strip():
+        raise TokenizerError("nothing to encode: give a text, or --input FILE")
+    tok = Tokenizer.from_vocab_file(vocab_file, args.lowercase)
+    if args.input:
+        print(f"encoding {args.input} -> {args.out}")
+        return encode_file(tok, args.input, args.out, args.workers)           # appendix A.4
+    text = " ".join(args.text)
+    pieces, spans = tok.tokenize_with_offsets(text)
+    for piece, (start, end) in zip(pieces, spans):
+        print(f"{tok.vocab[piece]:>6}  {piece:<20} {start:>4}-{end:<4} {text[start:end]}")
+    return pieces
+
+
+# =============================================================================================
+# Appendix: speed and plumbing. A student can skip it: each piece gives the same result as the
+# plain code it replaces, only faster or in bounded memory.
+# =============================================================================================
+
+# A.1 Fast paths of sections 1 and 3: plain ASCII by one regex; whitespace chunks (and their caches)
+CACHE_MAX_WORDS = 1_000_000   # chunks cached per tokenizer; real text is Zipfian: frequent words get in early
+
+_ASCII_REMOVED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+|[!-/:-@\[-`{-~]")   # a run of alphanumerics, or one punctuation char
+
+
+def ascii_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str, list[int]]]:
+    """unicode_tokenize_spans of ASCII text without the control chars cleaning drops, by one regex."""
+    matches = _ASCII_WORD.finditer(text.lower() if lowercase else text)
+    return [(m.group(), list(range(m.start(), m.end()))) for m in matches]
+
 
 # str.split() splits on exactly BERT's whitespace, except for seven control chars that BERT deletes
 # (so "a\x85b" is one word); a chunk is a run of anything else (checked over all of Unicode in tests).
@@ -183,6 +424,29 @@ def split_chunks(text: str) -> list[str]:
     return _CHUNK.findall(text) if _SPLIT_NOT_SPACE.search(text) else text.split()
 
 
+# A.2 Pairs cut exactly as BertTokenizer cuts them
+
+def truncate_longest_first(a: list, b: list, budget: int) -> tuple[list, list]:
+    """Cut a and b to at most `budget` tokens together, from the end of the longer one first. When both
+    must be cut, the one that was shorter keeps budget // 2 and the other the rest (a counts as shorter on
+    a tie), as tokenizers' LongestFirst (Rust) does; HF's older Python loop can differ by one token on ties."""
+    n1, n2 = len(a), len(b)
+    if n1 + n2 <= budget:
+        return a, b
+    swap = n1 > n2
+    if swap:
+        n1, n2 = n2, n1
+    n2 = max(n1, budget - n1)
+    if n1 + n2 > budget:
+        n1 = budget // 2
+        n2 = budget - n1
+    if swap:
+        n1, n2 = n2, n1
+    return a[:n1], b[:n2]
+
+
+# A.3 The vocabulary trainer's plumbing: corpus blocks counted in parallel, pair counts updated only
+#     in the words that hold the merged pair, the vocabulary written atomically
 BLOCK_BYTES = 1 << 22   # text files are read (and corpora counted) in blocks of whole lines
 
 
@@ -219,212 +483,32 @@ def read_lines(path) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-class Tokenizer:
-    """BERT WordPiece tokenizer over a fixed vocabulary (one token per line, id = line number)."""
+def train_vocab_file(corpus, vocab_size: int, out, lowercase: bool = True, workers: int = 1,
+                     min_frequency: int = 10, limit_alphabet: int = 1000, num_unused: int = 100,
+                     verbose: bool = False) -> list[str]:
+    """count_words + learn_vocab over the corpus files, saved to `out` (one token a line).
 
-    def __init__(self, tokens, lowercase: bool = True, source: str = "vocabulary"):
-        self.id_to_token = list(tokens)
-        self.vocab = {t: i for i, t in enumerate(self.id_to_token)}  # a duplicate keeps its last id, as HF
-        self.lowercase = lowercase
-        missing = [t for t in SPECIAL_TOKENS if t not in self.vocab]
-        if missing:
-            raise TokenizerError(f"{source}: missing special token(s) {', '.join(missing)}; "
-                                 f"a BERT vocab.txt holds {', '.join(SPECIAL_TOKENS)}")
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
-            self.vocab[t] for t in SPECIAL_TOKENS)
-        self._ids_cache = {}      # chunk -> list of ids
-        self._spans_cache = {}    # chunk -> (pieces, spans relative to the chunk)
-
-    @classmethod
-    def from_vocab_file(cls, path, lowercase: bool = True) -> "Tokenizer":
-        """Load a BERT vocab.txt; a clear TokenizerError names the file (and line) if it is bad."""
-        return cls(read_lines(path), lowercase, source=str(path))
-
-    def __len__(self) -> int:
-        return len(self.id_to_token)
-
-    def save(self, path) -> None:
-        """Write the vocabulary as vocab.txt (one token per line)."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("".join(t + "\n" for t in self.id_to_token))
-
-    def _analyse_chunk(self, chunk: str) -> tuple[list[str], list[tuple[int, int]]]:
-        """Pieces of one whitespace-free chunk and their [start, end) spans inside it."""
-        pieces, spans = [], []
-        for word, origin in basic_tokenize_spans(chunk, self.lowercase):
-            word_pieces = wordpiece(word, self.vocab)
-            if word_pieces == ["[UNK]"]:
-                pieces.append("[UNK]")
-                spans.append((origin[0], origin[-1] + 1))
-                continue
-            k = 0
-            for piece in word_pieces:
-                n = len(piece) if k == 0 else len(piece) - 2
-                pieces.append(piece)
-                spans.append((origin[k], origin[k + n - 1] + 1))
-                k += n
-        if len(self._spans_cache) < CACHE_MAX_WORDS:
-            self._spans_cache[chunk] = (pieces, spans)
-        return pieces, spans
-
-    def _encode_chunk(self, chunk: str) -> list[int]:
-        pieces, _ = self._spans_cache.get(chunk) or self._analyse_chunk(chunk)
-        ids = [self.vocab[p] for p in pieces]
-        if len(self._ids_cache) < CACHE_MAX_WORDS:
-            self._ids_cache[chunk] = ids
-        return ids
-
-    def encode_text(self, text: str) -> list[int]:
-        """Piece ids of `text`, no special tokens: "EGFR mutations" -> [ids of egfr, mutations]."""
-        ids, cache = [], self._ids_cache
-        for chunk in split_chunks(text):
-            chunk_ids = cache.get(chunk)
-            ids += chunk_ids if chunk_ids is not None else self._encode_chunk(chunk)
-        return ids
-
-    def tokenize(self, text: str) -> list[str]:
-        """Word pieces of `text`, no special tokens: "Nephrotoxicity" -> ["nephro", "##tox", "##icity"]."""
-        return [self.id_to_token[i] for i in self.encode_text(text)]
-
-    def tokenize_with_offsets(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
-        """Word pieces and their [start, end) character spans in `text` ("é" keeps its own span)."""
-        pieces, spans = [], []
-        for m in _CHUNK.finditer(text):
-            chunk, start = m.group(), m.start()
-            chunk_pieces, chunk_spans = self._spans_cache.get(chunk) or self._analyse_chunk(chunk)
-            pieces += chunk_pieces
-            spans += [(start + s, start + e) for s, e in chunk_spans]
-        return pieces, spans
-
-    def encode(self, text: str, pair: str = None, max_len: int = None) -> dict:
-        """[CLS] A [SEP] (B [SEP]) with token types 0/1; if too long, cut the longer side first."""
-        a = self.encode_text(text)
-        b = self.encode_text(pair) if pair is not None else []
-        if max_len is not None:
-            budget = max_len - (3 if pair is not None else 2)
-            if budget < 0:
-                raise TokenizerError(f"max_len={max_len} leaves no room for the special tokens")
-            a, b = truncate_longest_first(a, b, budget)
-        input_ids = [self.cls_id] + a + [self.sep_id]
-        token_type_ids = [0] * len(input_ids)
-        if pair is not None:
-            input_ids += b + [self.sep_id]
-            token_type_ids += [1] * (len(b) + 1)
-        return {"input_ids": input_ids, "token_type_ids": token_type_ids}
-
-    def encode_batch(self, texts, pairs=None, max_len: int = None) -> list[dict]:
-        """encode() over a list of texts (and an equally long list of pairs)."""
-        pairs = [None] * len(texts) if pairs is None else pairs
-        return [self.encode(t, p, max_len) for t, p in zip(texts, pairs, strict=True)]
-
-    def encode_lines(self, lines, workers: int = 1, progress: bool = False):
-        """Yield encode_text(line) for each line, in order (blank line -> []); workers > 1 uses processes."""
-        total = len(lines) if hasattr(lines, "__len__") else None
-        bar = tqdm(total=total, unit=" lines", disable=not progress, desc="encode")
-        if workers <= 1:
-            for line in lines:
-                bar.update()
-                yield self.encode_text(line)
-        else:
-            batches = batched(lines, 1000)   # one task per 1,000 lines: a task costs a round trip
-            for batch in parallel_map(_encode_in_worker, batches, workers, _init_worker,
-                                      (self.id_to_token, self.lowercase)):
-                bar.update(len(batch))
-                yield from batch
-        bar.close()
-
-    def decode(self, ids, skip_special: bool = True) -> str:
-        """Text from ids, "##" pieces glued to the piece before: [nephro, ##tox] -> "nephrotox"."""
-        special = {self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id} if skip_special else ()
-        tokens = [self.id_to_token[i] for i in ids if i not in special]
-        return " ".join(tokens).replace(" ##", "")
-
-
-def truncate_longest_first(a: list, b: list, budget: int) -> tuple[list, list]:
-    """Cut a and b to at most `budget` tokens together, from the end of the longer one first.
-
-    When both must be cut, the one that was shorter keeps budget // 2 and the other the rest (a
-    counts as shorter on a tie), as in tokenizers' LongestFirst (Rust), so our pairs equal
-    BertTokenizer's; HF's older Python loop can differ by one token on ties.
+    Written to a temporary name and renamed, so a reader never sees half a file (train_pretrain.py's
+    torchrun processes may each write the same, deterministic, vocabulary at once).
     """
-    n1, n2 = len(a), len(b)
-    if n1 + n2 <= budget:
-        return a, b
-    swap = n1 > n2
-    if swap:
-        n1, n2 = n2, n1
-    n2 = max(n1, budget - n1)
-    if n1 + n2 > budget:
-        n1 = budget // 2
-        n2 = budget - n1
-    if swap:
-        n1, n2 = n2, n1
-    return a[:n1], b[:n2]
+    words = count_words(corpus, lowercase, workers, progress=True)
+    print(f"{sum(words.values()):,} words, {len(words):,} distinct")
+    vocab = learn_vocab(words, vocab_size, min_frequency, limit_alphabet, num_unused,
+                        verbose=verbose, progress=not verbose)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    partial = f"{out}.{os.getpid()}.tmp"
+    Tokenizer(vocab, lowercase).save(partial)
+    os.replace(partial, out)
+    return vocab
 
-
-_WORKER_TOKENIZER = None
-
-
-def _init_worker(tokens, lowercase):
-    global _WORKER_TOKENIZER
-    _WORKER_TOKENIZER = Tokenizer(tokens, lowercase)
-
-
-def _encode_in_worker(lines):
-    return [_WORKER_TOKENIZER.encode_text(line) for line in lines]
-
-
-def batched(items, n: int):
-    """Lists of n items in order, the last one shorter: batched("abcde", 2) -> ab, cd, e."""
-    items = iter(items)
-    while batch := list(islice(items, n)):
-        yield batch
-
-
-def parallel_map(fn, items, workers: int, initializer=None, initargs=()):
-    """Yield fn(item) for each item, in order, computed by `workers` spawned processes.
-
-    At most 2 * workers items are in flight, so a corpus of any size streams through in bounded memory.
-    CHOICE: processes are spawned, not forked, which is safe beside torch's threads. And
-    concurrent.futures, not multiprocessing.Pool: leaving a Pool calls terminate(), which can
-    deadlock (CPython issues #78178 and #96995; our test run hung there once). The executor ends by
-    letting its workers finish the tasks they hold.
-    """
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, initializer, initargs) as pool:
-        pending = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) > 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:                  # an error, or a caller that stopped early: drop what has not started
-            for future in pending:
-                future.cancel()
-
-
-# ---------------------------------------------------------------------------------------------
-# 4. Learning a vocabulary                                 (PAPER.md §1, §6; WordPiece, Wu 2016)
-#    Count the corpus's words (section 1), split each into characters ("c" first, "##c" after),
-#    then repeatedly merge the adjacent pair with the best likelihood score
-#    freq(ab) / (freq(a) * freq(b)) until the vocabulary has the requested size. Google never
-#    released its learner; Hugging Face's WordPiece trainer merges by freq(ab) alone (BPE).
-#    Only the words holding the merged pair are updated, and a heap with lazy deletion finds the
-#    best pair, so a merge costs what it touches, never a recount of the corpus.
-# ---------------------------------------------------------------------------------------------
 
 def _count_block(path_line_block) -> tuple[Counter, int]:
     """Chunk counts of one block, and its size in bytes."""
     return Counter(split_chunks(decode_block(*path_line_block))), len(path_line_block[2])
 
 
-def count_words(paths, lowercase: bool = True, workers: int = 1, progress: bool = False) -> Counter:
-    """Word frequencies after basic tokenization over plain/.gz files: {"cancer": 812, ",": 9120, ...}.
-
-    Raw chunks are counted in parallel blocks; each distinct chunk is then tokenized once.
-    """
+def count_chunks(paths, workers: int = 1, progress: bool = False) -> Counter:
+    """Whitespace chunks of the files and how often each occurs, counted block by block."""
     blocks = (block for path in paths for block in read_blocks(path))
     bar = tqdm(unit="B", unit_scale=True, desc="count words", disable=not progress)
     chunks = Counter()
@@ -433,18 +517,7 @@ def count_words(paths, lowercase: bool = True, workers: int = 1, progress: bool 
         chunks.update(counts)
         bar.update(size)
     bar.close()
-    words = Counter()
-    for chunk, n in chunks.items():
-        for word in basic_tokenize(chunk, lowercase):
-            words[word] += n
-    if not words:
-        raise TokenizerError(f"{', '.join(map(str, paths))}: corpus is empty (no words to learn from)")
-    return words
-
-
-def bert_layout(num_unused: int = 100) -> list[str]:
-    """The reserved ids, as in SciBERT's scivocab: [PAD], [unused0..N-1], [UNK], [CLS], [SEP], [MASK]."""
-    return ["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    return chunks
 
 
 def merge_symbols(symbols: list[str], a: str, b: str) -> list[str]:
@@ -528,140 +601,68 @@ def push_scores(heap: list, stats: PairStats, pairs, min_frequency: int) -> None
             push(heap, (-count / (freq[pair[0]] * freq[pair[1]]), -count, pair))
 
 
-def choose_alphabet(word_counts: Counter, limit_alphabet: int) -> list[str]:
-    """The `limit_alphabet` most frequent characters (ties: by code point), sorted."""
-    chars = Counter()
-    for word, n in word_counts.items():
-        for c in word:
-            chars[c] += n
-    return sorted(sorted(chars, key=lambda c: (-chars[c], c))[:limit_alphabet])
+# A.4 Worker processes: an ordered, streaming map
+_WORKER_TOKENIZER = None
 
 
-# CHOICE: min_frequency defaults to 10, not tokenizers' 2. The score ranks two rare symbols that
-# always occur together above any common pair, so at 2 a 30k PubMed vocab fills with rare ids and
-# numbers (2.6 pieces per word; 1.15 at 10; bench/results_tokenizer.md).
-def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, limit_alphabet: int = 1000,
-                num_unused: int = 100, verbose: bool = False, progress: bool = False) -> list[str]:
-    """A WordPiece vocabulary in BERT's layout: reserved ids, the alphabet ("c" and "##c"), then merges.
-
-    A pair is merged only if it occurs at least `min_frequency` times. Score ties go to the more
-    frequent pair, then the alphabetically first. Words with a character outside the alphabet are
-    left out (they encode to [UNK]).
-    """
-    min_frequency = max(1, min_frequency)                  # a pair that no longer occurs is never merged
-    alphabet = choose_alphabet(word_counts, limit_alphabet)
-    vocab = bert_layout(num_unused) + alphabet + ["##" + c for c in alphabet]
-    if vocab_size < len(vocab):
-        raise TokenizerError(f"vocab size {vocab_size} is smaller than the {num_unused + 5} reserved tokens plus "
-                             f"the alphabet ({len(alphabet)} characters, each as 'c' and '##c'): "
-                             f"{len(vocab)}; raise the vocab size or lower the alphabet limit")
-    kept = set(alphabet)
-    words = [w for w in word_counts if set(w) <= kept]
-    stats = PairStats([[w[0]] + ["##" + c for c in w[1:]] for w in words], [word_counts[w] for w in words],
-                      min_frequency)
-    known, heap = set(vocab), []
-    push_scores(heap, stats, stats.pairs, min_frequency)
-    bar = tqdm(total=vocab_size, initial=len(vocab), desc="learn vocab", disable=not progress)
-    while len(vocab) < vocab_size and heap:
-        neg_score, neg_count, pair = heapq.heappop(heap)
-        if stats.pairs.get(pair) != -neg_count or stats.score(pair) != -neg_score:
-            continue                                       # a stale entry: a fresher one is in the heap
-        a, b = pair
-        if verbose:
-            print(f"merge {len(vocab) + 1}: {a!r} + {b!r} -> {a + b[2:]!r}  score {-neg_score:.4g} = "
-                  f"{-neg_count} / ({stats.freq[a]} * {stats.freq[b]})")
-        push_scores(heap, stats, stats.merge(a, b), min_frequency)
-        if a + b[2:] not in known:                         # "abc" can come from a+##bc and from ab+##c
-            known.add(a + b[2:])
-            vocab.append(a + b[2:])
-            bar.update()
-        if len(heap) > 4 * len(stats.pairs) + 100_000:     # drop stale entries now and then
-            heap.clear()
-            push_scores(heap, stats, stats.pairs, min_frequency)
-    bar.close()
-    if len(vocab) < vocab_size:
-        print(f"note: no pair left with frequency >= {min_frequency}; vocabulary has {len(vocab)} tokens")
-    return vocab
+def _init_worker(tokens, lowercase):
+    global _WORKER_TOKENIZER
+    _WORKER_TOKENIZER = Tokenizer(tokens, lowercase)
 
 
-# ---------------------------------------------------------------------------------------------
-# 5. Command line
-# ---------------------------------------------------------------------------------------------
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = p.add_subparsers(dest="command", required=True)
-    t = commands.add_parser("train", help="learn a WordPiece vocabulary from corpus files")
-    t.add_argument("--corpus", nargs="+", required=True, help="text files, plain or .gz, one sentence a line")
-    t.add_argument("--vocab-size", type=int, default=31090, help="tokens in all (default: scivocab's size)")
-    t.add_argument("--out", default="runs/vocab.txt", help="where to write vocab.txt")
-    t.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
-    t.add_argument("--min-frequency", type=int, default=10, help="merge only pairs seen this often (see learn_vocab)")
-    t.add_argument("--limit-alphabet", type=int, default=1000, help="keep this many most frequent characters")
-    t.add_argument("--unused", type=int, default=100, help="[unusedN] slots after [PAD] (scivocab: 100)")
-    t.add_argument("--workers", type=int, default=2, help="processes counting words")
-    t.add_argument("--verbose", action="store_true", help="print every merge with its score")
-    t.add_argument("--seed", type=int, default=0, help="accepted for a uniform CLI: training is deterministic")
-    e = commands.add_parser("encode", help="show the pieces, ids and offsets of a text (or encode a file)")
-    e.add_argument("text", nargs="*", help="text to encode (joined by spaces)")
-    e.add_argument("--vocab", default=None, help="vocab.txt (default: DATA_DIR/vocab/scivocab_uncased.txt)")
-    e.add_argument("--data-dir", default=os.environ.get("ELECTRAMED_DATA", "data"))
-    e.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
-    e.add_argument("--input", help="encode every line of this file instead; ids go to --out")
-    e.add_argument("--out", default="runs/encoded.txt", help="with --input: one line of ids per input line")
-    e.add_argument("--workers", type=int, default=2, help="with --input: encoding processes")
-    e.add_argument("--seed", type=int, default=0, help="accepted for a uniform CLI: encoding is deterministic")
-    return p.parse_args(argv)
+def _encode_in_worker(lines):
+    return [_WORKER_TOKENIZER.encode_text(line) for line in lines]
 
 
-def train_vocab_file(corpus, vocab_size: int, out, lowercase: bool = True, workers: int = 1,
-                     min_frequency: int = 10, limit_alphabet: int = 1000, num_unused: int = 100,
-                     verbose: bool = False) -> list[str]:
-    """count_words + learn_vocab over the corpus files, saved to `out` (one token a line).
-
-    Written to a temporary name and renamed, so a reader never sees half a file (train_pretrain.py's
-    torchrun processes may each write the same, deterministic, vocabulary at once).
-    """
-    words = count_words(corpus, lowercase, workers, progress=True)
-    print(f"{sum(words.values()):,} words, {len(words):,} distinct")
-    vocab = learn_vocab(words, vocab_size, min_frequency, limit_alphabet, num_unused,
-                        verbose=verbose, progress=not verbose)
+def encode_file(tokenizer: Tokenizer, path, out, workers: int = 1) -> None:
+    """Write one line of ids (space-separated) for each line of the text file `path`."""
+    lines = read_lines(path)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    partial = f"{out}.{os.getpid()}.tmp"
-    Tokenizer(vocab, lowercase).save(partial)
-    os.replace(partial, out)
-    return vocab
+    with open(out, "w", encoding="utf-8") as f:
+        for ids in tokenizer.encode_lines(lines, workers=workers, progress=True):
+            f.write(" ".join(map(str, ids)) + "\n")
 
 
-def main(args):
-    if getattr(args, "vocab_size", 1) < 1 or args.workers < 1:
-        raise TokenizerError("--vocab-size and --workers must be positive")
-    if args.command == "train":
-        print(f"learning a {args.vocab_size:,}-token vocabulary from {len(args.corpus)} file(s) -> {args.out}")
-        vocab = train_vocab_file(args.corpus, args.vocab_size, args.out, args.lowercase, args.workers,
-                                 args.min_frequency, args.limit_alphabet, args.unused, verbose=args.verbose)
-        print(f"wrote {len(vocab):,} tokens to {args.out}")
-        return vocab
-    vocab_file = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
-    if not os.path.isfile(vocab_file):
-        raise TokenizerError(f"{vocab_file}: no such vocabulary file; pass --vocab FILE, or --data-dir / "
-                             "ELECTRAMED_DATA pointing at the data directory (python data.py download all)")
-    if not args.input and not " ".join(args.text).strip():
-        raise TokenizerError("nothing to encode: give a text, or --input FILE")
-    tok = Tokenizer.from_vocab_file(vocab_file, args.lowercase)
-    if args.input:
-        print(f"encoding {args.input} -> {args.out}")
-        lines = read_lines(args.input)
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            for ids in tok.encode_lines(lines, workers=args.workers, progress=True):
-                f.write(" ".join(map(str, ids)) + "\n")
-        return None
-    text = " ".join(args.text)
-    pieces, spans = tok.tokenize_with_offsets(text)
-    for piece, (start, end) in zip(pieces, spans):
-        print(f"{tok.vocab[piece]:>6}  {piece:<20} {start:>4}-{end:<4} {text[start:end]}")
-    return pieces
+def encode_lines_in_processes(tokenizer: Tokenizer, lines, workers: int, progress: bool = False):
+    """Yield tokenizer.encode_text(line) for each line, in order, computed by `workers` processes."""
+    total = len(lines) if hasattr(lines, "__len__") else None
+    bar = tqdm(total=total, unit=" lines", disable=not progress, desc="encode")
+    batches = batched(lines, 1000)   # one task per 1,000 lines: a task costs a round trip
+    for batch in parallel_map(_encode_in_worker, batches, workers, _init_worker,
+                              (tokenizer.id_to_token, tokenizer.lowercase)):
+        bar.update(len(batch))
+        yield from batch
+    bar.close()
+
+
+def batched(items, n: int):
+    """Lists of n items in order, the last one shorter: batched("abcde", 2) -> ab, cd, e."""
+    items = iter(items)
+    while batch := list(islice(items, n)):
+        yield batch
+
+
+def parallel_map(fn, items, workers: int, initializer=None, initargs=()):
+    """Yield fn(item) for each item, in order, computed by `workers` spawned processes.
+
+    At most 2 * workers items are in flight, so a corpus of any size streams through in bounded memory.
+    CHOICE: spawned processes, safe beside torch's threads, under concurrent.futures, whose workers
+    finish the tasks they hold: leaving a multiprocessing.Pool calls terminate(), which can deadlock
+    (CPython issues #78178 and #96995).
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, initializer, initargs) as pool:
+        pending = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) > 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:                  # an error, or a caller that stopped early: drop what has not started
+            for future in pending:
+                future.cancel()
 
 
 if __name__ == "__main__":

@@ -226,7 +226,7 @@ def test_encode_pairs_truncation_and_batch_match_bert(sci, sci_hf, data_dir):
     for texts, pairs, max_len in [(questions, questions[::-1], 8), (questions, questions[::-1], 9),
                                   (questions, contexts, 128), (contexts, questions, 128),
                                   (contexts, contexts[::-1], 255), (questions, contexts, None)]:
-        ours = sci.encode_batch(texts, pairs, max_len=max_len)
+        ours = [sci.encode(text, pair, max_len) for text, pair in zip(texts, pairs, strict=True)]
         truncate = dict(truncation="longest_first", max_length=max_len) if max_len else {}
         theirs = sci_hf(texts, pairs, **truncate)
         assert [o["input_ids"] for o in ours] == theirs["input_ids"], f"max_len={max_len}"
@@ -479,3 +479,7 @@ def test_cli_help(capsys):
             tk.parse_args(argv)
         printed = capsys.readouterr().out
         assert exit_info.value.code == 0 and all(word in printed for word in expected), printed
+    for argv in (["train", "--corpus", "c.txt", "--seed", "1"], ["encode", "x", "--seed", "1"]):
+        with pytest.raises(SystemExit) as exit_info:                 # nothing is random: no --seed
+            tk.parse_args(argv)
+        assert exit_info.value.code == 2 and "unrecognized arguments: --seed" in capsys.readouterr().err
