@@ -98,7 +98,11 @@ def parse_args(argv=None):
                    help="generator width / discriminator width (default: 1/4 tiny, small and large, 1/3 base)")
     g.add_argument("--dropout", type=float, default=None, help="hidden and attention dropout (default 0.1; 0 for tiny)")
     g = p.add_argument_group("objective (PAPER.md §3)")
-    g.add_argument("--mask-prob", type=float, default=None, help="default 0.15, 0.25 for large and tiny")
+    g.add_argument("--objective", choices=("rtd", "mlm"), default="rtd",
+                   help="rtd: ELECTRA's replaced-token detection; mlm: BERT's masked-LM alone on the "
+                        "discriminator-sized encoder, ELECTRA's baseline at equal compute (section 5b)")
+    g.add_argument("--mask-prob", type=float, default=None,
+                   help="default 0.15, 0.25 for large, mini and tiny; 0.15 (BERT's) for --objective mlm")
     g.add_argument("--disc-weight", type=float, default=50.0, help="lambda in loss = mlm + lambda * rtd")
     g = p.add_argument_group("data (PAPER.md §1, §3)")
     g.add_argument("--data-dir", default=default_data_dir(),
@@ -167,6 +171,8 @@ def resolve_defaults(args):
     """Fill every None from --size, check the combination, and print what the run will do."""
     if args.learn_vocab is None:              # a --vocab named on the command line beats the preset's
         args.learn_vocab = 0 if args.vocab else PRESETS[args.size].get("learn_vocab", 0)
+    if args.objective == "mlm" and args.mask_prob is None:
+        args.mask_prob = BERT_MASK_PROB       # the presets' mask_prob is the RTD recipe
     for name, value in PRESETS[args.size].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -207,8 +213,10 @@ def resolve_defaults(args):
     print(f"=> {args.size}: lr {args.lr:g}, batch {args.batch_size} = {args.world_size} processes x "
           f"{args.grad_accum} accumulation steps x {args.micro_batch_size} sequences, seq len {args.seq_len}, "
           f"{args.batch_size * args.seq_len:,} tokens/step")
-    print(f"=> mask prob {args.mask_prob}: N = {args.num_predictions} masked slots per example; "
-          f"generator fraction {args.generator_fraction:.3g}; {args.steps:,} steps, warmup {args.warmup_steps:,}; "
+    model = (f"generator fraction {args.generator_fraction:.3g}" if args.objective == "rtd"
+             else "one discriminator-sized encoder, no generator")
+    print(f"=> objective {args.objective}, mask prob {args.mask_prob}: N = {args.num_predictions} masked slots per "
+          f"example; {model}; {args.steps:,} steps, warmup {args.warmup_steps:,}; "
           f"{args.precision}, compile {args.compile}; out dir {args.out_dir}")
     print(f"=> Adam bias correction {'on' if args.bias_correction else 'off'} (warmup {args.warmup_steps:,} "
           f"steps; the rule: off from {BIAS_CORRECTION_WARMUP:,}, as ELECTRA's 10,000); held-out slice: "
@@ -294,10 +302,11 @@ def masking_candidates(input_ids, special_ids, pad_id):
     return allowed
 
 
-def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_id, mask_id):
+def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_id, mask_id, mask_share=0.85):
     """Returns masked ids (B, L), positions (B, N), weights (B, N) bool, original ids (B, N).
 
     position_noise: (B, L) uniform; keep_noise: (B, N) uniform; counts: (B,) from count_targets.
+    A chosen position becomes [MASK] where its keep_noise < mask_share (ELECTRA's 85%).
     """
     n = keep_noise.shape[1]
     candidates = masking_candidates(input_ids, special_ids, pad_id)
@@ -308,7 +317,7 @@ def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_
     weights = torch.arange(n, device=counts.device) < counts[:, None]     # (B, N)
     positions = positions * weights                                       # unused slots -> 0 ([CLS])
     originals = input_ids.gather(1, positions)                            # (B, N)
-    to_mask = weights & (keep_noise < 0.85)                               # 85% [MASK], 15% kept
+    to_mask = weights & (keep_noise < mask_share)                         # 85% [MASK], 15% kept
     masked = input_ids.scatter(1, positions, torch.where(to_mask, mask_id, originals))
     return masked, positions, weights, originals
 
@@ -452,7 +461,7 @@ class ReplacedTokenDetection(nn.Module):
         if unpadded is None:
             gen_logits = self.generator(masked, types, attn, positions=positions).float().flatten(0, 1)  # (B*N, V)
         else:
-            gen_logits = self.unpadded_generator(masked, types, positions, unpadded, used)             # (P, V)
+            gen_logits = unpadded_mlm_logits(self.generator, masked, types, positions, unpadded, used)   # (P, V)
         sampled = sample_replacements(gen_logits, at(batch["sample_noise"]))                    # (B*N,) or (P,)
         if used is not None:                                    # unused slots keep their token (weight 0)
             sampled = originals.flatten().index_copy(0, used, sampled)
@@ -480,15 +489,20 @@ class ReplacedTokenDetection(nn.Module):
                 real.sum(-1).float().square().sum())])
         return {"loss": loss, "stats": stats, "disc_logits": disc_logits.detach(), "labels": labels, "real": real}
 
-    def unpadded_generator(self, masked, types, positions, unpadded, used):
-        """The generator on the real tokens only: its MLM logits (P, V) at the used masked slots."""
-        B, L = masked.shape
-        token = torch.zeros(B * L, dtype=torch.long, device=masked.device).index_copy_(
-            0, unpadded.indices, torch.arange(len(unpadded.indices), device=masked.device))   # (B*L,) -> index in T
-        rows = token[(positions + L * torch.arange(B, device=masked.device)[:, None]).flatten()[used]]   # (P,)
-        logits = self.generator(masked.flatten()[unpadded.indices], types.flatten()[unpadded.indices], unpadded,
-                                positions=rows)                                      # (P, V)
-        return logits.float()
+    def networks(self) -> dict:
+        """The networks a run exports, by directory name; the first is the one kept for fine-tuning."""
+        return {"discriminator": self.discriminator, "generator": self.generator}
+
+
+def unpadded_mlm_logits(generator, masked, types, positions, unpadded, used):
+    """An MLM network on the real tokens only: its logits (P, V) at the used masked slots."""
+    B, L = masked.shape
+    token = torch.zeros(B * L, dtype=torch.long, device=masked.device).index_copy_(
+        0, unpadded.indices, torch.arange(len(unpadded.indices), device=masked.device))   # (B*L,) -> index in T
+    rows = token[(positions + L * torch.arange(B, device=masked.device)[:, None]).flatten()[used]]   # (P,)
+    logits = generator(masked.flatten()[unpadded.indices], types.flatten()[unpadded.indices], unpadded,
+                       positions=rows)                                               # (P, V)
+    return logits.float()
 
 
 def summarize(stats, disc_weight):
@@ -527,7 +541,8 @@ class ScoreCollector:
         self.parts = []
 
     def add(self, out):
-        self.parts.append((out["disc_logits"], out["labels"], out["real"]))
+        if "disc_logits" in out:                  # the masked-LM baseline has none
+            self.parts.append((out["disc_logits"], out["labels"], out["real"]))
 
     def auc(self) -> float:
         logits, labels, real = (torch.cat([p[i].flatten() for p in self.parts]) for i in range(3))
@@ -553,13 +568,16 @@ def roc_auc(scores, labels) -> float:
 def matmul_flops(disc, gen, tokens, attention, slots) -> float:
     """Matmul FLOPs of training (forward + backward = 3x forward) in any token layout: `tokens` rows
     through every linear layer, `attention` (query, key) pairs per layer (L*L per full sequence, the
-    sum of len^2 for variable lengths), `slots` rows through the MLM head."""
+    sum of len^2 for variable lengths), `slots` rows through the MLM head. disc None: no discriminator,
+    the masked-LM baseline (gen is then its full-width encoder)."""
     def encoder(c):
         per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size)
         project = 2 * c.embedding_size * c.hidden_size if c.embedding_size != c.hidden_size else 0
         return tokens * (c.num_hidden_layers * per_token + project) + c.num_hidden_layers * 4 * c.hidden_size * attention
-    disc_head = tokens * 2 * disc.hidden_size ** 2
     mlm_head = slots * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
+    if disc is None:
+        return 3.0 * (encoder(gen) + mlm_head)
+    disc_head = tokens * 2 * disc.hidden_size ** 2
     return 3.0 * (encoder(disc) + disc_head + encoder(gen) + mlm_head)
 
 
@@ -567,6 +585,87 @@ def flops_per_sequence(disc, gen, seq_len, n) -> float:
     """Matmul FLOPs of one full training sequence of seq_len tokens and n MLM slots; PAPER.md §5 gives
     ~7.8e10 at L=128 and ~3.4e11 at L=512 for base."""
     return matmul_flops(disc, gen, seq_len, seq_len * seq_len, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5b. The masked-LM baseline (--objective mlm, off by default)        (ELECTRA §3.2-3.3; BERT)
+#    What ELECTRA compares itself with at equal compute: BERT's objective alone on the
+#    discriminator-sized encoder, no generator and no discriminator. The same counts and positions
+#    as section 3 with p = 0.15; of the chosen positions 80% become [MASK], 10% a random token drawn
+#    uniformly from the whole vocabulary (as BERT's create_pretraining_data.py and Hugging Face's
+#    DataCollatorForLanguageModeling do) and 10% keep their token. Loss: cross-entropy at the chosen
+#    positions, in fp32. The counter-hash noise of section 4 drives it, so a resume stays exact.
+# ---------------------------------------------------------------------------------------------
+BERT_MASK_PROB = 0.15
+BERT_MASK_SHARE, BERT_RANDOM_SHARE = 0.8, 0.1        # the rest, 10%, keep their token
+
+
+def mask_tokens_bert(input_ids, counts, position_noise, keep_noise, random_noise, special_ids, pad_id, mask_id,
+                     vocab_size):
+    """BERT's masking: mask_tokens with 80% [MASK], then 10% of the chosen positions get a random token.
+
+    random_noise: (B, N) uniform in [0, 1), the random token's draw. Returns what mask_tokens returns."""
+    masked, positions, weights, originals = mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids,
+                                                        pad_id, mask_id, mask_share=BERT_MASK_SHARE)
+    to_random = weights & (keep_noise >= BERT_MASK_SHARE) & (keep_noise < BERT_MASK_SHARE + BERT_RANDOM_SHARE)
+    random_ids = (random_noise * vocab_size).long()                       # (B, N), uniform over [0, V)
+    masked = masked.scatter(1, positions, torch.where(to_random, random_ids, masked.gather(1, positions)))
+    return masked, positions, weights, originals
+
+
+class MaskedLanguageModel(nn.Module):
+    """BERT's masked-LM: an em.Generator (encoder + MLM head, tied embeddings) of the discriminator's size."""
+
+    def __init__(self, masked_lm: em.Generator, special_ids, pad_id, mask_id):
+        super().__init__()
+        self.masked_lm = masked_lm
+        self.special_ids, self.pad_id, self.mask_id = tuple(special_ids), pad_id, mask_id
+
+    def forward(self, batch):
+        """batch as ReplacedTokenDetection.forward's (sample_noise draws the random tokens; rtd_denominator
+        is unused). Returns {"loss": mean cross-entropy at the masked positions, "stats": STATS sums}."""
+        ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+        masked, positions, weights, originals = mask_tokens_bert(
+            ids, batch["counts"], batch["position_noise"], batch["keep_noise"], batch["sample_noise"],
+            self.special_ids, self.pad_id, self.mask_id, self.masked_lm.config.vocab_size)
+        unpadded, used = batch.get("unpadded"), batch.get("used_slots")
+        at = (lambda t: t.flatten()) if used is None else (lambda t: t.flatten()[used])   # (B, N) -> the slots computed
+        if unpadded is None:
+            logits = self.masked_lm(masked, types, attn, positions=positions).float().flatten(0, 1)   # (B*N, V)
+        else:
+            logits = unpadded_mlm_logits(self.masked_lm, masked, types, positions, unpadded, used)    # (P, V)
+        nll = F.cross_entropy(logits, at(originals), reduction="none")
+        mlm_sum = (nll * at(weights)).sum()
+        with torch.no_grad():
+            real = ids != self.pad_id
+            zero = mlm_sum.new_zeros(())
+            correct = ((logits.argmax(-1) == at(originals)) & at(weights)).sum()
+            stats = torch.stack([x.float() for x in (
+                mlm_sum, zero, weights.sum(), real.sum(), correct, zero, zero, zero, zero,
+                real.sum(-1).float().square().sum())])
+        return {"loss": mlm_sum / batch["mlm_denominator"], "stats": stats}
+
+    def networks(self) -> dict:
+        return {"mlm": self.masked_lm}
+
+
+def summarize_mlm(stats):
+    """Masked-LM loss and accuracy (and the token counts) from summed STATS."""
+    s = dict(zip(STATS, stats.tolist()))
+    mlm = s["mlm_sum"] / s["masked"]
+    return {"loss": mlm, "mlm_loss": mlm, "mlm_acc": s["gen_correct"] / s["masked"],
+            "real_tokens": s["real"], "masked_tokens": s["masked"], "attended_pairs": s["attended"]}
+
+
+def summarize_objective(stats, args):
+    return summarize(stats, args.disc_weight) if args.objective == "rtd" else summarize_mlm(stats)
+
+
+def flop_configs(raw):
+    """(discriminator, generator) configs for matmul_flops: (None, encoder) for the masked-LM baseline."""
+    if isinstance(raw, MaskedLanguageModel):
+        return None, raw.masked_lm.config
+    return raw.discriminator.config, raw.generator.config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,30 +799,36 @@ def load_checkpoint(path, vocab) -> dict:
 
 
 def export_checkpoint(path, out_dir, vocab=None) -> Path:
-    """A training checkpoint's discriminator (and generator) in the Hugging Face layout, as the final
-    export writes them: out_dir/discriminator and out_dir/generator. Fine-tune any step with it:
-    `python train_pretrain.py --export runs/mini/checkpoints/step_0001000.pt`."""
+    """A training checkpoint's networks in the Hugging Face layout, as the final export writes them:
+    out_dir/discriminator and out_dir/generator (out_dir/mlm for --objective mlm). Fine-tune any step
+    with it: `python train_pretrain.py --export runs/mini/checkpoints/step_0001000.pt`."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     vocab = vocab or state["args"]["vocab"]
-    disc = em.Discriminator(em.ModelConfig(**state["model_config"]))
-    gen = em.Generator(em.ModelConfig(**state["generator_config"]))
-    raw = ReplacedTokenDetection(gen, disc, (), state["model_config"]["pad_token_id"], 0, 1.0)
+    config = em.ModelConfig(**state["model_config"])
+    if state["args"].get("objective", "rtd") == "mlm":
+        raw = MaskedLanguageModel(em.Generator(config), (), config.pad_token_id, 0)
+    else:
+        gen = em.Generator(em.ModelConfig(**state["generator_config"]))
+        raw = ReplacedTokenDetection(gen, em.Discriminator(config), (), config.pad_token_id, 0, 1.0)
     raw.load_state_dict(state["model"])
-    for name in ("discriminator", "generator"):
-        em.save_hf_checkpoint(getattr(raw, name), Path(out_dir) / name, vocab_file=vocab)
+    for name, network in raw.networks().items():
+        em.save_hf_checkpoint(network, Path(out_dir) / name, vocab_file=vocab)
     return Path(out_dir)
 
 
 # ---------------------------------------------------------------------------------------------
 # 8. The training loop                                                  (STYLE B.9; PAPER.md §3)
 # ---------------------------------------------------------------------------------------------
-def build_model(args, tokenizer) -> ReplacedTokenDetection:
+def build_model(args, tokenizer):
+    """ReplacedTokenDetection, or MaskedLanguageModel for --objective mlm."""
     config = em.model_config(args.size, len(tokenizer), max_position_embeddings=max(512, args.seq_len),
                              hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
                              pad_token_id=tokenizer.pad_id)
+    specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
+    if args.objective == "mlm":
+        return MaskedLanguageModel(em.Generator(config), specials, tokenizer.pad_id, tokenizer.mask_id)
     generator = em.Generator(em.generator_config(config, args.generator_fraction))
     discriminator = em.Discriminator(config)
-    specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
     return ReplacedTokenDetection(generator, discriminator, specials, tokenizer.pad_id, tokenizer.mask_id,
                                   args.disc_weight)
 
@@ -861,11 +966,13 @@ def log_metrics(stats, scores, args, dist: Dist, step, lr, grad_norm, configs, t
     """Summarize the stats summed since the last log (all processes) and reset them. disc_auc is over
     every token this process saw since the last log (the main process's share of the batch).
     configs: (discriminator, generator) ModelConfig, for the MFU on CUDA."""
-    metrics = summarize(all_reduce(stats, dist), args.disc_weight)
+    metrics = summarize_objective(all_reduce(stats, dist), args)
     stats.zero_()
     seconds = time.time() - timer[0]
-    metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(), disc_auc=scores.auc(),
+    metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(),
                    seq_per_s=(step - timer[1]) * args.batch_size / seconds)
+    if args.objective == "rtd":
+        metrics["disc_auc"] = scores.auc()
     if dist.device.type == "cuda":
         metrics["mfu"] = useful_mfu(metrics, *configs, seconds, dist.world_size)
     return metrics
@@ -905,10 +1012,11 @@ def load_heldout(shard_dir, args):
 
 @torch.no_grad()
 def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext(), batch_size=64) -> dict:
-    """Generator MLM loss/accuracy and discriminator AUC/BCE/accuracy on the held-out slice, with the
-    same masks and samples every time (noise seeded by the example's index), so the numbers of two
-    steps differ only because the model did. Under the training's autocast: the scores are those of
-    the model as it trains (and fp32 would not reach the bf16-only varlen kernel)."""
+    """Generator MLM loss/accuracy and discriminator AUC/BCE/accuracy on the held-out slice (MLM
+    loss/accuracy for --objective mlm), with the same masks and samples every time (noise seeded by
+    the example's index), so the numbers of two steps differ only because the model did. Under the
+    training's autocast: the scores are those of the model as it trains (and fp32 would not reach
+    the bf16-only varlen kernel)."""
     was_training = raw.training
     raw.eval()
     stats, scores = torch.zeros(len(STATS), device=device), ScoreCollector()
@@ -923,8 +1031,9 @@ def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext
         stats += out["stats"]
         scores.add(out)
     raw.train(was_training)
-    metrics = summarize(stats, args.disc_weight)
-    metrics["disc_auc"] = scores.auc()
+    metrics = summarize_objective(stats, args)
+    if args.objective == "rtd":
+        metrics["disc_auc"] = scores.auc()
     return {f"heldout_{k}": v for k, v in metrics.items()}
 
 
@@ -970,8 +1079,6 @@ def train(args, dist: Dist):
     tokenizer = Tokenizer.from_vocab_file(args.vocab)
     # 3. data: local rank 0 packs the corpus (or finds it cached), the others wait and read it
     out_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        write_run_info(args, dist)
     if dist.local_rank == 0:
         prepare_corpus(args.corpus, args.vocab, out_dir / "shards", max_len=args.seq_len,
                        workers=args.data_workers, seed=args.seed, progress=True, heldout_every=args.heldout_every)
@@ -982,19 +1089,24 @@ def train(args, dist: Dist):
     # 4. model, optimizer
     raw = build_model(args, tokenizer).to(dist.device)
     optimizer = build_optimizer(raw, args)
-    disc_config, gen_config = raw.discriminator.config, raw.generator.config
-    flops = flops_per_sequence(disc_config, gen_config, args.seq_len, args.num_predictions)
-    print0(dist, f"=> parameters: discriminator {em.count_parameters(raw.discriminator):,}, generator "
-                 f"{em.count_parameters(raw.generator):,}, together {em.count_parameters(raw):,}; "
-                 f"{flops:.3g} FLOPs/sequence")
+    configs = flop_configs(raw)
+    args.flops_per_step = args.batch_size * flops_per_sequence(*configs, args.seq_len, args.num_predictions)
+    if dist.is_main:
+        write_run_info(args, dist)
+    print0(dist, "=> parameters: " + ", ".join(f"{name} {em.count_parameters(network):,}"
+                                               for name, network in raw.networks().items())
+           + f", together {em.count_parameters(raw):,}; {args.flops_per_step:.4g} FLOPs/step")
     torch.manual_seed(args.seed + dist.rank)
     # 5. resume
     step, checkpoint = 0, latest_checkpoint(out_dir) if args.resume else None
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, args.vocab)
-        if state["model_config"] != asdict(raw.discriminator.config):
+        if state["args"].get("objective", "rtd") != args.objective:
+            raise PretrainError(f"{checkpoint}: saved by an --objective {state['args'].get('objective', 'rtd')} "
+                                f"run; resume it with the same --objective")
+        if state["model_config"] != asdict(list(raw.networks().values())[0].config):
             raise PretrainError(f"{checkpoint}: saved for model {state['model_config']}, this run builds "
-                                f"{asdict(raw.discriminator.config)}: resume with the same --size/--seq-len")
+                                f"another: resume with the same --size/--seq-len")
         raw.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         data.load_state_dict(state["data"])
@@ -1049,21 +1161,19 @@ def train(args, dist: Dist):
             logging = step % args.log_every == 0 or step == args.steps
             evaluating = heldout is not None and (step % args.eval_every == 0 or step == args.steps)
             if logging or evaluating:      # a held-out score off a log step gets a line of its own
-                metrics = (log_metrics(stats, scores, args, dist, step, lr, grad_norm, (disc_config, gen_config), timer)
+                metrics = (log_metrics(stats, scores, args, dist, step, lr, grad_norm, configs, timer)
                            if logging else {"step": step})
+                metrics["flops"] = step * args.flops_per_step      # ELECTRA's count: full-length sequences
                 if evaluating:
                     metrics.update(evaluate_heldout(raw, heldout, args, dist.device, autocast))
-                    print0(dist, f"step {step}: held-out MLM {metrics['heldout_mlm_loss']:.3f}, gen acc "
-                                 f"{metrics['heldout_gen_acc']:.3f}, disc AUC {metrics['heldout_disc_auc']:.3f}, "
-                                 f"RTD BCE {metrics['heldout_rtd_loss']:.4f} (base rate "
-                                 f"{metrics['heldout_rtd_base_entropy']:.4f})")
+                    print0(dist, heldout_line(metrics, args))
                 if log_file:
                     log_file.write(json.dumps(metrics) + "\n")
                     log_file.flush()
             if logging:
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", gen_acc=f"{metrics['gen_acc']:.3f}",
-                                auc=f"{metrics['disc_auc']:.3f}", lr=f"{lr:.2e}",
-                                seq_s=f"{metrics['seq_per_s']:.1f}")
+                shown = ("gen_acc", "disc_auc") if args.objective == "rtd" else ("mlm_acc",)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", **{k: f"{metrics[k]:.3f}" for k in shown},
+                                lr=f"{lr:.2e}", seq_s=f"{metrics['seq_per_s']:.1f}")
                 timer = (time.time(), step)
             if step % args.save_every == 0 or step == args.steps:
                 checkpoint_now(args, dist, raw, optimizer, data.state_dict(), step)
@@ -1079,10 +1189,19 @@ def train(args, dist: Dist):
             log_file.close()
     # 8. final export in the Hugging Face layout
     if step >= args.steps and dist.is_main:
-        for name in ("discriminator", "generator"):
-            em.save_hf_checkpoint(getattr(raw, name), out_dir / "final" / name, vocab_file=args.vocab)
-        print0(dist, f"=> exported {out_dir / 'final'}/discriminator and /generator")
+        for name, network in raw.networks().items():
+            em.save_hf_checkpoint(network, out_dir / "final" / name, vocab_file=args.vocab)
+        print0(dist, f"=> exported {', '.join(str(out_dir / 'final' / name) for name in raw.networks())}")
     return raw
+
+
+def heldout_line(metrics, args) -> str:
+    """The held-out scores in one printed line."""
+    line = f"step {metrics['step']}: held-out MLM {metrics['heldout_mlm_loss']:.3f}"
+    if args.objective == "mlm":
+        return line + f", acc {metrics['heldout_mlm_acc']:.3f}"
+    return line + (f", gen acc {metrics['heldout_gen_acc']:.3f}, disc AUC {metrics['heldout_disc_auc']:.3f}, "
+                   f"RTD BCE {metrics['heldout_rtd_loss']:.4f} (base rate {metrics['heldout_rtd_base_entropy']:.4f})")
 
 
 def checkpoint_now(args, dist: Dist, raw, optimizer, data_position, step):
@@ -1093,10 +1212,12 @@ def checkpoint_now(args, dist: Dist, raw, optimizer, data_position, step):
     else:
         rngs = [rng_state(dist.device)]
     if dist.is_main:
+        networks = list(raw.networks().values())
         state = {"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "args": vars(args), "model_config": asdict(raw.discriminator.config),
-                 "generator_config": asdict(raw.generator.config), "vocab": vocab_fingerprint(args.vocab),
-                 "data": data_position, "rng": rngs}
+                 "args": vars(args), "model_config": asdict(networks[0].config),
+                 "vocab": vocab_fingerprint(args.vocab), "data": data_position, "rng": rngs}
+        if len(networks) > 1:
+            state["generator_config"] = asdict(networks[1].config)
         save_checkpoint(args.out_dir, step, state, args.keep_checkpoints)
 
 
@@ -1116,7 +1237,7 @@ def worker(local_rank, args, port):
 def main(args):
     if args.export:
         out = export_checkpoint(args.export, Path(args.export).with_suffix(""))
-        print(f"=> exported {out}/discriminator and /generator")
+        print(f"=> exported {', '.join(str(d) for d in sorted(out.iterdir()))}")
         return out
     args = resolve_defaults(args)
     if args.learn_vocab:
