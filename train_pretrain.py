@@ -819,13 +819,13 @@ def export_checkpoint(path, out_dir, vocab=None) -> Path:
 # ---------------------------------------------------------------------------------------------
 # 8. The training loop                                                  (STYLE B.9; PAPER.md §3)
 # ---------------------------------------------------------------------------------------------
-def build_model(args, tokenizer):
-    """ReplacedTokenDetection, or MaskedLanguageModel for --objective mlm."""
+def build_model(args, tokenizer, objective="rtd"):
+    """ReplacedTokenDetection, or MaskedLanguageModel for objective "mlm"."""
     config = em.model_config(args.size, len(tokenizer), max_position_embeddings=max(512, args.seq_len),
                              hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
                              pad_token_id=tokenizer.pad_id)
     specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
-    if args.objective == "mlm":
+    if objective == "mlm":
         return MaskedLanguageModel(em.Generator(config), specials, tokenizer.pad_id, tokenizer.mask_id)
     generator = em.Generator(em.generator_config(config, args.generator_fraction))
     discriminator = em.Discriminator(config)
@@ -1087,7 +1087,7 @@ def train(args, dist: Dist):
     data = PretrainingData(out_dir / "shards", args.micro_batch_size, dist.rank, dist.world_size, args.seed)
     heldout = load_heldout(out_dir / "shards", args) if dist.is_main else None
     # 4. model, optimizer
-    raw = build_model(args, tokenizer).to(dist.device)
+    raw = build_model(args, tokenizer, args.objective).to(dist.device)
     optimizer = build_optimizer(raw, args)
     configs = flop_configs(raw)
     args.flops_per_step = args.batch_size * flops_per_sequence(*configs, args.seq_len, args.num_predictions)

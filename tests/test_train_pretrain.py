@@ -600,7 +600,7 @@ def test_unpadded_token_count_compiles_once(tokenizer, real_batch):
 def make_mlm(tokenizer):
     args = tp.resolve_defaults(tp.parse_args(["--size", "tiny", "--objective", "mlm", "--dropout", "0",
                                               "--vocab", "unused.txt", "--seq-len", "64"]))
-    return tp.build_model(args, tokenizer)
+    return tp.build_model(args, tokenizer, "mlm")
 
 
 def test_mlm_loss_is_cross_entropy_at_the_masked_positions(tokenizer):
@@ -682,7 +682,7 @@ def test_flop_count_equals_torchs_flop_counter(tokenizer):
     for objective in ("mlm", "rtd"):
         args = tp.resolve_defaults(tp.parse_args(["--size", "tiny", "--objective", objective, "--vocab", "v.txt",
                                                   "--seq-len", str(L), "--batch-size", str(batch_size)]))
-        raw = tp.build_model(args, tokenizer)
+        raw = tp.build_model(args, tokenizer, objective)
         b = {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": torch.ones_like(ids) > 0}
         b["counts"] = tp.count_targets(ids, raw.special_ids, raw.pad_id, args.mask_prob, args.num_predictions)
         batch = tp.prepare_batch(b, raw, args, 0, 0, torch.device("cpu"))
