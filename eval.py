@@ -1,23 +1,17 @@
 """
-The evaluation measures of the fine-tuning tasks, and the results table beside the paper (PAPER.md §4).
+The evaluation measures of the fine-tuning tasks, and the results table beside the paper (docs/paper.md §4).
+Pure Python: finetune.py imports the functions, and the command line scores prediction files on their own.
 
-Pure Python, standard library only: finetune.py imports the functions, and the command line scores
-prediction files on their own, so a number in RESULTS.md can be checked without a model.
+    python eval.py score --task ner --pred runs/finetune/bc5cdr/seed_1/test.conll   # token gold pred
+    python eval.py score --task re --pred runs/finetune/chemprot/seed_1/test.tsv    # ... label prediction
+    python eval.py score --task bioasq --gold data/bioasq/golden-7b-{1,2}.json \\
+                         --pred runs/finetune/bioasq/seed_1/bioasq_7b-{1,2}.json        # one file per batch
+    python eval.py table runs/finetune/bc5cdr runs/finetune/chemprot                # markdown table
 
-    python eval.py score --task ner --pred runs/bc5cdr/seed1/test_predictions.txt   # token gold pred
-    python eval.py score --task re --gold data/chemprot/test.tsv --pred preds.tsv    # BLUE TSV + preds
-    python eval.py score --task bioasq --gold data/bioasq/golden-7b-{1,2}.json --pred sub-{1,2}.json
-    python eval.py table runs/bc5cdr runs/chemprot runs/bioasq                       # markdown table
-
-Writes to --out-dir (default runs/eval): scores.json (score) or results.md (table).
-A run directory, as `table` reads it, holds summary.json:
-    {"task": "chemprot", "metric": "micro_f1", "seeds": {"1": 0.7231, "2": 0.7188, "3": 0.7250},
-     "model": "electramed-small", ...any other keys, ignored}
-with scores as fractions in [0, 1]. Metric names: entity_f1 (NER), micro_f1 (RE), strict_accuracy
-(BioASQ, the mean over the test batches); PAPER_RESULTS names the paper's metric for each task.
-References: conlleval.pl (CoNLL-2000 shared task); seqeval 1.2.2 (default mode); scikit-learn
-precision_recall_fscore_support; BioASQ Evaluation-Measures, EvaluatorTask1b phase B (as shipped in
-dmis-lab/biobert-pytorch question-answering/scripts/bioasq_eval); SQuAD v1.1 evaluate-v1.1.py.
+Writes to --out-dir (default runs/eval): scores.json (score) or results.md (table). A run directory (finetune.py's
+--out-dir) holds summary.json: {"task", "metric", "seeds": {"1": 0.7231, ...}, "model", ...}, scores as fractions.
+References: conlleval.pl (CoNLL-2000); seqeval 1.2.2 (default mode); scikit-learn precision_recall_fscore_support;
+BioASQ Evaluation-Measures, EvaluatorTask1b phase B (as in dmis-lab/biobert-pytorch); SQuAD v1.1 evaluate-v1.1.py.
 """
 import argparse
 import json
@@ -28,21 +22,17 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-# The paper's numbers as fractions (PAPER.md §4: ELECTRAMed's results table and the peers it quotes).
+# The paper's numbers as fractions: ELECTRAMed's results table and the peers it quotes (docs/paper.md §4).
 PAPER_RESULTS = {
-    "bc5cdr": {"metric": "entity_f1", "source": "PAPER.md §4",
-               "scores": {"ELECTRAMed": 0.9003, "SciBERT": 0.9001}},
-    "ncbi_disease": {"metric": "entity_f1", "source": "PAPER.md §4 (ELECTRAMed precision 85.87)",
+    "bc5cdr": {"metric": "entity_f1", "scores": {"ELECTRAMed": 0.9003, "SciBERT": 0.9001}},
+    "ncbi_disease": {"metric": "entity_f1",                                # ELECTRAMed's precision: 85.87
                      "scores": {"ELECTRAMed": 0.8754, "SciBERT": 0.8645, "BioBERT": 0.8971,
                                 "PubMedBERT": 0.8782}},
-    "chemprot": {"metric": "micro_f1", "source": "PAPER.md §4",
+    "chemprot": {"metric": "micro_f1",
                  "scores": {"ELECTRAMed": 0.7294, "BlueBERT-base": 0.725, "BlueBERT-large": 0.744}},
-    "ddi": {"metric": "micro_f1", "source": "PAPER.md §4",
-            "scores": {"ELECTRAMed": 0.7913, "BlueBERT-base": 0.781, "BlueBERT-large": 0.799}},
-    "bioasq": {"metric": "strict_accuracy", "source": "PAPER.md §4 (7b, aggregate over 5 batches)",
-               "scores": {"ELECTRAMed": 0.4462}},
-    "jnlpba": {"metric": "entity_f1", "source": "PAPER.md §4 (data set not in shared/data)",
-               "scores": {"ELECTRAMed": 0.7365}},
+    "ddi": {"metric": "micro_f1", "scores": {"ELECTRAMed": 0.7913, "BlueBERT-base": 0.781, "BlueBERT-large": 0.799}},
+    "bioasq": {"metric": "strict_accuracy", "scores": {"ELECTRAMed": 0.4462}},   # 7b, mean over the 5 batches
+    "jnlpba": {"metric": "entity_f1", "scores": {"ELECTRAMed": 0.7365}},         # a data set we do not ship
 }
 BIOASQ_MAX_ANSWERS = 5   # BioASQ guidelines: up to five ranked answers per factoid question
 
@@ -52,7 +42,7 @@ class EvalError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Entity spans                                                   (PAPER.md §4; conlleval.pl)
+# 1. Entity spans                                              (docs/paper.md §4; conlleval.pl)
 #    A tag is PREFIX-TYPE. A chunk ends before a B or O, or where the type changes; it starts at a
 #    B, at an I after O (IOB1: "I-Entity" may begin an entity, as BC5CDR here does), or where the
 #    type changes. For B/I/O these are conlleval's rules; E-/S- (IOBES) follow seqeval's default mode.
@@ -94,7 +84,7 @@ def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Entity F1                                                      (PAPER.md §4; conlleval, seqeval)
+# 2. Entity F1                                          (docs/paper.md §4; conlleval, seqeval)
 #    Exact match: a predicted entity counts only if its type and both boundaries equal a gold one.
 #    P = correct / predicted, R = correct / gold, F1 = 2PR / (P + R); 0 where a denominator is 0.
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +114,7 @@ def entity_prf(gold: list[list[str]], pred: list[list[str]]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. Micro-F1 without the negative class                            (PAPER.md §4; BLUE)
+# 3. Micro-F1 without the negative class                             (docs/paper.md §4; BLUE)
 #    TP = pred == gold and pred is not negative; P = TP / #predicted positive; R = TP / #gold
 #    positive. Any label other than the negative is a positive class (a predicted label unseen in
 #    gold counts as a wrong positive). No positive prediction -> P = 0 and F1 = 0 (scikit-learn's
@@ -143,13 +133,12 @@ def micro_prf(gold: list[str], pred: list[str], negative) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. BioASQ factoid: strict accuracy, lenient accuracy, MRR          (PAPER.md §4; BioASQ measures)
+# 4. BioASQ factoid: strict accuracy, lenient accuracy, MRR     (docs/paper.md §4; BioASQ measures)
 #    Answers and gold synonyms are lowercased, then matched exactly. Strict: the first answer is a
 #    gold synonym. Lenient: one of the first five is. MRR: 1/rank of the first match, else 0.
 #    Averaged over the factoid questions of each batch; the table reports the mean of the batches.
 #    Duplicated answers keep their ranks, as in the official code. Of a submitted synonym list only
 #    the first string counts (official since BioASQ5). A gold question without answers scores 0.
-#    SQuAD v1.1 exact match / F1 is kept as a diagnostic for the span model.
 # ---------------------------------------------------------------------------------------------
 
 def bioasq_question_scores(answers: list[str], synonym_lists: list[list[str]]) -> tuple[float, ...]:
@@ -184,66 +173,8 @@ def bioasq_batch_scores(batches: list[tuple[dict, dict]]) -> dict:
     return {"batches": per_batch, "mean": {**mean, "n": sum(b["n"] for b in per_batch)}}
 
 
-def read_bioasq_json(path) -> dict[str, list[list[str]]]:
-    """Question id -> exact_answer (list of synonym lists) of the factoid questions of a BioASQ file.
-
-    Reads golden files and submissions alike ({"questions": [{"id", "exact_answer", ...}]}); a
-    question with a "type" other than "factoid" is skipped, one without a type is kept.
-    """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise EvalError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
-        raise EvalError(f"{path}: expected a JSON object with a 'questions' list (BioASQ format)")
-    answers = {}
-    for k, q in enumerate(data["questions"]):
-        if not isinstance(q, dict) or "id" not in q:
-            raise EvalError(f"{path}: question {k} has no 'id'")
-        if q.get("type", "factoid") == "factoid":
-            exact = q.get("exact_answer") or []
-            answers[q["id"]] = [[a] if isinstance(a, str) else list(a) for a in exact]
-    return answers
-
-
-def read_bioasq_submission(path) -> dict[str, list[str]]:
-    """Question id -> ranked answers of a submission (first string of each answer list, as the official code)."""
-    return {qid: [a[0] if a else "" for a in lists] for qid, lists in read_bioasq_json(path).items()}
-
-
-def write_bioasq_submission(predictions: dict[str, list[str]], path) -> None:
-    """Write ranked answers as a BioASQ submission: {"questions": [{"id", "exact_answer": [[a1], [a2]]}]}."""
-    questions = [{"id": qid, "type": "factoid", "exact_answer": [[a] for a in answers]}
-                 for qid, answers in predictions.items()]
-    Path(path).write_text(json.dumps({"questions": questions}, indent=1, ensure_ascii=False), encoding="utf-8")
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD v1.1: lowercase, drop punctuation and the articles a/an/the, collapse whitespace."""
-    text = text.lower().translate(str.maketrans("", "", string.punctuation))
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
-
-
-def squad_f1(prediction: str, truth: str) -> float:
-    """Token-overlap F1 of two normalised answers (SQuAD v1.1; 0 when nothing overlaps)."""
-    pred_tokens, true_tokens = normalize_answer(prediction).split(), normalize_answer(truth).split()
-    same = sum((Counter(pred_tokens) & Counter(true_tokens)).values())
-    return 0.0 if same == 0 else 2 * same / (len(pred_tokens) + len(true_tokens))
-
-
-def squad_em_f1(predictions: dict[str, str], references: dict[str, list[str]]) -> dict:
-    """{"exact_match", "f1", "n"}: best over each question's reference answers; unanswered scores 0."""
-    em = f1 = 0.0
-    for qid, truths in references.items():
-        if qid in predictions:
-            em += max(float(normalize_answer(predictions[qid]) == normalize_answer(t)) for t in truths)
-            f1 += max(squad_f1(predictions[qid], t) for t in truths)
-    n = len(references)
-    return {"exact_match": em / n if n else 0.0, "f1": f1 / n if n else 0.0, "n": n}
-
-
 # ---------------------------------------------------------------------------------------------
-# 5. The results table                                              (PAPER.md §4)
+# 5. The results table                                                        (docs/paper.md §4)
 #    One row per run directory: mean +- standard deviation over seeds (sample std, n-1), in %,
 #    beside ELECTRAMed's number and the peers' from PAPER_RESULTS (shown when the metric matches).
 # ---------------------------------------------------------------------------------------------
@@ -253,10 +184,7 @@ def read_summary(run_dir) -> dict:
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
         raise EvalError(f"{path}: no summary.json in this run directory")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise EvalError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    summary = read_json(path)
     for key in ("task", "metric", "seeds"):
         if key not in summary:
             raise EvalError(f"{path}: missing key '{key}'")
@@ -269,7 +197,7 @@ def read_summary(run_dir) -> dict:
 
 def results_table(run_dirs) -> str:
     """A markdown table of the runs beside the paper's numbers (percentages, 2 decimals)."""
-    rows = ["| run | task | model | metric | ours (mean ± std) | ELECTRAMed (paper) | peers (PAPER.md §4) |",
+    rows = ["| run | task | model | metric | ours (mean ± std) | ELECTRAMed (paper) | peers (docs/paper.md §4) |",
             "|---|---|---|---|---|---|---|"]
     for run_dir in run_dirs:
         s = read_summary(run_dir)
@@ -288,6 +216,61 @@ def results_table(run_dirs) -> str:
 # ---------------------------------------------------------------------------------------------
 # Command line: score prediction files, or build the results table
 # ---------------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out-dir", default="runs/eval", help="where scores.json / results.md go")
+    sub = parser.add_subparsers(dest="command", required=True)
+    score = sub.add_parser("score", parents=[common], help="score prediction files")
+    score.add_argument("--task", choices=["ner", "re", "bioasq"], required=True)
+    score.add_argument("--pred", nargs="+", required=True, help="ner: CoNLL columns (token gold pred); "
+                       "re: TSV (... gold pred); bioasq: submission JSON per batch")
+    score.add_argument("--gold", nargs="+", default=None,
+                       help="gold file(s): ner CoNLL, re BLUE TSV (then --pred's last column is the prediction), "
+                            "bioasq golden JSON per batch (required)")
+    score.add_argument("--negative", default=None, help="re: the negative label (default: the one named *false)")
+    table = sub.add_parser("table", parents=[common], help="markdown table of run directories beside the paper")
+    table.add_argument("run_dirs", nargs="+", help="run directories holding summary.json")
+    return parser.parse_args(argv)
+
+
+def score_files(args) -> dict:
+    """Dispatch `score` to the task's reader (appendix A.1, A.2) and measure."""
+    gold = args.gold or [None] * len(args.pred)
+    if len(gold) != len(args.pred) or (args.task != "bioasq" and len(args.pred) != 1):
+        raise EvalError("give one --pred (and at most one --gold) for ner/re, and as many --gold as --pred for bioasq")
+    if args.task == "ner":
+        return score_ner(gold[0], args.pred[0])
+    if args.task == "re":
+        return score_re(gold[0], args.pred[0], args.negative)
+    if None in gold:
+        raise EvalError("bioasq needs the golden file of every batch: --gold golden-7b-1.json ...")
+    return bioasq_batch_scores([(read_bioasq_submission(p), read_bioasq_json(g)) for p, g in zip(args.pred, gold)])
+
+
+def main(args):
+    out_dir = Path(args.out_dir)
+    print(f"eval.py {args.command}: writing to {out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.command == "table":
+        result = results_table(args.run_dirs)
+        (out_dir / "results.md").write_text(result, encoding="utf-8")
+        print(result)
+        return result
+    result = score_files(args)
+    (out_dir / "scores.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    headline = result.get("mean", result)
+    print(" | ".join(f"{k} {100 * v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in headline.items() if not isinstance(v, dict)))
+    return result
+
+
+# =============================================================================================
+# Appendix: the file formats. A student can skip it: it only reads and writes what sections 1-5 score.
+# =============================================================================================
+
+# A.1 Prediction files of NER (CoNLL columns) and RE (BLUE TSV), as finetune.py writes them
 
 def read_columns(path, min_columns: int) -> list[list[list[str]]]:
     """Sentences of whitespace-split rows of a CoNLL-style file (blank line between sentences)."""
@@ -348,54 +331,68 @@ def score_re(gold_path, pred_path, negative) -> dict:
     return {**micro_prf(gold, pred, negative), "negative": negative}
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out-dir", default="runs/eval", help="where scores.json / results.md go")
-    common.add_argument("--seed", type=int, default=0, help="accepted for a uniform CLI; scoring is deterministic")
-    sub = parser.add_subparsers(dest="command", required=True)
-    score = sub.add_parser("score", parents=[common], help="score prediction files")
-    score.add_argument("--task", choices=["ner", "re", "bioasq"], required=True)
-    score.add_argument("--pred", nargs="+", required=True,
-                       help="ner: CoNLL columns (token gold pred); re: TSV (id gold pred); bioasq: submission JSON per batch")
-    score.add_argument("--gold", nargs="+", default=None,
-                       help="gold file(s): ner CoNLL, re BLUE TSV (then --pred's last column is the prediction), "
-                            "bioasq golden JSON per batch (required)")
-    score.add_argument("--negative", default=None, help="re: the negative label (default: the one named *false)")
-    table = sub.add_parser("table", parents=[common], help="markdown table of run directories beside the paper")
-    table.add_argument("run_dirs", nargs="+", help="run directories holding summary.json")
-    return parser.parse_args(argv)
+# A.2 JSON: BioASQ golden files and submissions ({"questions": [{"id", "exact_answer", ...}]}), summaries
+
+def read_json(path):
+    """The parsed JSON file; bad JSON is an EvalError naming the file and line."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise EvalError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 
-def score_files(args) -> dict:
-    """Dispatch `score` to the task's reader and measure."""
-    gold = args.gold or [None] * len(args.pred)
-    if len(gold) != len(args.pred) or (args.task != "bioasq" and len(args.pred) != 1):
-        raise EvalError("give one --pred (and at most one --gold) for ner/re, and as many --gold as --pred for bioasq")
-    if args.task == "ner":
-        return score_ner(gold[0], args.pred[0])
-    if args.task == "re":
-        return score_re(gold[0], args.pred[0], args.negative)
-    if None in gold:
-        raise EvalError("bioasq needs the golden file of every batch: --gold golden-7b-1.json ...")
-    return bioasq_batch_scores([(read_bioasq_submission(p), read_bioasq_json(g)) for p, g in zip(args.pred, gold)])
+def read_bioasq_json(path) -> dict[str, list[list[str]]]:
+    """Question id -> exact_answer (list of synonym lists) of the factoid questions of a BioASQ file,
+    golden or submitted. A question with a "type" other than "factoid" is skipped, one without a type is kept."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
+        raise EvalError(f"{path}: expected a JSON object with a 'questions' list (BioASQ format)")
+    answers = {}
+    for k, q in enumerate(data["questions"]):
+        if not isinstance(q, dict) or "id" not in q:
+            raise EvalError(f"{path}: question {k} has no 'id'")
+        if q.get("type", "factoid") == "factoid":
+            exact = q.get("exact_answer") or []
+            answers[q["id"]] = [[a] if isinstance(a, str) else list(a) for a in exact]
+    return answers
 
 
-def main(args):
-    out_dir = Path(args.out_dir)
-    print(f"eval.py {args.command}: writing to {out_dir}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if args.command == "table":
-        result = results_table(args.run_dirs)
-        (out_dir / "results.md").write_text(result, encoding="utf-8")
-        print(result)
-        return result
-    result = score_files(args)
-    (out_dir / "scores.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    headline = result.get("mean", result)
-    print(" | ".join(f"{k} {100 * v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                     for k, v in headline.items() if not isinstance(v, dict)))
-    return result
+def read_bioasq_submission(path) -> dict[str, list[str]]:
+    """Question id -> ranked answers of a submission (first string of each answer list, as the official code)."""
+    return {qid: [a[0] if a else "" for a in lists] for qid, lists in read_bioasq_json(path).items()}
+
+
+def write_bioasq_submission(predictions: dict[str, list[str]], path) -> None:
+    """Write ranked answers as a BioASQ submission: {"questions": [{"id", "exact_answer": [[a1], [a2]]}]}."""
+    questions = [{"id": qid, "type": "factoid", "exact_answer": [[a] for a in answers]}
+                 for qid, answers in predictions.items()]
+    Path(path).write_text(json.dumps({"questions": questions}, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+# A.3 SQuAD v1.1 exact match and F1: a diagnostic of the span model, not a number the paper reports
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1: lowercase, drop punctuation and the articles a/an/the, collapse whitespace."""
+    text = text.lower().translate(str.maketrans("", "", string.punctuation))
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def squad_f1(prediction: str, truth: str) -> float:
+    """Token-overlap F1 of two normalised answers (SQuAD v1.1; 0 when nothing overlaps)."""
+    pred_tokens, true_tokens = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    same = sum((Counter(pred_tokens) & Counter(true_tokens)).values())
+    return 0.0 if same == 0 else 2 * same / (len(pred_tokens) + len(true_tokens))
+
+
+def squad_em_f1(predictions: dict[str, str], references: dict[str, list[str]]) -> dict:
+    """{"exact_match", "f1", "n"}: best over each question's reference answers; unanswered scores 0."""
+    em = f1 = 0.0
+    for qid, truths in references.items():
+        if qid in predictions:
+            em += max(float(normalize_answer(predictions[qid]) == normalize_answer(t)) for t in truths)
+            f1 += max(squad_f1(predictions[qid], t) for t in truths)
+    n = len(references)
+    return {"exact_match": em / n if n else 0.0, "f1": f1 / n if n else 0.0, "n": n}
 
 
 if __name__ == "__main__":

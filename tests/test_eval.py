@@ -201,7 +201,7 @@ def golden_batches(data_dir) -> list[dict]:
 def test_bioasq_reader_keeps_only_factoid_questions(data_dir):
     for b, gold in enumerate(golden_batches(data_dir), 1):
         assert E.read_bioasq_json(data_dir / "bioasq" / f"golden-7b-{b}.json") == gold
-    assert [len(g) for g in golden_batches(data_dir)] == [39, 25, 29, 34, 35]   # PAPER.md §4
+    assert [len(g) for g in golden_batches(data_dir)] == [39, 25, 29, 34, 35]   # docs/paper.md §4
 
 
 def test_bioasq_gold_first_scores_one(data_dir):
@@ -350,3 +350,10 @@ def test_bad_prediction_files_name_file_and_line(data_dir, tmp_path):
 def test_help(command):
     proc = subprocess.run([sys.executable, str(REPO / "eval.py"), *command, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and ("--out-dir" if command else "{score,table}") in proc.stdout
+
+
+def test_no_seed_option(capsys):
+    for command in (["table", "runs/x"], ["score", "--task", "ner", "--pred", "p.txt"]):
+        with pytest.raises(SystemExit) as exit_info:                 # scoring is deterministic: no --seed
+            E.parse_args([*command, "--seed", "1"])
+        assert exit_info.value.code == 2 and "unrecognized arguments: --seed" in capsys.readouterr().err
