@@ -1,5 +1,5 @@
 """The ELECTRA model: a BERT encoder, a small generator that fills in masked tokens, and a
-discriminator that tells which tokens were replaced (PAPER.md §2-§3; ELECTRA, Clark et al. 2020).
+discriminator that tells which tokens were replaced (docs/paper.md §2-§3; ELECTRA, Clark et al. 2020).
 
 This file holds only the networks and their checkpoints. The training objective (masking, sampling,
 losses) lives in train_pretrain.py; task heads for fine-tuning live in finetune.py.
@@ -7,8 +7,8 @@ losses) lives in train_pretrain.py; task heads for fine-tuning live in finetune.
     python -c "import electramed as em; print(em.count_parameters(em.Discriminator(em.model_config('base', 31090))))"
     python -c "import electramed as em; d = em.load_hf_checkpoint('path/to/electramed_base'); print(d.config)"
 
-Checkpoints are read and written in the Hugging Face layout (config.json + pytorch_model.bin or
-model.safetensors), so the released ELECTRAMed weights run here and our weights run in transformers.
+Checkpoints use the Hugging Face layout (config.json + pytorch_model.bin or model.safetensors), so the
+released ELECTRAMed weights run here and ours run in transformers. The appendix: unpadded batches, file I/O.
 References: google-research/electra (model/modeling.py, run_pretraining.py), BERT (Devlin et al. 2019),
 transformers/models/electra/modeling_electra.py (the key names of the released checkpoints).
 """
@@ -25,19 +25,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # Shapes in comments: B batch, L sequence length, D hidden size, E embedding size,
-# H attention heads, K head size (D // H), N masked positions per example, V vocabulary size,
-# T real (non-pad) tokens of an unpadded batch.
+# H attention heads, K head size (D // H), N masked positions per example, V vocabulary size.
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Configuration and sizes                                                      (PAPER.md §2)
+# 1. Configuration and sizes                                                 (docs/paper.md §2)
 #    Field names are the keys of Hugging Face's ElectraConfig, so config.json maps both ways.
 #    The generator keeps the layer count and embedding size; its width is a fraction of the
 #    discriminator's, with FFN = 4 * hidden and one head per 64 dimensions (Google's code).
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    vocab_size: int = 31090                 # SciBERT scivocab, uncased (PAPER.md §1)
+    vocab_size: int = 31090                 # SciBERT scivocab, uncased (docs/paper.md §1)
     embedding_size: int = 768               # Small uses 128 and a linear projection up to hidden_size
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -52,22 +51,27 @@ class ModelConfig:
     pad_token_id: int = 0
 
 
-# Discriminator sizes from PAPER.md §2. "tiny" exists only for tests and CPU demos; its embedding
-# size differs from its hidden size so that the projection path is exercised as in Small. "mini" is
-# the CPU proof of the method (train_pretrain.py's mini preset, bench/results_pretrain.md): a third
-# of Small's depth and half its width, so that a 2-core CPU pre-trains it in under two hours.
+# Shapes per size (docs/paper.md §2): the discriminator's, and the generator's width as a fraction of it;
+# each size's recipe (lr, batch, steps...) is train_pretrain.py's PRESETS. "tiny" is for tests and CPU demos
+# (E != D, so the projection runs as in Small); "mini", the CPU proof of the method, is a third of Small's
+# depth and half its width: 2 CPU cores pre-train it in under two hours (bench/results_pretrain.md §4).
 SIZES = {
-    "tiny":  dict(hidden_size=64,   num_hidden_layers=2,  num_attention_heads=2,  intermediate_size=256,  embedding_size=32),
-    "mini":  dict(hidden_size=128,  num_hidden_layers=4,  num_attention_heads=2,  intermediate_size=512,  embedding_size=128),
-    "small": dict(hidden_size=256,  num_hidden_layers=12, num_attention_heads=4,  intermediate_size=1024, embedding_size=128),
-    "base":  dict(hidden_size=768,  num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, embedding_size=768),
-    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, embedding_size=1024),
+    "tiny":  dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=256, embedding_size=32),
+    "mini":  dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2,
+                  intermediate_size=512, embedding_size=128),
+    "small": dict(hidden_size=256, num_hidden_layers=12, num_attention_heads=4,
+                  intermediate_size=1024, embedding_size=128),
+    "base":  dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                  intermediate_size=3072, embedding_size=768),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                  intermediate_size=4096, embedding_size=1024),
 }
 GENERATOR_FRACTION = {"tiny": 1 / 4, "mini": 1 / 4, "small": 1 / 4, "base": 1 / 3, "large": 1 / 4}
 
 
 def model_config(size: str, vocab_size: int, **overrides) -> ModelConfig:
-    """The discriminator config of a named size (PAPER.md §2), with any field overridden."""
+    """The discriminator config of a named size (docs/paper.md §2), with any field overridden."""
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
     return ModelConfig(**{**SIZES[size], "vocab_size": vocab_size, **overrides})
@@ -95,9 +99,9 @@ def init_weights(module: nn.Module, std: float) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Embeddings                                                                (PAPER.md §2; BERT)
+# 2. Embeddings                                                          (docs/paper.md §2; BERT)
 #    word + learned absolute position + token type, then LayerNorm and dropout, all of size E.
-#    This whole block is what the generator shares with the discriminator (PAPER.md §3).
+#    This whole block is what the generator shares with the discriminator (docs/paper.md §3).
 # ---------------------------------------------------------------------------------------------
 class Embeddings(nn.Module):
     def __init__(self, config: ModelConfig):
@@ -110,11 +114,9 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(E, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids, token_type_ids=None, position_ids=None):
-        """input_ids (B, L), or (T,) with position_ids (T,) for an unpadded batch."""
-        positions = (self.position_embeddings.weight[:input_ids.shape[1]] if position_ids is None
-                     else self.position_embeddings(position_ids))
-        x = self.word_embeddings(input_ids) + positions                     # (B, L, E) or (T, E)
+    def forward(self, input_ids, token_type_ids=None):
+        """input_ids, token_type_ids: (B, L) long -> (B, L, E); the positions are 0..L-1."""
+        x = self.word_embeddings(input_ids) + self.position_embeddings.weight[:input_ids.shape[1]]   # (B, L, E)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]     # no segment ids: everything is segment A
         else:
@@ -123,73 +125,10 @@ class Embeddings(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. Self-attention (SDPA)                                                     (PAPER.md §5; BERT)
+# 3. Self-attention (SDPA)                                               (docs/paper.md §5; BERT)
 #    One fused q/k/v projection and one scaled_dot_product_attention call. The mask hides padded
 #    keys only; with no padding the caller passes None, so the flash kernel can run on GPU.
-#    Unpadded batches (ModernBERT's way): the real tokens only, as one (T, D) row, through every
-#    layer; attention runs per sequence, with PyTorch's variable-length flash kernel on CUDA.
 # ---------------------------------------------------------------------------------------------
-try:
-    from torch.nn.attention.varlen import varlen_attn      # torch >= 2.10; its kernel is CUDA-only
-except ImportError:
-    varlen_attn = None
-
-
-@dataclass
-class Unpadded:
-    """Where the real tokens of a padded (B, L) batch sit, for a model that sees only those T tokens.
-    Sequence b is tokens cu_seqlens[b]:cu_seqlens[b + 1]; built on the host by unpad() (no device read)."""
-    indices: torch.Tensor        # (T,) long: flat positions in the (B * L) batch, in order
-    positions: torch.Tensor      # (T,) long: each token's column, its position id in the padded path
-    cu_seqlens: torch.Tensor     # (B + 1,) int32: where each sequence starts
-    slots: torch.Tensor          # (T,) long: flat positions in a (B * max_len) re-padding, for the fallback
-    max_len: int                 # the longest sequence
-    batch_size: int
-
-    def to(self, device, non_blocking=False) -> "Unpadded":
-        move = lambda t: t.to(device, non_blocking=non_blocking)
-        return Unpadded(move(self.indices), move(self.positions), move(self.cu_seqlens), move(self.slots),
-                        self.max_len, self.batch_size)
-
-
-def unpad(attention_mask) -> Unpadded:
-    """The Unpadded layout of a (B, L) mask (True/1 = real token). Call it on the loader's host mask,
-    then .to(device): on a device mask, nonzero() and max() would each wait for the GPU."""
-    mask = attention_mask.bool()
-    B, L = mask.shape
-    lengths = mask.sum(-1)
-    indices = mask.flatten().nonzero().squeeze(-1)
-    starts = F.pad(lengths.cumsum(0), (1, 0))                          # (B + 1,)
-    rows, max_len = indices // L, int(lengths.max())
-    slots = rows * max_len + torch.arange(len(indices), device=mask.device) - starts[rows]   # rank in its sequence
-    return Unpadded(indices, indices % L, starts.to(torch.int32), slots, max_len, B)
-
-
-def can_use_varlen_kernel(q, dropout_p) -> bool:
-    """varlen_attn is FlashAttention: CUDA, fp16/bf16 only, no dropout. An fp32 tensor reaches here
-    when a bf16 run evaluates outside autocast (the device check of 27 Nov 2026 failed that way)."""
-    return (varlen_attn is not None and q.is_cuda and dropout_p == 0.0
-            and q.dtype in (torch.float16, torch.bfloat16))
-
-
-def varlen_attention(q, k, v, unpadded: Unpadded, dropout_p=0.0):
-    """Attention within each sequence: q, k, v (T, H, K) -> (T, H, K).
-    CUDA in fp16/bf16 without attention dropout: varlen_attn, no padding at all. CHOICE: otherwise (CPU,
-    fp32, or the recipe's attention dropout 0.1, which varlen_attn lacks) SDPA on a copy re-padded to the longest
-    sequence, (B, H, max_len, K), with the padded keys hidden: the same results, the padding paid in
-    attention only; every other layer still sees only the T tokens."""
-    u = unpadded
-    if can_use_varlen_kernel(q, dropout_p):
-        return varlen_attn(q, k, v, u.cu_seqlens, u.cu_seqlens, u.max_len, u.max_len)
-    B, M = u.batch_size, u.max_len
-
-    def pad(t):                                                        # (T, H, K) -> (B, H, M, K)
-        return t.new_zeros(B * M, *t.shape[1:]).index_copy(0, u.slots, t).view(B, M, *t.shape[1:]).transpose(1, 2)
-    real = torch.zeros(B * M, dtype=torch.bool, device=q.device).index_fill_(0, u.slots, True)
-    y = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=real.view(B, 1, 1, M), dropout_p=dropout_p)
-    return y.transpose(1, 2).flatten(0, 1)[u.slots]                         # (T, H, K)
-
-
 class SelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -202,13 +141,8 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(D, D)
 
     def forward(self, x, mask=None):
-        """x: (B, L, D); mask: None or (B, 1, 1, L) bool, True = a real key. Returns (B, L, D).
-        Unpadded: x (T, D) and mask the batch's Unpadded; returns (T, D)."""
+        """x: (B, L, D); mask: None or (B, 1, 1, L) bool, True = a real key. Returns (B, L, D)."""
         dropout_p = self.dropout_p if self.training else 0.0
-        if isinstance(mask, Unpadded):
-            T, D = x.shape
-            q, k, v = self.qkv(x).view(T, 3, self.num_heads, D // self.num_heads).unbind(1)   # 3 x (T, H, K)
-            return self.proj(varlen_attention(q, k, v, mask, dropout_p).reshape(T, D))
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.num_heads, D // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)               # 3 x (B, H, L, K)
@@ -217,10 +151,9 @@ class SelfAttention(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. Feed-forward and the post-LN block                                        (PAPER.md §2; BERT)
-#    Post-LN, the way BERT and ELECTRA do it: x = LN(x + Dropout(sublayer(x))). Most modern code
-#    (GPT-2, nanoGPT) is pre-LN; the released weights only work with post-LN. GELU is the exact
-#    erf form (HF's "gelu"), not the tanh approximation.
+# 4. Feed-forward and the post-LN block                                  (docs/paper.md §2; BERT)
+#    Post-LN, as BERT and ELECTRA: x = LN(x + Dropout(sublayer(x))). Most modern code (GPT-2, nanoGPT)
+#    is pre-LN; the released weights only work with post-LN. GELU: the exact erf form (HF's "gelu").
 # ---------------------------------------------------------------------------------------------
 class FeedForward(nn.Module):
     def __init__(self, config: ModelConfig):
@@ -247,7 +180,7 @@ class Block(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. Encoder                                                                   (PAPER.md §2; BERT)
+# 5. Encoder                                                             (docs/paper.md §2; BERT)
 #    embeddings -> (linear E -> D when the sizes differ) -> num_hidden_layers blocks.
 # ---------------------------------------------------------------------------------------------
 class Encoder(nn.Module):
@@ -263,23 +196,18 @@ class Encoder(nn.Module):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """input_ids, token_type_ids: (B, L) long; attention_mask: None (no padding) or (B, L),
-        True/1 = real token. Returns the last hidden states (B, L, D).
-        Unpadded: input_ids, token_type_ids (T,), the real tokens only, and attention_mask their
-        Unpadded; returns (T, D), equal to the padded path's states at those tokens."""
-        if isinstance(attention_mask, Unpadded):
-            x, mask = self.embeddings(input_ids, token_type_ids, attention_mask.positions), attention_mask  # (T, E)
-        else:
-            x = self.embeddings(input_ids, token_type_ids)                 # (B, L, E)
-            mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
+        True/1 = real token. Returns the last hidden states (B, L, D)."""
+        x = self.embeddings(input_ids, token_type_ids)                     # (B, L, E)
+        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
         if self.embeddings_project is not None:
-            x = self.embeddings_project(x)                                 # (B, L, D) or (T, D)
+            x = self.embeddings_project(x)                                 # (B, L, D)
         for layer in self.layers:
             x = layer(x, mask)
         return x
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. Generator and its MLM head                                                   (PAPER.md §3)
+# 6. Generator and its MLM head                                              (docs/paper.md §3)
 #    A narrower encoder over the shared embedding block. MLM head: dense (D -> E) -> GELU ->
 #    LayerNorm -> matmul with the shared word-embedding matrix + bias, evaluated only at the
 #    masked positions: a fixed-size gather (N per example), so shapes stay static under compile.
@@ -293,9 +221,8 @@ class MaskedLMHead(nn.Module):
 
     def forward(self, h, word_embeddings):
         """h: (B, N, D); word_embeddings: (V, E), the shared input matrix. Returns fp32 logits (B, N, V).
-        CHOICE: fp32 even under bf16 autocast (autocast off here): the logits feed the sampler, and bf16
-        would round a logit of ~10 by up to ~0.03 before the softmax. The head sees N of L positions and
-        is ~3% of base's FLOPs at L = 512 (TF32 on CUDA)."""
+        CHOICE: fp32 even under bf16 autocast: the logits feed the sampler (docs/paper.md §3), and bf16
+        would round a logit of ~10 by up to ~0.03. The head sees N of L positions: ~3% of Base's FLOPs."""
         with torch.autocast(h.device.type, enabled=False):
             x = self.LayerNorm(F.gelu(self.dense(h.float())))         # (B, N, E)
             return F.linear(x, word_embeddings.float(), self.bias)    # (B, N, V)
@@ -310,20 +237,19 @@ class Generator(nn.Module):
         self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, positions=None):
-        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V).
-        Unpadded (attention_mask an Unpadded): positions (P,) index the T tokens -> (P, V); None -> (T, V)."""
-        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D) or (T, D)
-        if positions is not None and h.dim() == 2:
-            h = h[positions]                                                # (P, D)
-        elif positions is not None:
+        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V)."""
+        if isinstance(attention_mask, Unpadded):          # train_pretrain --unpad: real tokens only (Appendix A.1)
+            return generator_forward_unpadded(self, input_ids, token_type_ids, attention_mask, positions)
+        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D)
+        if positions is not None:
             h = h.gather(1, positions[:, :, None].expand(-1, -1, h.shape[-1]))  # (B, N, D)
         return self.head(h, self.encoder.embeddings.word_embeddings.weight)
 
 
 def tie_generator_to(generator: Generator, discriminator: "Discriminator") -> None:
-    """Make the generator use the discriminator's whole embedding block (word, position, token
-    type, LayerNorm): the very same module, so one parameter and one gradient (PAPER.md §3).
-    The MLM output matrix is always the generator's word-embedding matrix, so it follows."""
+    """Make the generator use the discriminator's whole embedding block (word, position, token type,
+    LayerNorm): the very same module, so one parameter and one gradient (docs/paper.md §3). The MLM
+    output matrix is the generator's word-embedding matrix, so it follows."""
     g, d = generator.config, discriminator.config
     for name in ("vocab_size", "embedding_size", "max_position_embeddings", "type_vocab_size"):
         if getattr(g, name) != getattr(d, name):
@@ -333,7 +259,7 @@ def tie_generator_to(generator: Generator, discriminator: "Discriminator") -> No
 
 
 # ---------------------------------------------------------------------------------------------
-# 7. Discriminator and its RTD head                                               (PAPER.md §3)
+# 7. Discriminator and its RTD head                                          (docs/paper.md §3)
 #    One logit per token, "was this token replaced?": dense (D -> D) -> GELU -> dense (D -> 1).
 # ---------------------------------------------------------------------------------------------
 class ReplacedTokenHead(nn.Module):
@@ -355,6 +281,8 @@ class Discriminator(nn.Module):
         self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        if isinstance(attention_mask, Unpadded):          # train_pretrain --unpad: real tokens only (Appendix A.1)
+            return discriminator_forward_unpadded(self, input_ids, token_type_ids, attention_mask)
         return self.head(self.encoder(input_ids, token_type_ids, attention_mask))   # (B, L) logits
 
 
@@ -364,23 +292,20 @@ def count_parameters(module: nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# 8. Checkpoints in the Hugging Face layout                            (STYLE.md B.8; released weights)
-#    Our short names map to HF's through one literal table. q/k/v are three HF Linears and one
-#    fused Linear here: from_hf_state_dict concatenates them, to_hf_state_dict splits them.
-#    Every key must match: a missing, unexpected or mis-shaped tensor is a CheckpointError.
+# 8. Checkpoints in the Hugging Face layout     (released weights; HF modeling_electra.py; gpt-fast)
+#    Our short names map to HF's through one literal table (as gpt-fast's convert_hf_checkpoint.py).
+#    q/k/v are three HF Linears and one fused Linear here: from_hf_state_dict concatenates them,
+#    to_hf_state_dict splits them. Every key must match, or a CheckpointError lists the mismatches.
 # ---------------------------------------------------------------------------------------------
 class CheckpointError(ValueError):
     """A checkpoint or config.json that does not fit our model; the message lists every mismatch."""
 
 
 # Ours -> HF, by module path; ".weight"/".bias" are appended to both sides. {i} is the layer index.
-# Encoder names are relative to the encoder (HF: "electra." inside ElectraForPreTraining/MaskedLM).
+# Encoder names are relative to the encoder (HF: "electra." inside ElectraForPreTraining/MaskedLM);
+# a name not in this table is the same in both: embeddings.{word,position,token_type}_embeddings,
+# embeddings.LayerNorm and embeddings_project.
 HF_ENCODER_NAMES = {
-    "embeddings.word_embeddings":       "embeddings.word_embeddings",
-    "embeddings.position_embeddings":   "embeddings.position_embeddings",
-    "embeddings.token_type_embeddings": "embeddings.token_type_embeddings",
-    "embeddings.LayerNorm":             "embeddings.LayerNorm",
-    "embeddings_project":               "embeddings_project",
     "layers.{i}.attention.qkv":         ("encoder.layer.{i}.attention.self.query",
                                          "encoder.layer.{i}.attention.self.key",
                                          "encoder.layer.{i}.attention.self.value"),
@@ -409,13 +334,11 @@ def hf_names(key: str, kind: str) -> tuple:
     module, param = key.rsplit(".", 1)
     if kind != "Encoder" and not module.startswith("encoder."):
         return (HF_HEAD_NAMES[kind][module] + "." + param,)
-    if kind != "Encoder":
-        module = module[len("encoder."):]
+    prefix, module = ("", module) if kind == "Encoder" else ("electra.", module.removeprefix("encoder."))
     layer = re.match(r"layers\.(\d+)\.", module)
     pattern = re.sub(r"^layers\.\d+\.", "layers.{i}.", module)
-    names = HF_ENCODER_NAMES[pattern]
+    names = HF_ENCODER_NAMES.get(pattern, pattern)
     names = names if isinstance(names, tuple) else (names,)
-    prefix = "" if kind == "Encoder" else "electra."
     return tuple(prefix + n.format(i=layer.group(1) if layer else "") + "." + param for n in names)
 
 
@@ -457,77 +380,6 @@ def from_hf_state_dict(hf: dict, model: nn.Module, source: str = "checkpoint") -
     return ours
 
 
-def _read_safetensors(path: Path) -> dict:
-    """Tensors of a .safetensors file: 8-byte little-endian header size, a JSON header
-    {name: {dtype, shape, data_offsets}}, then the raw little-endian bytes. Needs only json + torch."""
-    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-              "U8": torch.uint8, "BOOL": torch.bool}
-    data = bytearray(path.stat().st_size)                    # writable, so frombuffer shares it silently
-    with open(path, "rb") as f:
-        f.readinto(data)
-    n = int.from_bytes(data[:8], "little")
-    try:
-        header = json.loads(data[8:8 + n])
-    except ValueError as e:
-        raise CheckpointError(f"{path}: not a safetensors file (bad header: {e})") from None
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in dtypes:
-            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
-        start, end = info["data_offsets"]
-        dtype = dtypes[info["dtype"]]
-        count = (end - start) // dtype.itemsize
-        t = torch.frombuffer(data, dtype=dtype, count=count, offset=8 + n + start) if count else \
-            torch.empty(0, dtype=dtype)
-        out[name] = t.reshape(info["shape"])
-    return out
-
-
-def read_state_dict(directory_or_file) -> dict:
-    """The tensors of model.safetensors or pytorch_model.bin (a file, or a directory holding one)."""
-    path = Path(directory_or_file)
-    if path.is_dir():
-        found = [path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
-        if not found:
-            raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin in this directory")
-        path = found[0]
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)   # tensors only: no code runs
-    except Exception as e:                                   # pickle, zip and weights_only errors alike
-        raise CheckpointError(f"{path}: cannot read as a PyTorch state dict ({type(e).__name__}: {e})") from None
-
-
-def read_hf_config(directory) -> tuple:
-    """(ModelConfig, raw dict) from directory/config.json; CheckpointError lists every unusable value."""
-    path = Path(directory) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no config.json")
-    try:
-        raw = json.loads(path.read_text())
-    except ValueError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    required = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                "intermediate_size")
-    expected = {"model_type": "electra", "hidden_act": "gelu", "position_embedding_type": "absolute",
-                "is_decoder": False, "add_cross_attention": False}
-    problems = [f"{k} is missing" for k in required if k not in raw]
-    problems += [f"{k} is {raw[k]!r}, this model supports only {v!r}" for k, v in expected.items()
-                 if k in raw and raw[k] != v]
-    if "model_type" not in raw:
-        problems.append("model_type is missing (expected 'electra')")
-    if problems:
-        raise CheckpointError(f"{path}: unsupported config:\n  " + "\n  ".join(problems))
-    names = {f.name for f in fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in raw.items() if k in names}), raw
-
-
 def load_hf_checkpoint(directory, kind=None):
     """A Discriminator or Generator (in eval mode) with the weights of an HF ELECTRA checkpoint directory.
 
@@ -557,12 +409,10 @@ def load_hf_encoder(directory) -> Encoder:
 
 
 def save_hf_checkpoint(model, directory, vocab_file=None, lowercase=True, dtype=None, head=None) -> None:
-    """Write config.json + pytorch_model.bin that transformers' from_pretrained loads. With a vocab_file,
-    also vocab.txt, tokenizer_config.json and special_tokens_map.json, so that
-    AutoTokenizer.from_pretrained(directory) tokenizes as our Tokenizer(lowercase) does. dtype: store
-    the weights in it (torch.float16 halves a checkpoint to commit); they load back into fp32 models.
-    head: (config entries, HF-keyed tensors) of a fine-tuned task head on an Encoder (finetune.py):
-    the encoder is then saved under "electra.", as transformers' ElectraFor* task classes hold it."""
+    """Write config.json + pytorch_model.bin that transformers' from_pretrained loads; with a vocab_file,
+    also vocab.txt and the tokenizer files, so AutoTokenizer tokenizes as our Tokenizer(lowercase) does.
+    dtype: store the weights in it (float16 halves a file; it loads back into fp32). head: (config entries,
+    HF-keyed tensors) of a task head on an Encoder (finetune.py): the encoder then goes under "electra."."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     kind = type(model).__name__
@@ -588,26 +438,179 @@ def save_hf_checkpoint(model, directory, vocab_file=None, lowercase=True, dtype=
         write_tokenizer_files(directory, lowercase, model.config.max_position_embeddings)
 
 
-def hf_head_key(key, keys) -> str:
-    """Our head's parameter name under transformers' module names: "out.weight" -> "classifier.weight"."""
-    module, param = key.rsplit(".", 1)
-    return f"{keys[module]}.{param}"
+# =============================================================================================
+# Appendix: unpadded batches and file plumbing. A student can skip it: speed and I/O, not the method.
+# =============================================================================================
+
+# A.1 Unpadded batches (train_pretrain --unpad; ModernBERT's and MosaicBERT's way, docs/paper.md §5)
+#     The T real tokens of a padded (B, L) batch go through every layer as one (T, D) row; attention runs
+#     per sequence (PyTorch's variable-length flash kernel on CUDA). Generator and Discriminator send an
+#     Unpadded attention_mask here; the results are the padded path's at the real tokens, minus its waste.
+try:
+    from torch.nn.attention.varlen import varlen_attn      # torch >= 2.10; its kernel is CUDA-only
+except ImportError:
+    varlen_attn = None
 
 
-def head_state(hf, head, keys, source) -> dict:
-    """Our head's state dict from the checkpoint's head tensors; each must be there, and nothing else."""
-    ours, wanted = {}, set()
-    for key in head.state_dict():
-        name = hf_head_key(key, keys)
-        wanted.add(name)
-        if name in hf:
-            ours[key] = hf[name]
-    missing = sorted(wanted - set(hf))
-    unexpected = sorted(k for k in hf if not k.startswith("electra.") and k not in wanted)
-    if missing or unexpected:
-        raise CheckpointError(f"{source}: head tensors missing: {missing or 'none'}; "
-                              f"unexpected: {unexpected or 'none'}")
-    return ours
+@dataclass
+class Unpadded:
+    """Where the real tokens of a padded (B, L) batch sit, for a model that sees only those T tokens.
+    Sequence b is tokens cu_seqlens[b]:cu_seqlens[b + 1]; built on the host by unpad() (no device read)."""
+    indices: torch.Tensor        # (T,) long: flat positions in the (B * L) batch, in order
+    positions: torch.Tensor      # (T,) long: each token's column, its position id in the padded path
+    cu_seqlens: torch.Tensor     # (B + 1,) int32: where each sequence starts
+    slots: torch.Tensor          # (T,) long: flat positions in a (B * max_len) re-padding, for the fallback
+    max_len: int                 # the longest sequence
+    batch_size: int
+
+    def to(self, device, non_blocking=False) -> "Unpadded":
+        move = lambda t: t.to(device, non_blocking=non_blocking)
+        return Unpadded(move(self.indices), move(self.positions), move(self.cu_seqlens), move(self.slots),
+                        self.max_len, self.batch_size)
+
+
+def unpad(attention_mask) -> Unpadded:
+    """The Unpadded layout of a (B, L) mask (True/1 = real token). Call it on the loader's host mask,
+    then .to(device): on a device mask, nonzero() and max() would each wait for the GPU."""
+    mask = attention_mask.bool()
+    B, L = mask.shape
+    lengths = mask.sum(-1)
+    indices = mask.flatten().nonzero().squeeze(-1)
+    starts = F.pad(lengths.cumsum(0), (1, 0))                          # (B + 1,)
+    rows, max_len = indices // L, int(lengths.max())
+    slots = rows * max_len + torch.arange(len(indices), device=mask.device) - starts[rows]   # rank in its sequence
+    return Unpadded(indices, indices % L, starts.to(torch.int32), slots, max_len, B)
+
+
+def can_use_varlen_kernel(q, dropout_p) -> bool:
+    """varlen_attn is FlashAttention: CUDA, fp16/bf16 only, no dropout. An fp32 tensor reaches here
+    when a bf16 run evaluates outside autocast, as train_pretrain's held-out scoring does."""
+    return (varlen_attn is not None and q.is_cuda and dropout_p == 0.0
+            and q.dtype in (torch.float16, torch.bfloat16))
+
+
+def varlen_attention(q, k, v, unpadded: Unpadded, dropout_p=0.0):
+    """Attention within each sequence: q, k, v (T, H, K) -> (T, H, K).
+    CUDA in fp16/bf16 without attention dropout: varlen_attn, no padding at all. CHOICE: otherwise (CPU,
+    fp32, or the recipe's attention dropout 0.1, which varlen_attn lacks) SDPA on a copy re-padded to the
+    longest sequence, (B, H, max_len, K), with the padded keys hidden: the same results, the padding paid
+    in attention only (bench/results_pretrain.md §2b, §2d)."""
+    u = unpadded
+    if can_use_varlen_kernel(q, dropout_p):
+        return varlen_attn(q, k, v, u.cu_seqlens, u.cu_seqlens, u.max_len, u.max_len)
+    B, M = u.batch_size, u.max_len
+
+    def pad(t):                                                        # (T, H, K) -> (B, H, M, K)
+        padded = t.new_zeros(B * M, *t.shape[1:]).index_copy(0, u.slots, t)
+        return padded.view(B, M, *t.shape[1:]).transpose(1, 2)
+    real = torch.zeros(B * M, dtype=torch.bool, device=q.device).index_fill_(0, u.slots, True)
+    y = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=real.view(B, 1, 1, M), dropout_p=dropout_p)
+    return y.transpose(1, 2).flatten(0, 1)[u.slots]                         # (T, H, K)
+
+
+def encoder_forward_unpadded(encoder: Encoder, input_ids, token_type_ids, unpadded: Unpadded):
+    """Encoder.forward on the real tokens only: input_ids, token_type_ids (T,) -> (T, D), the padded
+    path's hidden states at those tokens (token_type_ids are required here). Each layer repeats
+    Block.forward, with SelfAttention's own projections around varlen_attention in place of SDPA."""
+    embeddings = encoder.embeddings                          # Embeddings.forward at each token's own position
+    x = embeddings.word_embeddings(input_ids) + embeddings.position_embeddings(unpadded.positions)   # (T, E)
+    x = embeddings.dropout(embeddings.LayerNorm(x + embeddings.token_type_embeddings(token_type_ids)))
+    if encoder.embeddings_project is not None:
+        x = encoder.embeddings_project(x)                                      # (T, D)
+    T, D = x.shape
+    for block in encoder.layers:
+        attention = block.attention
+        dropout_p = attention.dropout_p if attention.training else 0.0
+        q, k, v = attention.qkv(x).view(T, 3, attention.num_heads, D // attention.num_heads).unbind(1)  # 3 x (T, H, K)
+        y = attention.proj(varlen_attention(q, k, v, unpadded, dropout_p).reshape(T, D))              # (T, D)
+        x = block.attention_norm(x + block.dropout(y))
+        x = block.ffn_norm(x + block.dropout(block.ffn(x)))
+    return x
+
+
+def generator_forward_unpadded(generator: Generator, input_ids, token_type_ids, unpadded: Unpadded, positions=None):
+    """Generator.forward on the T real tokens: positions (P,) index them -> logits (P, V); None -> (T, V)."""
+    h = encoder_forward_unpadded(generator.encoder, input_ids, token_type_ids, unpadded)   # (T, D)
+    if positions is not None:
+        h = h[positions]                                                                # (P, D)
+    return generator.head(h, generator.encoder.embeddings.word_embeddings.weight)
+
+
+def discriminator_forward_unpadded(discriminator: Discriminator, input_ids, token_type_ids, unpadded: Unpadded):
+    """Discriminator.forward on the T real tokens: logits (T,)."""
+    return discriminator.head(encoder_forward_unpadded(discriminator.encoder, input_ids, token_type_ids, unpadded))
+
+
+# A.2 Reading checkpoint files, and the tokenizer files transformers reads beside vocab.txt
+def _read_safetensors(path: Path) -> dict:
+    """Tensors of a .safetensors file: 8-byte little-endian header size, a JSON header
+    {name: {dtype, shape, data_offsets}}, then the raw little-endian bytes. Needs only json + torch."""
+    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+              "U8": torch.uint8, "BOOL": torch.bool}
+    data = bytearray(path.stat().st_size)                    # writable, so frombuffer shares it silently
+    with open(path, "rb") as f:
+        f.readinto(data)
+    n = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8:8 + n])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: not a safetensors file (bad header: {e})") from None
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] not in dtypes:
+            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
+        start, end = info["data_offsets"]
+        dtype = dtypes[info["dtype"]]
+        count = (end - start) // dtype.itemsize
+        t = torch.frombuffer(data, dtype=dtype, count=count, offset=8 + n + start) if count else \
+            torch.empty(0, dtype=dtype)
+        out[name] = t.reshape(info["shape"])
+    return out
+
+
+def read_hf_config(directory) -> tuple:
+    """(ModelConfig, raw dict) from directory/config.json; CheckpointError lists every unusable value."""
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no config.json")
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    required = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size")
+    expected = {"model_type": "electra", "hidden_act": "gelu", "position_embedding_type": "absolute",
+                "is_decoder": False, "add_cross_attention": False}
+    problems = [f"{k} is missing" for k in required if k not in raw]
+    problems += [f"{k} is {raw[k]!r}, this model supports only {v!r}" for k, v in expected.items()
+                 if k in raw and raw[k] != v]
+    if "model_type" not in raw:
+        problems.append("model_type is missing (expected 'electra')")
+    if problems:
+        raise CheckpointError(f"{path}: unsupported config:\n  " + "\n  ".join(problems))
+    names = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in raw.items() if k in names}), raw
+
+
+def read_state_dict(directory_or_file) -> dict:
+    """The tensors of model.safetensors or pytorch_model.bin (a file, or a directory holding one)."""
+    path = Path(directory_or_file)
+    if path.is_dir():
+        found = [path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
+        if not found:
+            raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin in this directory")
+        path = found[0]
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)   # tensors only: no code runs
+    except Exception as e:                                   # pickle, zip and weights_only errors alike
+        raise CheckpointError(f"{path}: cannot read as a PyTorch state dict ({type(e).__name__}: {e})") from None
 
 
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
@@ -634,3 +637,26 @@ def read_do_lower_case(directory, default=None):
     except ValueError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     return default if value is None else bool(value)
+
+
+# A.3 Task heads of fine-tuned models in the HF layout (finetune.py's save_finetuned / load_finetuned)
+def hf_head_key(key, keys) -> str:
+    """Our head's parameter name under transformers' module names: "out.weight" -> "classifier.weight"."""
+    module, param = key.rsplit(".", 1)
+    return f"{keys[module]}.{param}"
+
+
+def head_state(hf, head, keys, source) -> dict:
+    """Our head's state dict from the checkpoint's head tensors; each must be there, and nothing else."""
+    ours, wanted = {}, set()
+    for key in head.state_dict():
+        name = hf_head_key(key, keys)
+        wanted.add(name)
+        if name in hf:
+            ours[key] = hf[name]
+    missing = sorted(wanted - set(hf))
+    unexpected = sorted(k for k in hf if not k.startswith("electra.") and k not in wanted)
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: head tensors missing: {missing or 'none'}; "
+                              f"unexpected: {unexpected or 'none'}")
+    return ours

@@ -354,7 +354,8 @@ def test_unpadded_equals_padded_on_real_packed_batches(packed_batch):
     for unpadded in (False, True):
         disc.zero_grad(), gen.zero_grad()
         if unpadded:
-            hidden, logits = disc.encoder(flat(ids), flat(types), u), disc(flat(ids), flat(types), u)
+            hidden = em.encoder_forward_unpadded(disc.encoder, flat(ids), flat(types), u)
+            logits = disc(flat(ids), flat(types), u)                    # the dispatch train_pretrain uses
             mlm = gen(flat(ids), flat(types), u, positions=chosen)
         else:
             hidden, logits = disc.encoder(ids, types, mask)[mask.bool()], disc(ids, types, mask)[mask.bool()]
@@ -392,7 +393,7 @@ def test_varlen_attention_is_attention_within_each_sequence():
 
 def test_varlen_kernel_only_for_what_flash_attention_takes(monkeypatch):
     """varlen_attn is FlashAttention: CUDA, fp16/bf16, no dropout; everything else takes the SDPA
-    fallback (a bf16 run's fp32 held-out scoring crashed the kernel on the GPU, 27 Nov 2026)."""
+    fallback (a bf16 run's fp32 held-out scoring once crashed the kernel on the GPU)."""
     monkeypatch.setattr(em, "varlen_attn", object())
     cuda = lambda dtype: SimpleNamespace(is_cuda=True, dtype=dtype)
     assert em.can_use_varlen_kernel(cuda(torch.bfloat16), 0.0) and em.can_use_varlen_kernel(cuda(torch.float16), 0.0)
