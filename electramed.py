@@ -8,7 +8,7 @@ losses) lives in train_pretrain.py; task heads for fine-tuning live in finetune.
     python -c "import electramed as em; d = em.load_hf_checkpoint('path/to/electramed_base'); print(d.config)"
 
 Checkpoints use the Hugging Face layout (config.json + pytorch_model.bin or model.safetensors), so the
-released ELECTRAMed weights run here and ours run in transformers. The appendix: unpadded batches, file I/O.
+released ELECTRAMed weights run here and ours run in transformers. Appendix: unpadding, file I/O, task heads.
 References: google-research/electra (model/modeling.py, run_pretraining.py), BERT (Devlin et al. 2019),
 transformers/models/electra/modeling_electra.py (the key names of the released checkpoints).
 """
@@ -439,13 +439,14 @@ def save_hf_checkpoint(model, directory, vocab_file=None, lowercase=True, dtype=
 
 
 # =============================================================================================
-# Appendix: unpadded batches and file plumbing. A student can skip it: speed and I/O, not the method.
+# Appendix: unpadded batches, file plumbing, task-head names. A student can skip it: speed and I/O, not the method.
 # =============================================================================================
 
 # A.1 Unpadded batches (train_pretrain --unpad; ModernBERT's and MosaicBERT's way, docs/paper.md §5)
 #     The T real tokens of a padded (B, L) batch go through every layer as one (T, D) row; attention runs
 #     per sequence (PyTorch's variable-length flash kernel on CUDA). Generator and Discriminator send an
 #     Unpadded attention_mask here; the results are the padded path's at the real tokens, minus its waste.
+#     Shapes: T real tokens in the batch, P masked positions among them.
 try:
     from torch.nn.attention.varlen import varlen_attn      # torch >= 2.10; its kernel is CUDA-only
 except ImportError:
