@@ -1,8 +1,8 @@
 """electramed.py: the encoder, generator, discriminator and their Hugging Face checkpoints.
 
 Oracles: transformers' ElectraForPreTraining / ElectraForMaskedLM / ElectraModel (outputs and
-parameter counts) and ElectraForSequenceClassification (task-head names), the safetensors library (our 25-line reader), and a written-out softmax attention
-(the SDPA path). Also: the paths agree (no mask vs all-true mask, masked-only vs full MLM head,
+parameter counts) and ElectraForSequenceClassification (task-head names), the safetensors library
+(our 25-line reader), and a written-out softmax attention (the SDPA path). Also: the paths agree (no mask vs all-true mask, masked-only vs full MLM head,
 compiled vs eager, bf16 autocast vs fp32), the generator shares the discriminator's embeddings, and a
 bad checkpoint raises a CheckpointError naming what did not match.
 Run: python -m pytest tests/test_electramed.py      (base-shaped parity: -m slow)
