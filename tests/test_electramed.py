@@ -2,9 +2,10 @@
 
 Oracles: transformers' ElectraForPreTraining / ElectraForMaskedLM / ElectraModel (outputs and
 parameter counts) and ElectraForSequenceClassification (task-head names), the safetensors library
-(our 25-line reader), and a written-out softmax attention (the SDPA path). Also: the paths agree (no mask vs all-true mask, masked-only vs full MLM head,
-compiled vs eager, bf16 autocast vs fp32), the generator shares the discriminator's embeddings, and a
-bad checkpoint raises a CheckpointError naming what did not match.
+(our 25-line reader), and a written-out softmax attention (the SDPA path). Also: the paths agree
+(no mask vs all-true mask, masked-only vs full MLM head, unpadded vs padded, compiled vs eager, bf16
+autocast vs fp32), the generator shares the discriminator's embeddings, and a bad checkpoint raises a
+CheckpointError naming what did not match.
 Run: python -m pytest tests/test_electramed.py      (base-shaped parity: -m slow)
 """
 import json
@@ -460,7 +461,8 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path):
     with pytest.raises(em.CheckpointError) as err:
         em.load_hf_checkpoint(tmp_path)
     lines = str(err.value).splitlines()
-    assert lines[1:] == ["  missing: electra.encoder.layer.1.attention.self.key.bias, discriminator_predictions.dense.weight",
+    assert lines[1:] == ["  missing: electra.encoder.layer.1.attention.self.key.bias, "
+                         "discriminator_predictions.dense.weight",
                          "  unexpected: electra.encoder.layer.2.output.dense.weight"], lines
 
 
