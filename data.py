@@ -1,22 +1,21 @@
 """
-The data of ELECTRAMed (PAPER.md §1, §3, §4): PubMed text -> packed pre-training examples, and the
+The data of ELECTRAMed (docs/paper.md §1, §3, §4): PubMed text -> packed pre-training examples, and the
 readers of the fine-tuning benchmarks.
 
-Pre-training text is one sentence per line with a blank line between documents (BlueBERT's PubMed
-corpus, or NCBI's baseline XML turned into that format here). It is tokenized once, in parallel,
-packed into `[CLS] A [SEP] B [SEP]` examples exactly as ELECTRA's build_pretraining_dataset.py does,
-and written to a memory-mapped file that `PretrainingData` reads, each process its own part, with a
-position that is saved in the training checkpoint.
+Pre-training text is one sentence per line, a blank line between documents (BlueBERT's PubMed corpus, or
+NCBI's baseline XML turned into that format). It is tokenized, packed into `[CLS] A [SEP] B [SEP]` examples
+as ELECTRA's build_pretraining_dataset.py does, and written to memory-mapped shards that `PretrainingData`
+reads, each process its own part, from a position saved in the training checkpoint.
 
-    python data.py prepare --corpus ../shared/data/pubmed/corpus.txt --out-dir data/shards
-    python data.py pubmed --files 1-10 --out-dir data/pubmed          # NCBI baseline XML, checked
+    python data.py prepare --corpus data/pubmed/corpus.txt --out-dir data/shards
+    python data.py pubmed --files 1-10 --out-dir data/pubmed            # NCBI baseline XML, md5-checked
     python data.py pubmed-xml data/pubmed/*.xml.gz --out data/pubmed/corpus.txt
-    python data.py download all --out-dir data                         # the benchmarks
-    python data.py counts --data-dir ../shared/data                    # counts of every split
+    python data.py download all --out-dir data                           # the benchmarks, sha256-checked
+    python data.py counts --data-dir data                                # counts of every split
 
 Writes: shards (examples.bin, index.bin, meta.json), corpus text, downloaded files.
-References: google-research/electra build_pretraining_dataset.py (ExampleBuilder);
-conlleval (chunks); BLUE benchmark TSV files; SQuAD v1.1 JSON; BioASQ task B JSON.
+References: google-research/electra build_pretraining_dataset.py (ExampleBuilder); conlleval (chunks);
+BLUE benchmark TSV files; SQuAD v1.1 JSON; BioASQ task B JSON.
 """
 import argparse
 import gzip
@@ -28,7 +27,6 @@ import random
 import re
 import shutil
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,7 +40,7 @@ import regex
 import torch
 from tqdm import tqdm
 
-from tokenizer import Tokenizer
+from tokenizer import Tokenizer, batched
 
 
 class DataError(ValueError):
@@ -50,11 +48,9 @@ class DataError(ValueError):
 
 
 # CHOICE: a clone alone must run the README's first command, so the repository carries a small sample
-# (sample_data/SOURCE.md: 693 NCBI-disease train+dev abstracts, public domain, and SciBERT's scivocab,
-# Apache-2.0). It is the last resort, never a silent one: note_if_sample says so when it is used.
+# (sample_data/SOURCE.md: 693 NCBI-disease abstracts and SciBERT's scivocab), the last resort, never a
+# silent one (note_if_sample, appendix A.1).
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
-SAMPLE_NOTE = ("=> no data directory given or found: using the embedded sample (sample_data/, 693 NCBI-disease "
-               "abstracts, SciBERT's scivocab, no benchmarks); see the README for the full data")
 
 
 def default_data_dir(embedded=True) -> str:
@@ -65,66 +61,19 @@ def default_data_dir(embedded=True) -> str:
     return "data" if os.path.isdir("data") or not embedded else str(SAMPLE_DATA_DIR)
 
 
-def note_if_sample(*paths) -> bool:
-    """Print SAMPLE_NOTE (one line) when any of `paths` lies in the embedded sample; True if it did."""
-    used = any(SAMPLE_DATA_DIR in [Path(p).resolve(), *Path(p).resolve().parents] for p in paths if p)
-    if used:
-        print(SAMPLE_NOTE)
-    return used
-
-
-def require_file(path, hint="") -> Path:
-    """`path` as a Path if it is a file; otherwise a DataError saying which file and how to get it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found" + (f" ({hint})" if hint else ""))
-    return path
-
-
-def file_digest(path, algorithm) -> str:
-    """Hex digest ("md5", "sha256", ...) of a file, read 1 MB at a time."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fail(path, line_no, message):
-    raise DataError(f"{path}:{line_no}: {message}")
-
-
-def _text_lines(path):
-    """(line number, line) of a UTF-8 text file, without BOM or line end ("\\r\\n" or "\\n").
-    Lines split on "\\n" only, so a stray "\\r" inside a sentence cannot break a row in two."""
-    path = require_file(path)
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                _fail(path, line_no, f"not UTF-8 ({e.reason} at byte {e.start})")
-            yield line_no, line.rstrip("\n").rstrip("\r")
-
-
 # ---------------------------------------------------------------------------------------------
-# 1. Reading PubMed documents                                                        (PAPER.md §1)
+# 1. Reading PubMed documents                                                   (docs/paper.md §1)
 #    The paper's corpus (BlueBERT's PubMed abstracts): one sentence per line, a blank line between
 #    documents, UTF-8, plain or gzipped, one or many files. A file's end also ends a document.
+#    CHOICE: a file without blank lines is one document, as ELECTRA's builder reads it (no blank line,
+#    no flush), cut every MAX_DOCUMENT_LINES lines to keep memory flat.
 # ---------------------------------------------------------------------------------------------
 MAX_DOCUMENT_LINES = 10_000   # a longer run of lines is cut, so memory never holds a whole file
 
 
-def _open_binary(path):
-    path = require_file(path)
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
 def read_documents(paths) -> Iterator[list[str]]:
-    """Documents (lists of sentences) of one or many corpus files, in order.
-    # CHOICE: a file without blank lines is one document per file, as ELECTRA's builder reads it
-    # (no blank line, no flush); it is cut every MAX_DOCUMENT_LINES lines to keep memory flat.
-    Empty corpus files are an error: they almost always mean a wrong path or a failed download."""
+    """Documents (lists of sentences) of one or many corpus files, in order. An empty corpus file is
+    an error: it almost always means a wrong path or a failed download."""
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         document, line_no = [], 0
         with _open_binary(path) as f:
@@ -144,72 +93,8 @@ def read_documents(paths) -> Iterator[list[str]]:
             raise DataError(f"{path}: empty corpus file")
 
 
-# PubMed's own distribution: NCBI's yearly baseline, ~1,300 files pubmedYYnNNNN.xml.gz, each ~30,000
-# <PubmedArticle> records. Only the abstract is kept (every <AbstractText> section, in order), split
-# into sentences by the rules below; records without an abstract are skipped.
-ABBREVIATIONS = {  # a period after these does not end a sentence (lower-cased, without the final ".")
-    "e.g", "i.e", "al", "fig", "figs", "vs", "cf", "approx", "ca", "no", "nos", "dr", "mr",
-    "mrs", "ms", "prof", "st", "vol", "ref", "refs", "eq", "eqs", "sp", "spp", "var", "subsp", "resp",
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "inc", "ltd", "co"}
-SENTENCE_END = regex.compile(r"""[.?!]['")\]]*\s+(?=['"(\[]?[\p{Lu}\d])""")   # end mark, then a capital/digit
-
-
-def split_sentences(text) -> list[str]:
-    """Rule-based sentence splitter for abstracts: split after . ? ! (and closing quotes or
-    brackets) when whitespace and then an upper-case letter, a digit or an opening bracket follow,
-    unless the period ends an abbreviation ("e.g.", "et al.", "Fig.", "vs."), a single initial
-    ("J. Smith") or a dotted acronym ("U.S."). Decimals ("0.5 mg") have no space after the period.
-    "Doses were 5 mg vs. 10 mg. Fig. 2 shows it." -> ["Doses were 5 mg vs. 10 mg.", "Fig. 2 shows it."]"""
-    text = " ".join(text.split())
-    sentences, start = [], 0
-    for match in SENTENCE_END.finditer(text):
-        before = text[start:match.start() + 1]
-        last_word = before.rsplit(" ", 1)[-1].lstrip("([\"'").lower()
-        if match.group()[0] == "." and (last_word[:-1] in ABBREVIATIONS
-                                        or regex.fullmatch(r"(\p{L}\.)+", last_word)):
-            continue
-        sentences.append(text[start:match.end()].strip())
-        start = match.end()
-    if text[start:].strip():
-        sentences.append(text[start:].strip())
-    return sentences
-
-
-def pubmed_xml_to_documents(xml_path) -> Iterator[list[str]]:
-    """Sentences of each abstract of a PubMed XML file (.xml or .xml.gz), streamed record by record."""
-    with _open_binary(xml_path) as f:
-        try:
-            for _, element in ElementTree.iterparse(f, events=("end",)):
-                if element.tag != "PubmedArticle":
-                    continue
-                sections = [" ".join("".join(a.itertext()).split()) for a in element.iter("AbstractText")]
-                sentences = split_sentences(" ".join(s for s in sections if s))
-                element.clear()   # keep memory flat over a 30,000-record file
-                if sentences:
-                    yield sentences
-        except ElementTree.ParseError as e:
-            raise DataError(f"{xml_path}:{e.position[0]}: bad XML ({e})") from None
-
-
-def write_corpus(xml_paths, out_path, progress=False) -> dict:
-    """The corpus format (one sentence a line, blank line between documents) from PubMed XML files."""
-    out_path, counts = Path(out_path), Counter()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            for path in tqdm(xml_paths, desc="xml files", disable=not progress):
-                for sentences in pubmed_xml_to_documents(path):
-                    out.write("\n".join(sentences) + "\n\n")
-                    counts.update(documents=1, sentences=len(sentences))
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dict(counts)
-
-
 # ---------------------------------------------------------------------------------------------
-# 2. Packing sentences into examples                     (PAPER.md §3; ELECTRA's ExampleBuilder)
+# 2. Packing sentences into examples                (docs/paper.md §3; ELECTRA's ExampleBuilder)
 #    Sentences of one document are collected until they reach the target length (max_len, or 5% of
 #    the time a random length in [5, max_len]); the end of a document flushes what is collected, so
 #    no example spans two documents. 10% of examples are one segment; otherwise the first segment
@@ -264,8 +149,8 @@ def pack_examples(documents_ids, max_len, rng, cls_id, sep_id) -> Iterator[tuple
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. Shards on disk and a resumable reader                                      (PAPER.md §3, §5)
-#    prepare_corpus tokenizes in parallel and streams the packed examples to out_dir:
+# 3. Shards on disk and a resumable reader                                 (docs/paper.md §3, §5)
+#    prepare_corpus tokenizes, packs and writes the examples to out_dir:
 #      examples.bin  (N, max_len) token ids, padded with [PAD]=0, uint16 (int32 if the vocab is larger)
 #      index.bin     (N, 2) int32: real length, length of the type-0 part ([CLS] A [SEP])
 #      meta.json     counts, max_len, vocab size and hash, and the inputs (the cache key), written last
@@ -275,111 +160,6 @@ def pack_examples(documents_ids, max_len, rng, cls_id, sep_id) -> Iterator[tuple
 #    PretrainingData reads them through np.memmap: global batch s of an epoch is examples
 #    [s*B*W, (s+1)*B*W) of a permutation seeded by (seed, epoch); rank r takes [r*B, (r+1)*B).
 # ---------------------------------------------------------------------------------------------
-SHARD_FORMAT = 1
-WRITE_CHUNK = 4096   # examples buffered before a write: memory does not grow with the corpus
-IN_FLIGHT_LINES = 100_000   # lines read but not yet packed; > MAX_DOCUMENT_LINES + the pool's block
-
-
-def _tokenized_documents(tokenizer, paths, workers, progress):
-    """Documents of token id lists. Lines go to the tokenizer's worker pool as one stream; the
-    number of sentences of each document rides alongside in a queue to regroup them. A semaphore
-    holds the reader back when IN_FLIGHT_LINES lines wait to be packed (the pool itself would
-    read ahead without limit, and memory would grow with the corpus)."""
-    sizes, in_flight, stop = deque(), threading.Semaphore(IN_FLIGHT_LINES), threading.Event()
-
-    def lines():   # runs in the pool's feeder thread when workers > 1
-        for document in read_documents(paths):
-            sizes.append(len(document))
-            for line in document:
-                while not in_flight.acquire(timeout=0.5):
-                    if stop.is_set():
-                        return
-                yield line
-
-    ids = tokenizer.encode_lines(lines(), workers=workers, progress=False)
-    try:
-        with tqdm(desc="documents", unit=" doc", disable=not progress) as bar:
-            for sentence in ids:
-                document = [sentence] + [next(ids) for _ in range(sizes.popleft() - 1)]
-                in_flight.release(len(document))
-                bar.update()
-                yield document
-    finally:
-        stop.set()
-        ids.close()
-
-
-class _ExampleWriter:
-    """Appends padded examples to examples.bin and index.bin, WRITE_CHUNK at a time."""
-
-    def __init__(self, out_dir, max_len, dtype, pad_id):
-        self.max_len, self.dtype, self.pad_id, self.n = max_len, dtype, pad_id, 0
-        self.files = [open(out_dir / f"{name}.tmp{os.getpid()}", "wb") for name in ("examples.bin", "index.bin")]
-        self.buffer = []
-
-    def add(self, input_ids, token_types):
-        self.buffer.append((input_ids, token_types))
-        if len(self.buffer) == WRITE_CHUNK:
-            self.flush()
-
-    def flush(self):
-        rows = np.full((len(self.buffer), self.max_len), self.pad_id, dtype=self.dtype)
-        index = np.zeros((len(self.buffer), 2), dtype=np.int32)
-        for i, (input_ids, token_types) in enumerate(self.buffer):
-            rows[i, :len(input_ids)] = input_ids
-            index[i] = len(input_ids), token_types.count(0)
-        self.files[0].write(rows.tobytes())
-        self.files[1].write(index.tobytes())
-        self.n += len(self.buffer)
-        self.buffer = []
-
-    def close(self):
-        self.flush()
-        for f in self.files:
-            f.close()
-
-
-def _cache_key(corpus_paths, vocab_file, max_len, seed, lowercase, heldout_every):
-    inputs = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in corpus_paths]
-    return {"format": SHARD_FORMAT, "inputs": inputs, "vocab_sha256": file_digest(vocab_file, "sha256"),
-            "max_len": max_len, "seed": seed, "lowercase": lowercase, "heldout_every": heldout_every}
-
-
-def _pack_into(writer, documents, max_len, seed, tokenizer, counts):
-    """Pack documents into examples and append them to writer; count the tokens kept."""
-    for input_ids, token_types in pack_examples(documents, max_len, random.Random(seed),
-                                                tokenizer.cls_id, tokenizer.sep_id):
-        counts.update(kept_tokens=len(input_ids) - (3 if token_types[-1] else 2))   # minus [CLS], [SEP]s
-        writer.add(input_ids, token_types)
-    writer.close()
-    counts.update(truncated_tokens=counts["tokens"] - counts["kept_tokens"])
-    return writer.n
-
-
-def _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress, heldout_every=0):
-    """Tokenize -> pack -> append to out_dir/*.bin.tmpPID (and out_dir/heldout/*.bin.tmpPID).
-    Returns the number of examples and counts, for the training part and the held-out part."""
-    dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
-    writer, counts = _ExampleWriter(out_dir, max_len, dtype, tokenizer.pad_id), Counter()
-    heldout, heldout_counts = [], Counter()      # ~1/heldout_every of the corpus: small enough to hold
-
-    def training_documents(documents):
-        for i, document in enumerate(documents):
-            tally = heldout_counts if heldout_every and i % heldout_every == 0 else counts
-            tally.update(documents=1, sentences=len(document), tokens=sum(map(len, document)))
-            if tally is heldout_counts:
-                heldout.append(document)
-            else:
-                yield document
-
-    n = _pack_into(writer, training_documents(_tokenized_documents(tokenizer, paths, workers, progress)),
-                   max_len, seed, tokenizer, counts)
-    if heldout:
-        (out_dir / "heldout").mkdir(exist_ok=True)
-        held_writer = _ExampleWriter(out_dir / "heldout", max_len, dtype, tokenizer.pad_id)
-        heldout_counts["examples"] = _pack_into(held_writer, heldout, max_len, seed, tokenizer, heldout_counts)
-    return n, {"dtype": np.dtype(dtype).name, **counts}, dict(heldout_counts)
-
 
 def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, seed=0, lowercase=True,
                    progress=False, heldout_every=0) -> Path:
@@ -389,43 +169,31 @@ def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, se
     into out_dir/heldout/ (read it with PretrainingData(out_dir / "heldout", ...))."""
     paths = [require_file(p) for p in ([corpus_paths] if isinstance(corpus_paths, (str, Path)) else corpus_paths)]
     vocab_file, out_dir = require_file(vocab_file, "a WordPiece vocab, one token a line"), Path(out_dir)
-    key = _cache_key(paths, vocab_file, max_len, seed, lowercase, heldout_every)
-    if (out_dir / "meta.json").is_file() and json.loads((out_dir / "meta.json").read_text()).get("key") == key:
+    key = shard_key(paths, vocab_file, max_len, seed, lowercase, heldout_every)
+    if shards_are_current(out_dir, key):                            # appendix A.2: same inputs, same shards
         return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "meta.json").unlink(missing_ok=True)
-    shutil.rmtree(out_dir / "heldout", ignore_errors=True)
     tokenizer = Tokenizer.from_vocab_file(vocab_file, lowercase=lowercase)
-    parts = [out_dir, out_dir / "heldout"]
-    try:
-        n, counts, heldout = _write_examples(tokenizer, paths, out_dir, max_len, workers, seed, progress,
-                                             heldout_every)
-        if n == 0:
+    counts, heldout_counts, heldout = Counter(), Counter(), []
+
+    def training_documents(documents):        # counts every document and sets the held-out ones aside
+        for i, document in enumerate(documents):
+            tally = heldout_counts if heldout_every and i % heldout_every == 0 else counts
+            tally.update(documents=1, sentences=len(document), tokens=sum(map(len, document)))
+            if tally is heldout_counts:
+                heldout.append(document)
+            else:
+                yield document
+
+    def pack(documents):                      # each part packed with a fresh random.Random(seed)
+        return pack_examples(documents, max_len, random.Random(seed), tokenizer.cls_id, tokenizer.sep_id)
+
+    documents = tokenized_documents(tokenizer, paths, workers, progress)   # appendix A.3: in worker processes
+    with ShardWriter(out_dir, tokenizer, max_len, key) as shards:          # appendix A.2: meta.json last
+        if shards.write(pack(training_documents(documents)), counts) == 0:
             raise DataError(f"{paths[0]}: no examples (the corpus has no tokens)")
-        for part in parts[:1 + bool(heldout.get("examples"))]:
-            for name in ("examples.bin", "index.bin"):
-                os.replace(part / f"{name}.tmp{os.getpid()}", part / name)   # atomic, per process
-    finally:
-        for part in parts:
-            for name in ("examples.bin", "index.bin"):
-                (part / f"{name}.tmp{os.getpid()}").unlink(missing_ok=True)
-    common = {"max_len": max_len, "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_id, "dtype": counts["dtype"]}
-    if heldout.get("examples"):
-        (out_dir / "heldout" / "meta.json").write_text(json.dumps(
-            {"num_examples": heldout.pop("examples"), **common, **heldout, "key": key}, indent=1))
-    meta = {"num_examples": n, **common, **counts, "heldout_documents": heldout.get("documents", 0), "key": key}
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))   # last: marks the shards complete
+        if heldout:                                                       # filled as the training part streamed
+            shards.write(pack(heldout), heldout_counts, heldout=True)
     return out_dir
-
-
-def padding_share(shard_dir) -> float:
-    """The share of the shards' (N, L) positions that are padding, from index.bin's real lengths.
-    ELECTRA's examples never cross a document, so short documents leave long padded tails: this is
-    the work --unpad saves (train_pretrain.py)."""
-    shard_dir = Path(shard_dir)
-    meta = json.loads(require_file(shard_dir / "meta.json").read_text())
-    lengths = np.memmap(shard_dir / "index.bin", dtype=np.int32, mode="r", shape=(meta["num_examples"], 2))[:, 0]
-    return 1 - float(lengths.sum(dtype=np.int64)) / (meta["num_examples"] * meta["max_len"])
 
 
 class PretrainingData:
@@ -701,14 +469,285 @@ def count_split(path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. Downloads                                                                  (PAPER.md §1, §4)
-#    Every file is checked against a published or recorded checksum before it is kept. Network
-#    errors are retried with exponential backoff; a partial file (dest.part) resumes with an HTTP
-#    Range request. PubMed: NCBI's baseline, BASE/pubmedYYnNNNN.xml.gz beside NCBI's
-#    pubmedYYnNNNN.xml.gz.md5 ("MD5(pubmedYYnNNNN.xml.gz)= <hex>"). Benchmarks: the public GitHub
-#    commits named in each ../shared/data/*/SOURCE.md, as raw.githubusercontent.com URLs
-#    (BASE/owner/repo/commit/path), with the sha256 of the files ELECTRAMed evaluated on.
+# Command line
 # ---------------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("prepare", help="tokenize and pack a corpus into shards (docs/paper.md §3)")
+    c.add_argument("--corpus", nargs="+", required=True, help="text files, one sentence a line, .gz ok")
+    c.add_argument("--vocab", default=None, help="default: DATA_DIR/vocab/scivocab_uncased.txt")
+    c.add_argument("--data-dir", default=default_data_dir())
+    c.add_argument("--out-dir", default="data/shards")
+    c.add_argument("--max-len", type=int, default=128, help="sequence length (paper: 128, then 512)")
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    add_data_commands(sub)                                 # appendix A.6: pubmed, pubmed-xml, download, counts
+    return p.parse_args(argv)
+
+
+def main(args):
+    try:
+        if args.command != "prepare":
+            return run_data_command(args)                  # appendix A.6
+        print(f"writing shards to {args.out_dir}")
+        vocab = args.vocab or Path(args.data_dir) / "vocab" / "scivocab_uncased.txt"
+        note_if_sample(vocab, *args.corpus)
+        out = prepare_corpus(args.corpus, vocab, args.out_dir, args.max_len, args.workers, args.seed,
+                             args.lowercase, progress=True)
+        meta = json.loads((out / "meta.json").read_text())
+        print({k: v for k, v in meta.items() if k != "key"})
+        print(f"padding: {100 * padding_share(out):.1f}% of the {meta['num_examples']:,} x {args.max_len} positions")
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+# =============================================================================================
+# Appendix: engineering the data needs. A student can skip it: files, caches, worker processes,
+# PubMed's XML, downloads; the method is above.
+# =============================================================================================
+
+# A.1 Files: clear errors that name the file and line, and the note that the embedded sample is used
+
+SAMPLE_NOTE = ("=> no data directory given or found: using the embedded sample (sample_data/, 693 NCBI-disease "
+               "abstracts, SciBERT's scivocab, no benchmarks); see the README for the full data")
+
+
+def note_if_sample(*paths) -> bool:
+    """Print SAMPLE_NOTE (one line) when any of `paths` lies in the embedded sample; True if it did."""
+    used = any(SAMPLE_DATA_DIR in [Path(p).resolve(), *Path(p).resolve().parents] for p in paths if p)
+    if used:
+        print(SAMPLE_NOTE)
+    return used
+
+
+def require_file(path, hint="") -> Path:
+    """`path` as a Path if it is a file; otherwise a DataError saying which file and how to get it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" + (f" ({hint})" if hint else ""))
+    return path
+
+
+def file_digest(path, algorithm) -> str:
+    """Hex digest ("md5", "sha256", ...) of a file, read 1 MB at a time."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fail(path, line_no, message):
+    raise DataError(f"{path}:{line_no}: {message}")
+
+
+def _open_binary(path):
+    path = require_file(path)
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _text_lines(path):
+    """(line number, line) of a UTF-8 text file, without BOM or line end ("\\r\\n" or "\\n").
+    Lines split on "\\n" only, so a stray "\\r" inside a sentence cannot break a row in two."""
+    path = require_file(path)
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                _fail(path, line_no, f"not UTF-8 ({e.reason} at byte {e.start})")
+            yield line_no, line.rstrip("\n").rstrip("\r")
+
+
+# A.2 Writing shards: per-process temporary files, renamed when complete, meta.json last; reused when current
+SHARD_FORMAT = 1
+SHARD_FILES = ("examples.bin", "index.bin")
+WRITE_CHUNK = 4096   # examples buffered before a write: memory does not grow with the corpus
+
+
+def shard_key(corpus_paths, vocab_file, max_len, seed, lowercase, heldout_every) -> dict:
+    """What shards are made from (kept in meta.json): corpus files (path, size, mtime), vocab hash, settings."""
+    inputs = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in corpus_paths]
+    return {"format": SHARD_FORMAT, "inputs": inputs, "vocab_sha256": file_digest(vocab_file, "sha256"),
+            "max_len": max_len, "seed": seed, "lowercase": lowercase, "heldout_every": heldout_every}
+
+
+def shards_are_current(out_dir, key) -> bool:
+    """True if out_dir holds complete shards made from the same inputs (its meta.json has this key)."""
+    meta = Path(out_dir) / "meta.json"
+    return meta.is_file() and json.loads(meta.read_text()).get("key") == key
+
+
+class ShardWriter:
+    """Writes prepare_corpus's parts (out_dir, out_dir/heldout) under per-process temporary names; on
+    leaving without an error, renames them into place and writes each part's meta.json, out_dir's last:
+    it marks the shards complete. Several processes (nodes) may prepare into one shared directory."""
+
+    def __init__(self, out_dir, tokenizer, max_len, key):
+        self.out_dir, self.max_len, self.key, self.pad_id = Path(out_dir), max_len, key, tokenizer.pad_id
+        self.dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
+        self.common = {"max_len": max_len, "vocab_size": len(tokenizer), "pad_id": tokenizer.pad_id,
+                       "dtype": np.dtype(self.dtype).name}
+        self.parts = {}                       # "" or "heldout" -> (examples written, counts)
+
+    def __enter__(self):
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "meta.json").unlink(missing_ok=True)
+        shutil.rmtree(self.out_dir / "heldout", ignore_errors=True)
+        return self
+
+    def _temporary(self, part, name) -> Path:
+        return self.out_dir / part / f"{name}.tmp{os.getpid()}"
+
+    def write(self, examples, counts, heldout=False) -> int:
+        """Append the (input_ids, token_types) examples, padded, to the part's temporary files, WRITE_CHUNK
+        at a time; count the tokens kept (all but [CLS] and [SEP]s) and cut. Returns the examples written."""
+        part, n = "heldout" if heldout else "", 0
+        (self.out_dir / part).mkdir(exist_ok=True)
+        with open(self._temporary(part, "examples.bin"), "wb") as rows_file, \
+                open(self._temporary(part, "index.bin"), "wb") as index_file:
+            for chunk in batched(examples, WRITE_CHUNK):
+                rows = np.full((len(chunk), self.max_len), self.pad_id, dtype=self.dtype)
+                index = np.zeros((len(chunk), 2), dtype=np.int32)
+                for i, (input_ids, token_types) in enumerate(chunk):
+                    rows[i, :len(input_ids)] = input_ids
+                    index[i] = len(input_ids), token_types.count(0)
+                    counts.update(kept_tokens=len(input_ids) - (3 if token_types[-1] else 2))
+                rows_file.write(rows.tobytes())
+                index_file.write(index.tobytes())
+                n += len(chunk)
+        counts.update(truncated_tokens=counts["tokens"] - counts["kept_tokens"])
+        self.parts[part] = n, counts
+        return n
+
+    def __exit__(self, error_type, *_):
+        try:
+            if error_type is None:
+                self._complete()
+        finally:
+            for part in ("", "heldout"):
+                for name in SHARD_FILES:
+                    self._temporary(part, name).unlink(missing_ok=True)
+
+    def _complete(self):
+        for part, (n, _) in self.parts.items():
+            if n:
+                for name in SHARD_FILES:
+                    os.replace(self._temporary(part, name), self.out_dir / part / name)   # atomic, per process
+        n, counts = self.parts[""]
+        held_n, held_counts = self.parts.get("heldout", (0, {}))
+        if held_n:
+            meta = {"num_examples": held_n, **self.common, **held_counts, "key": self.key}
+            (self.out_dir / "heldout" / "meta.json").write_text(json.dumps(meta, indent=1))
+        meta = {"num_examples": n, **self.common, **counts, "heldout_documents": held_counts.get("documents", 0),
+                "key": self.key}
+        (self.out_dir / "meta.json").write_text(json.dumps(meta, indent=1))   # last: marks the shards complete
+
+
+def padding_share(shard_dir) -> float:
+    """The share of the shards' (N, L) positions that are padding, from index.bin's real lengths.
+    ELECTRA's examples never cross a document, so short documents leave long padded tails: this is
+    the work --unpad saves (train_pretrain.py)."""
+    shard_dir = Path(shard_dir)
+    meta = json.loads(require_file(shard_dir / "meta.json").read_text())
+    lengths = np.memmap(shard_dir / "index.bin", dtype=np.int32, mode="r", shape=(meta["num_examples"], 2))[:, 0]
+    return 1 - float(lengths.sum(dtype=np.int64)) / (meta["num_examples"] * meta["max_len"])
+
+
+# A.3 Tokenizing in worker processes, in order, in bounded memory
+
+def tokenized_documents(tokenizer, paths, workers, progress) -> Iterator[list[list[int]]]:
+    """read_documents with every sentence as token ids. All lines go to tokenizer.encode_lines as one
+    stream (one pool of `workers` processes for the whole corpus, which holds only a few thousand lines
+    at a time: tokenizer.parallel_map); each document's sentence count rides alongside to regroup them."""
+    sizes = deque()
+
+    def lines():
+        for document in read_documents(paths):
+            sizes.append(len(document))
+            yield from document
+
+    ids = tokenizer.encode_lines(lines(), workers=workers)
+    try:
+        for first in tqdm(ids, desc="documents", unit=" doc", disable=not progress):
+            yield [first] + [next(ids) for _ in range(sizes.popleft() - 1)]
+    finally:
+        ids.close()
+
+
+# A.4 PubMed's own distribution: NCBI's yearly baseline, ~1,300 files pubmedYYnNNNN.xml.gz, each ~30,000
+#     <PubmedArticle> records. Only the abstract is kept (every <AbstractText> section, in order), split
+#     into sentences by the rules below; records without an abstract are skipped.
+ABBREVIATIONS = {  # a period after these does not end a sentence (lower-cased, without the final ".")
+    "e.g", "i.e", "al", "fig", "figs", "vs", "cf", "approx", "ca", "no", "nos", "dr", "mr",
+    "mrs", "ms", "prof", "st", "vol", "ref", "refs", "eq", "eqs", "sp", "spp", "var", "subsp", "resp",
+    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "inc", "ltd", "co"}
+SENTENCE_END = regex.compile(r"""[.?!]['")\]]*\s+(?=['"(\[]?[\p{Lu}\d])""")   # end mark, then a capital/digit
+
+
+def split_sentences(text) -> list[str]:
+    """Rule-based sentence splitter for abstracts: split after . ? ! (and closing quotes or
+    brackets) when whitespace and then an upper-case letter, a digit or an opening bracket follow,
+    unless the period ends an abbreviation ("e.g.", "et al.", "Fig.", "vs."), a single initial
+    ("J. Smith") or a dotted acronym ("U.S."). Decimals ("0.5 mg") have no space after the period.
+    "Doses were 5 mg vs. 10 mg. Fig. 2 shows it." -> ["Doses were 5 mg vs. 10 mg.", "Fig. 2 shows it."]"""
+    text = " ".join(text.split())
+    sentences, start = [], 0
+    for match in SENTENCE_END.finditer(text):
+        before = text[start:match.start() + 1]
+        last_word = before.rsplit(" ", 1)[-1].lstrip("([\"'").lower()
+        if match.group()[0] == "." and (last_word[:-1] in ABBREVIATIONS
+                                        or regex.fullmatch(r"(\p{L}\.)+", last_word)):
+            continue
+        sentences.append(text[start:match.end()].strip())
+        start = match.end()
+    if text[start:].strip():
+        sentences.append(text[start:].strip())
+    return sentences
+
+
+def pubmed_xml_to_documents(xml_path) -> Iterator[list[str]]:
+    """Sentences of each abstract of a PubMed XML file (.xml or .xml.gz), streamed record by record."""
+    with _open_binary(xml_path) as f:
+        try:
+            for _, element in ElementTree.iterparse(f, events=("end",)):
+                if element.tag != "PubmedArticle":
+                    continue
+                sections = [" ".join("".join(a.itertext()).split()) for a in element.iter("AbstractText")]
+                sentences = split_sentences(" ".join(s for s in sections if s))
+                element.clear()   # keep memory flat over a 30,000-record file
+                if sentences:
+                    yield sentences
+        except ElementTree.ParseError as e:
+            raise DataError(f"{xml_path}:{e.position[0]}: bad XML ({e})") from None
+
+
+def write_corpus(xml_paths, out_path, progress=False) -> dict:
+    """The corpus format (one sentence a line, blank line between documents) from PubMed XML files."""
+    out_path, counts = Path(out_path), Counter()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            for path in tqdm(xml_paths, desc="xml files", disable=not progress):
+                for sentences in pubmed_xml_to_documents(path):
+                    out.write("\n".join(sentences) + "\n\n")
+                    counts.update(documents=1, sentences=len(sentences))
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dict(counts)
+
+
+# A.5 Downloads (docs/paper.md §1, §4). Every file is checked against a published or recorded checksum
+#     before it is kept. Network errors are retried with exponential backoff; a partial file (dest.part)
+#     resumes with an HTTP Range request. PubMed: NCBI's baseline, BASE/pubmedYYnNNNN.xml.gz beside NCBI's
+#     pubmedYYnNNNN.xml.gz.md5 ("MD5(pubmedYYnNNNN.xml.gz)= <hex>"). Benchmarks: the public GitHub commits
+#     named in each data folder's SOURCE.md, as raw.githubusercontent.com URLs (BASE/owner/repo/commit/path),
+#     with the sha256 of the files ELECTRAMed evaluated on.
 PUBMED_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline"
 # The baseline of production year 20YY is released each December before it and replaces the previous
 # one entirely (NLM, "PubMed 2022 Baseline Released", Dec 12 2021: pubmed22n0001 - pubmed22n1114).
@@ -719,38 +758,50 @@ REPOS = {
     "bio_electra": "SciCrunch/bio_electra/7a53526773e047c02f03400f61a906a636b9054d",
     "biobert": "issifuabdulmajeed/EDANER_4_BioBERT/832b988e2ab8a88be7247283a4d82bfbf449cb9a",
 }
-BENCHMARKS = {  # task -> (file in the data dir, repository, path there, sha256)
-    "bc5cdr": [
-        ("train.txt", "electramed", "data/NER/bc5cdr/train.txt", "cc95011df5d0eba32a10ed201db448993183e465643c4eaf8dfc2987423e418f"),
-        ("dev.txt", "electramed", "data/NER/bc5cdr/dev.txt", "0ec1066941e69fec660ea503033127d8826ee237c12b319a421a4ccfe431179f"),
-        ("test.txt", "electramed", "data/NER/bc5cdr/test.txt", "256b185cca1f096d12622c75f9c5ee0b0f2b8432a71170f4ea74778b99785894")],
-    "ncbi_disease": [
-        ("train.txt", "electramed", "data/NER/NCBI-disease/train.txt", "e8197dcd8d9d7bef03bbff8786d948f642aa83e83c6261e4e2b077a535106742"),
-        ("dev.txt", "electramed", "data/NER/NCBI-disease/dev.txt", "9acfc0954164b27e5a4e33a825c05641920e7ca823ffbd6a7198f402484a388a"),
-        ("test.txt", "electramed", "data/NER/NCBI-disease/test.txt", "30c7944720f51be84dfc599a325a7a2577085fa00e084edec08c4e7cbdbf44dc")],
-    "chemprot": [
-        ("train.tsv", "bio_electra", "electra/data/finetuning_data/chemprot/train.tsv", "f69f85e7b449defe6bec4eea7005114293c2fc4919b9fb474411b9120239439b"),
-        ("dev.tsv", "bio_electra", "electra/data/finetuning_data/chemprot/dev.tsv", "71be2ade9dce952da88f09dc61fbc309f96d9698fbd64e6ef4cb597f3d87c3be"),
-        ("test.tsv", "bio_electra", "electra/data/finetuning_data/chemprot/test.tsv", "9b9774a598cbdbeb89894b4117cf35d102331860e91f4aed1e2ff8cc839cf2f0"),
-        ("blue/dev.tsv", "electramed", "data/RE/chemprot/dev.csv", "b6879bf179b82f294bc7c4d106e54ebdcf6521a92d0774c9a2b876e327e67fdf")],
+_SPLITS = ("train", "dev", "test")
+BENCHMARKS = {  # task -> [(file in the data dir, repository, path there, sha256)]
+    "bc5cdr": [(f"{s}.txt", "electramed", f"data/NER/bc5cdr/{s}.txt", h) for s, h in zip(_SPLITS, [
+        "cc95011df5d0eba32a10ed201db448993183e465643c4eaf8dfc2987423e418f",
+        "0ec1066941e69fec660ea503033127d8826ee237c12b319a421a4ccfe431179f",
+        "256b185cca1f096d12622c75f9c5ee0b0f2b8432a71170f4ea74778b99785894"])],
+    "ncbi_disease": [(f"{s}.txt", "electramed", f"data/NER/NCBI-disease/{s}.txt", h) for s, h in zip(_SPLITS, [
+        "e8197dcd8d9d7bef03bbff8786d948f642aa83e83c6261e4e2b077a535106742",
+        "9acfc0954164b27e5a4e33a825c05641920e7ca823ffbd6a7198f402484a388a",
+        "30c7944720f51be84dfc599a325a7a2577085fa00e084edec08c4e7cbdbf44dc"])],
+    "chemprot": [(f"{s}.tsv", "bio_electra", f"electra/data/finetuning_data/chemprot/{s}.tsv", h)
+                 for s, h in zip(_SPLITS, [
+                     "f69f85e7b449defe6bec4eea7005114293c2fc4919b9fb474411b9120239439b",
+                     "71be2ade9dce952da88f09dc61fbc309f96d9698fbd64e6ef4cb597f3d87c3be",
+                     "9b9774a598cbdbeb89894b4117cf35d102331860e91f4aed1e2ff8cc839cf2f0"])] + [
+        ("blue/dev.tsv", "electramed", "data/RE/chemprot/dev.csv",
+         "b6879bf179b82f294bc7c4d106e54ebdcf6521a92d0774c9a2b876e327e67fdf")],
     "ddi": [
         # CHOICE: BLUE's DDI train file has no public copy; ours was rebuilt from isegura/DDICorpus
         # (see ddi/SOURCE.md), so it comes only from a mirror of the project's data directory.
-        ("train.tsv", None, "rebuilt from isegura/DDICorpus@819b0fa5 DDICorpus-2013.zip (ddi/SOURCE.md)", "e19a3f16e69a9f6284e7768490fcebd704302c791587697ca1bd83fa7fb5e321"),
-        ("dev.tsv", "electramed", "data/RE/ddi-2013/dev.csv", "350d725f5f6e001a5d40471828a5b7e0a177e4d0f4cbb08b37f9869aa347f2b4"),
-        ("test.tsv", "electramed", "data/RE/ddi-2013/test.csv", "9a67da1c6bb9c8a4109356f1275ceaae306a142d26beedc42ef636d07847c27b")],
+        ("train.tsv", None, "rebuilt from isegura/DDICorpus@819b0fa5 DDICorpus-2013.zip (ddi/SOURCE.md)",
+         "e19a3f16e69a9f6284e7768490fcebd704302c791587697ca1bd83fa7fb5e321"),
+        ("dev.tsv", "electramed", "data/RE/ddi-2013/dev.csv",
+         "350d725f5f6e001a5d40471828a5b7e0a177e4d0f4cbb08b37f9869aa347f2b4"),
+        ("test.tsv", "electramed", "data/RE/ddi-2013/test.csv",
+         "9a67da1c6bb9c8a4109356f1275ceaae306a142d26beedc42ef636d07847c27b")],
     "bioasq": [
-        ("train.json", "biobert", "datasets/QA/BioASQ/BioASQ-train-factoid-7b.json", "d0541552f185efddc2741792f268d975308878dd6e9f801ee0841332ae81a276"),
-        *[(f"test-7b-{i}.json", "electramed", f"data/QA/BioASQ/BioASQ-test-factoid-7b-{i}.json", h) for i, h in enumerate([
-            "c5fb7b98a79ef72cd9b7599fb367fc571aadabd8f0dc0e7ebd657701b4e6e345", "6426e6863642e6d89948f108a0abcde29122c9a5493d5cb6415afdd250549087",
-            "6268b8f9313a17cd71a109459f9b112625df2dcf5f865871f06e339fe6a76c8b", "3b592a61c4d60e2269eb7c47ff764a431fb233a19235fb116955c16e8c1f33ec",
-            "bb8950a6d480ace98e40f30886fc231f1e36703d36133f7b41bf5151b7ba9013"], 1)],
+        ("train.json", "biobert", "datasets/QA/BioASQ/BioASQ-train-factoid-7b.json",
+         "d0541552f185efddc2741792f268d975308878dd6e9f801ee0841332ae81a276"),
+        *[(f"test-7b-{i}.json", "electramed", f"data/QA/BioASQ/BioASQ-test-factoid-7b-{i}.json", h)
+          for i, h in enumerate([
+              "c5fb7b98a79ef72cd9b7599fb367fc571aadabd8f0dc0e7ebd657701b4e6e345",
+              "6426e6863642e6d89948f108a0abcde29122c9a5493d5cb6415afdd250549087",
+              "6268b8f9313a17cd71a109459f9b112625df2dcf5f865871f06e339fe6a76c8b",
+              "3b592a61c4d60e2269eb7c47ff764a431fb233a19235fb116955c16e8c1f33ec",
+              "bb8950a6d480ace98e40f30886fc231f1e36703d36133f7b41bf5151b7ba9013"], 1)],
         *[(f"golden-7b-{i}.json", "electramed", f"data/QA/BioASQ/7B{i}_golden.json", h) for i, h in enumerate([
-            "4a1982648f96559a7daae4c58f2c3528b3301b5a06334220413367fd45271cb9", "86d745d419f2099101112d501abd5b4e9304c5a65484317fdf3994e8f885618d",
-            "15596ea3dbbe4be8124db84b4c7c7c76fb3f1ce8a4bd7cc8f830727a4ec1c0ff", "2e6b4b710c70cd82f5a131a7a9c0acdebe918b5858cf0c33178bdf698b657b27",
+            "4a1982648f96559a7daae4c58f2c3528b3301b5a06334220413367fd45271cb9",
+            "86d745d419f2099101112d501abd5b4e9304c5a65484317fdf3994e8f885618d",
+            "15596ea3dbbe4be8124db84b4c7c7c76fb3f1ce8a4bd7cc8f830727a4ec1c0ff",
+            "2e6b4b710c70cd82f5a131a7a9c0acdebe918b5858cf0c33178bdf698b657b27",
             "857442af3d6e11d49abe37f0539785f56cc53e872a95c55d442d644c35fb0926"], 1)]],
-    "vocab": [
-        ("scivocab_uncased.txt", "electramed", "data/vocab/vocab.txt", "f0a650346e51ede8996710f79ba65d83fdb8da05b159f17037b74ba4e3a36c6f")],
+    "vocab": [("scivocab_uncased.txt", "electramed", "data/vocab/vocab.txt",
+               "f0a650346e51ede8996710f79ba65d83fdb8da05b159f17037b74ba4e3a36c6f")],
 }
 BIOASQ_TERMS = ("BioASQ data needs registration: register at https://participants-area.bioasq.org, accept "
                 "its terms, then either pass --accept-bioasq-terms (fetches BioBERT's and ELECTRAMed's "
@@ -877,31 +928,10 @@ def download_benchmark(task, out_dir, mirror=None, base_url=GITHUB_RAW_URL, bioa
     return missing
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def print_counts(data_dir):
-    for task, files in BENCHMARKS.items():
-        for name, *_ in files if task != "vocab" else []:
-            path = Path(data_dir) / task / name
-            if path.is_file():
-                print(f"{task}/{name}: {count_split(path)}")
-            else:
-                print(f"{task}/{name}: missing (python data.py download {task})")
+# A.6 The commands that fetch, convert and count data (python data.py pubmed / pubmed-xml / download / counts)
 
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("prepare", help="tokenize and pack a corpus into shards (PAPER.md §3)")
-    c.add_argument("--corpus", nargs="+", required=True, help="text files, one sentence a line, .gz ok")
-    c.add_argument("--vocab", default=None, help="default: DATA_DIR/vocab/scivocab_uncased.txt")
-    c.add_argument("--data-dir", default=default_data_dir())
-    c.add_argument("--out-dir", default="data/shards")
-    c.add_argument("--max-len", type=int, default=128, help="sequence length (paper: 128, then 512)")
-    c.add_argument("--workers", type=int, default=2)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+def add_data_commands(sub) -> None:
+    """Add the pubmed, pubmed-xml, download and counts subcommands to parse_args's subparsers."""
     c = sub.add_parser("pubmed", help="download NCBI PubMed baseline XML files, md5-checked")
     c.add_argument("--files", default="1", help="file numbers, e.g. 1-10,15 (the 2026 baseline has ~1,300)")
     c.add_argument("--out-dir", default="data/pubmed")
@@ -921,47 +951,43 @@ def parse_args(argv=None):
     c.add_argument("--retries", type=int, default=4)
     c = sub.add_parser("counts", help="print the counts of every benchmark split")
     c.add_argument("--data-dir", default=default_data_dir())
-    return p.parse_args(argv)
 
 
-def main(args):
-    try:
-        if args.command == "prepare":
-            print(f"writing shards to {args.out_dir}")
-            vocab = args.vocab or Path(args.data_dir) / "vocab" / "scivocab_uncased.txt"
-            note_if_sample(vocab, *args.corpus)
-            out = prepare_corpus(args.corpus, vocab, args.out_dir, args.max_len, args.workers, args.seed,
-                                 args.lowercase, progress=True)
-            meta = json.loads((out / "meta.json").read_text())
-            print({k: v for k, v in meta.items() if k != "key"})
-            print(f"padding: {100 * padding_share(out):.1f}% of the {meta['num_examples']:,} x {args.max_len} positions")
-        elif args.command == "pubmed":
-            print(f"downloading to {args.out_dir}")
-            for path in download_pubmed(parse_file_numbers(args.files), args.out_dir, args.year,
-                                        args.base_url, args.retries, progress=True):
-                print(f"{path}: md5 ok")
-        elif args.command == "pubmed-xml":
-            print(f"writing {args.out}")
-            print(write_corpus(args.files, args.out, progress=True))
-        elif args.command == "download":
-            print(f"downloading to {args.out_dir}")
-            missing = []
-            for task in BENCHMARKS if args.task == "all" else [args.task]:
-                missing += download_benchmark(task, args.out_dir, args.mirror, args.base_url, args.bioasq_dir,
-                                              args.accept_bioasq_terms, args.retries)
-                print(f"{task}: done")
-            if missing:
-                raise DataError("not downloaded:\n  " + "\n  ".join(missing))
-        elif args.command == "counts":
-            note_if_sample(args.data_dir)
-            print_counts(args.data_dir)
-    except DataError as e:
-        raise SystemExit(f"error: {e}") from None
+def run_data_command(args) -> None:
+    """Run one of add_data_commands's subcommands."""
+    if args.command == "pubmed":
+        print(f"downloading to {args.out_dir}")
+        for path in download_pubmed(parse_file_numbers(args.files), args.out_dir, args.year,
+                                    args.base_url, args.retries, progress=True):
+            print(f"{path}: md5 ok")
+    elif args.command == "pubmed-xml":
+        print(f"writing {args.out}")
+        print(write_corpus(args.files, args.out, progress=True))
+    elif args.command == "download":
+        print(f"downloading to {args.out_dir}")
+        missing = []
+        for task in BENCHMARKS if args.task == "all" else [args.task]:
+            missing += download_benchmark(task, args.out_dir, args.mirror, args.base_url, args.bioasq_dir,
+                                          args.accept_bioasq_terms, args.retries)
+            print(f"{task}: done")
+        if missing:
+            raise DataError("not downloaded:\n  " + "\n  ".join(missing))
+    elif args.command == "counts":
+        note_if_sample(args.data_dir)
+        print_counts(args.data_dir)
 
 
-# =============================================================================================
-# Appendix: engineering the pre-training data needs. A student can skip it: the method is above.
-# =============================================================================================
+def print_counts(data_dir):
+    for task, files in BENCHMARKS.items():
+        for name, *_ in files if task != "vocab" else []:
+            path = Path(data_dir) / task / name
+            if path.is_file():
+                print(f"{task}/{name}: {count_split(path)}")
+            else:
+                print(f"{task}/{name}: missing (python data.py download {task})")
+
+
+# A.7 Run records: the git commit the code comes from
 
 def git_state() -> dict:
     """The commit this code comes from and whether the tree has local changes, for a run's records:
