@@ -1,11 +1,10 @@
 """
 The data of ELECTRAMed (docs/paper.md §1, §3, §4): PubMed text -> packed pre-training examples, and the
-readers of the fine-tuning benchmarks.
-
-Pre-training text is one sentence per line, a blank line between documents (BlueBERT's PubMed corpus, or
-NCBI's baseline XML turned into that format). It is tokenized, packed into `[CLS] A [SEP] B [SEP]` examples
-as ELECTRA's build_pretraining_dataset.py does, and written to memory-mapped shards that `PretrainingData`
-reads, each process its own part, from a position saved in the training checkpoint.
+readers of the fine-tuning benchmarks. Pre-training text is one sentence per line, a blank line between
+documents (BlueBERT's PubMed corpus, or NCBI's baseline XML turned into that format). It is tokenized,
+packed into `[CLS] A [SEP] B [SEP]` examples as ELECTRA's build_pretraining_dataset.py does, and written
+to memory-mapped shards that `PretrainingData` reads, each process its own part, from a position saved
+in the training checkpoint.
 
     python data.py prepare --corpus data/pubmed/corpus.txt --out-dir data/shards
     python data.py pubmed --files 1-10 --out-dir data/pubmed            # NCBI baseline XML, md5-checked
@@ -14,8 +13,8 @@ reads, each process its own part, from a position saved in the training checkpoi
     python data.py counts --data-dir data                                # counts of every split
 
 Writes: shards (examples.bin, index.bin, meta.json), corpus text, downloaded files.
-References: google-research/electra build_pretraining_dataset.py (ExampleBuilder); conlleval (chunks);
-BLUE benchmark TSV files; SQuAD v1.1 JSON; BioASQ task B JSON.
+References: google-research/electra build_pretraining_dataset.py (ExampleBuilder); conlleval; BLUE TSV
+files; SQuAD v1.1 JSON; BioASQ task B JSON.
 """
 import argparse
 import gzip
@@ -154,9 +153,8 @@ def pack_examples(documents_ids, max_len, rng, cls_id, sep_id) -> Iterator[tuple
 #      examples.bin  (N, max_len) token ids, padded with [PAD]=0, uint16 (int32 if the vocab is larger)
 #      index.bin     (N, 2) int32: real length, length of the type-0 part ([CLS] A [SEP])
 #      meta.json     counts, max_len, vocab size and hash, and the inputs (the cache key), written last
-#      heldout/      the same three files for the held-out documents (every `heldout_every`-th
-#                    document, counted from the first): never trained on, packed alike, so the
-#                    run can score the generator and discriminator on text it has not seen
+#      heldout/      the same for every `heldout_every`-th document (0, k, 2k, ...): never trained on,
+#                    packed alike, so the run can score both networks on text it has not seen
 #    PretrainingData reads them through np.memmap: global batch s of an epoch is examples
 #    [s*B*W, (s+1)*B*W) of a permutation seeded by (seed, epoch); rank r takes [r*B, (r+1)*B).
 # ---------------------------------------------------------------------------------------------
@@ -662,7 +660,8 @@ def padding_share(shard_dir) -> float:
 def tokenized_documents(tokenizer, paths, workers, progress) -> Iterator[list[list[int]]]:
     """read_documents with every sentence as token ids. All lines go to tokenizer.encode_lines as one
     stream (one pool of `workers` processes for the whole corpus, which holds only a few thousand lines
-    at a time: tokenizer.parallel_map); each document's sentence count rides alongside to regroup them."""
+    at a time: tokenizer.parallel_map; bench/results_data.md §2); each document's sentence count rides
+    alongside to regroup them."""
     sizes = deque()
 
     def lines():
