@@ -1,20 +1,19 @@
 """
-Replaced-token-detection pre-training of ELECTRAMed (PAPER.md §3; ELECTRA, Clark et al. 2020).
+Pre-training ELECTRAMed by replaced-token detection (docs/paper.md §3; ELECTRA, Clark et al. 2020).
 
 A small generator fills in masked tokens; the discriminator learns to tell, for every token, whether
 it is the original or a generator sample. Both are trained together with one loss, mlm + 50 * rtd,
-and only the discriminator is kept for fine-tuning.
+and only the discriminator is kept for fine-tuning. `--objective mlm` trains BERT's masked-LM
+instead: the baseline ELECTRA is compared with at equal compute (docs/paper.md §7).
 
-    export ELECTRAMED_DATA=../shared/data           # corpus and vocab default to files in here
-    python train_pretrain.py --size tiny                # CPU, minutes (bench/results_pretrain.md)
+    python train_pretrain.py --size tiny                # CPU, minutes (bench/results_pretrain.md §3)
     python train_pretrain.py --size base --corpus pubmed/*.txt --gpus 8                 # the paper's run
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 train_pretrain.py --size base ...
 
-Writes to --out-dir: args.json (with the git commit), log.jsonl (one line per log step),
-shards/ (the packed corpus, reused), checkpoints/step_XXXXXXX.pt, and at the end
-final/discriminator/ and final/generator/ in the Hugging Face layout (with vocab.txt).
-References: google-research/electra run_pretraining.py, pretrain/pretrain_helpers.py,
-model/optimization.py, configure_pretraining.py.
+Writes to --out-dir: args.json (with the git commit and the FLOPs per step), log.jsonl, shards/ (the
+packed corpus), checkpoints/step_XXXXXXX.pt, and final/discriminator/ and final/generator/ (final/mlm/)
+in the Hugging Face layout. References: google-research/electra run_pretraining.py,
+pretrain/pretrain_helpers.py, model/optimization.py, configure_pretraining.py.
 """
 import argparse
 import contextlib
@@ -44,7 +43,7 @@ import electramed as em
 from data import DataError, PretrainingData, default_data_dir, note_if_sample, prepare_corpus
 from tokenizer import Tokenizer, TokenizerError, train_vocab_file
 
-# Shapes in comments: B batch (per process), L sequence length, N masked positions per example,
+# Shapes in comments: B batch (per process), L sequence length, N masked slots per example,
 # V vocabulary size.
 
 
@@ -53,239 +52,17 @@ class PretrainError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Arguments                                                                 (PAPER.md §2-§3)
-#    Paper defaults per size (ELECTRA Table 6 and configure_pretraining.py); None = "from --size".
-#    "tiny" is ours: a CPU demo that learns visibly in a few minutes. CHOICE: short sequences (32)
-#    in big batches (128), no dropout, large's mask rate 0.25 and a 1/4-width generator (electramed.py's tiny pairs 1/2 for its
-#    shape tests; ELECTRA finds 1/4-1/2 best): on CPU the cost is the vocabulary work per masked slot,
-#    short examples give the discriminator the same slots with fewer positions to learn, and a weaker
-#    generator gives it an easier task, so its accuracy leaves the all-original baseline within 1,000
-#    steps (bench/results_pretrain.md §3). Its lr is 3e-3 since Adam's bias correction is on for short
-#    warmups (section 6): the old 1e-3 without it really peaked near 3e-3.
-#    CHOICE: tiny learns its own 4,000-piece vocabulary from the corpus first (--learn-vocab; the
-#    paper's vocabulary step, PAPER.md §1) and runs 3,000 steps. On the embedded 693-abstract sample
-#    with scivocab's 31,090 pieces the held-out AUC never left the unigram dip: it memorised the
-#    sample (180k pieces over 8,242 ids). With 4k pieces (372k pieces over 2,481 ids) each id is seen
-#    ~7x as often, a step is ~5x cheaper (the vocabulary work per masked slot), and the held-out AUC
-#    climbs from its dip, 0.563 at step 800, to 0.70 at 3,000 (bench/results_pretrain.md §4).
-#    "mini" is ours too: the CPU proof that pre-training pays (issue 8), electramed.py's mini shape
-#    (4 layers, hidden 128, 4.9M parameters with scivocab). CHOICE: batch 32 of 128 tokens, no dropout,
-#    mask rate 0.25, lr 1e-3 with a 300-step warmup, 6,000 steps (~100 min alone on 2 cores), on
-#    scivocab. Measured (bench/results_pretrain.md §4): an 8k PubMed vocabulary is ~2x cheaper per step
-#    but cripples NER from scratch (NCBI-disease 8.8 vs 40.7 test F1) and its discriminator stayed at
-#    the unigram dip for 1,200+ steps at every lr, generator width and mask rate tried; lr 2e-3
-#    collapsed the discriminator to a constant; mask 0.25 kept more RTD signal than 0.15.
+# 1. Masking                                                          (docs/paper.md §3; ELECTRA)
+#    Pick max(1, min(N, round(p * real tokens))) positions, never [CLS]/[SEP]/pad, where real
+#    tokens count [CLS]/[SEP] (ELECTRA sums input_mask). 85% of them become [MASK]; the other 15%
+#    keep their token. No random-token replacement. N slots per example, weights mark the used ones.
+#    The uniforms come from draw_noise (Appendix A.1): a hash of (seed, step, example, position).
 # ---------------------------------------------------------------------------------------------
-PRESETS = {
-    "tiny":  dict(lr=3e-3, batch_size=128, seq_len=32, mask_prob=0.25, dropout=0.0, generator_fraction=1 / 4,
-                  steps=3000, learn_vocab=4000),
-    "mini":  dict(lr=1e-3, batch_size=32, seq_len=128, mask_prob=0.25, dropout=0.0, generator_fraction=1 / 4,
-                  steps=6000, warmup_steps=300),
-    "small": dict(lr=5e-4, batch_size=128, seq_len=128, mask_prob=0.15, dropout=0.1,
-                  generator_fraction=em.GENERATOR_FRACTION["small"], steps=1_000_000),
-    "base":  dict(lr=2e-4, batch_size=256, seq_len=512, mask_prob=0.15, dropout=0.1,       # ELECTRAMed
-                  generator_fraction=em.GENERATOR_FRACTION["base"], steps=1_000_000),
-    "large": dict(lr=2e-4, batch_size=2048, seq_len=512, mask_prob=0.25, dropout=0.1,
-                  generator_fraction=em.GENERATOR_FRACTION["large"], steps=400_000),
-}
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_argument_group("model (PAPER.md §2)")
-    g.add_argument("--size", choices=PRESETS, default="small")
-    g.add_argument("--generator-fraction", type=float, default=None,
-                   help="generator width / discriminator width (default: 1/4 tiny, small and large, 1/3 base)")
-    g.add_argument("--dropout", type=float, default=None, help="hidden and attention dropout (default 0.1; 0 for tiny)")
-    g = p.add_argument_group("objective (PAPER.md §3)")
-    g.add_argument("--objective", choices=("rtd", "mlm"), default="rtd",
-                   help="rtd: ELECTRA's replaced-token detection; mlm: BERT's masked-LM alone on the "
-                        "discriminator-sized encoder, ELECTRA's baseline at equal compute (section 5b)")
-    g.add_argument("--mask-prob", type=float, default=None,
-                   help="default 0.15, 0.25 for large, mini and tiny; 0.15 (BERT's) for --objective mlm")
-    g.add_argument("--disc-weight", type=float, default=50.0, help="lambda in loss = mlm + lambda * rtd")
-    g = p.add_argument_group("data (PAPER.md §1, §3)")
-    g.add_argument("--data-dir", default=default_data_dir(),
-                   help="default: $ELECTRAMED_DATA, else data/, else the embedded sample_data/")
-    g.add_argument("--corpus", nargs="+", default=None,
-                   help="text files, one sentence a line, blank line between documents "
-                        "(default: DATA_DIR/pubmed/corpus.txt)")
-    g.add_argument("--vocab", default=None, help="default: DATA_DIR/vocab/scivocab_uncased.txt")
-    g.add_argument("--learn-vocab", type=int, default=None, metavar="N",
-                   help="first learn an N-piece WordPiece vocabulary from the corpus (tokenizer.py train; "
-                        "seconds for a few MB) into OUT_DIR/vocab.txt and use it instead of --vocab "
-                        "(default: 4000 for tiny unless --vocab is given, else 0: the paper's scivocab)")
-    g.add_argument("--seq-len", type=int, default=None, help="tokens per example (128 small, 512 base)")
-    g.add_argument("--data-workers", type=int, default=2, help="tokenizer processes for corpus preparation")
-    g = p.add_argument_group("optimization (PAPER.md §3)")
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps (1M for ELECTRAMed)")
-    g.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all processes")
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    g.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    g.add_argument("--warmup-steps", type=int, default=None, help="default min(10000, steps // 10)")
-    g.add_argument("--weight-decay", type=float, default=0.01)
-    g.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip")
-    g.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"Adam bias correction; ELECTRA's optimizer has none (default: off when the warmup "
-                        f"is at least {BIAS_CORRECTION_WARMUP:,} steps, on for shorter warmups)")
-    g = p.add_argument_group("system")
-    g.add_argument("--gpus", type=int, default=None, help="GPU processes to start (default: 1 if CUDA, else 0)")
-    g.add_argument("--nproc", type=int, default=1, help="CPU processes to start (gloo), when --gpus is 0")
-    g.add_argument("--precision", choices=("bf16", "fp32", "fp16"), default=None,
-                   help="default bf16 autocast on CUDA, fp32 on CPU; fp16 is refused (no loss scaling)")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA")
-    g.add_argument("--ddp-bucket-mb", type=float, default=25.0,
-                   help="DDP gradient-bucket size in MB (PyTorch's default 25): each bucket is all-reduced as "
-                        "soon as its gradients are ready, so smaller buckets start communicating earlier")
-    g.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False,
-                   help="run both encoders on the real tokens only (electramed.unpad): the same results "
-                        "without the padding's FLOPs (off by default until measured on a GPU under compile)")
-    g.add_argument("--out-dir", default="runs/pretrain")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--log-every", type=int, default=10)
-    g.add_argument("--heldout-every", type=int, default=100,
-                   help="hold out documents 0, k, 2k, ... of the corpus (never trained on); 0: none")
-    g.add_argument("--eval-every", type=int, default=None,
-                   help="score the held-out slice every this many steps (default: 100 for runs up to "
-                        "20,000 steps, else 1,000; never rarer than --save-every)")
-    g.add_argument("--heldout-examples", type=int, default=512, help="held-out examples scored (at most)")
-    g.add_argument("--save-every", type=int, default=1000, help="checkpoint every this many steps")
-    g.add_argument("--keep-checkpoints", type=int, default=3)
-    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
-                   help="continue from the latest checkpoint in OUT_DIR/checkpoints")
-    g.add_argument("--profile", type=int, nargs=2, metavar=("FIRST", "LAST"), default=None,
-                   help="record steps FIRST..LAST with torch.profiler: OUT_DIR/profile/rank<r>.json (open in "
-                        "Perfetto or chrome://tracing) and rank<r>.txt (the costliest ops)")
-    g.add_argument("--export", metavar="CHECKPOINT", default=None,
-                   help="only export CHECKPOINT (a checkpoints/step_*.pt) in the Hugging Face layout, next to "
-                        "it in step_*/discriminator and step_*/generator, and exit")
-    return p.parse_args(argv)
-
-
 def num_predictions(mask_prob: float, seq_len: int) -> int:
     """N, the fixed number of masked slots per example (configure_pretraining.py)."""
     return int((mask_prob + 0.005) * seq_len)
 
 
-def resolve_defaults(args):
-    """Fill every None from --size, check the combination, and print what the run will do."""
-    if args.learn_vocab is None:              # a --vocab named on the command line beats the preset's
-        args.learn_vocab = 0 if args.vocab else PRESETS[args.size].get("learn_vocab", 0)
-    if args.objective == "mlm" and args.mask_prob is None:
-        args.mask_prob = BERT_MASK_PROB       # the presets' mask_prob is the RTD recipe
-    for name, value in PRESETS[args.size].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    cuda = torch.cuda.is_available()
-    args.corpus = args.corpus or [os.path.join(args.data_dir, "pubmed", "corpus.txt")]
-    if args.learn_vocab:
-        args.vocab = os.path.join(args.out_dir, "vocab.txt")            # written by learn_run_vocab
-    args.vocab = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
-    note_if_sample(*args.corpus, args.vocab)
-    # CHOICE: warmup defaults to min(10k, 10% of the steps), so short runs warm up too; 10k at 1M steps.
-    args.warmup_steps = min(10_000, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
-    if args.bias_correction is None:
-        args.bias_correction = needs_bias_correction(args.warmup_steps)
-    args.eval_every = args.eval_every or min(args.save_every, 1000 if args.steps > 20_000 else 100)
-    args.gpus = (1 if cuda else 0) if args.gpus is None else args.gpus
-    if args.gpus > torch.cuda.device_count():
-        raise PretrainError(f"--gpus {args.gpus} asks for more GPUs than torch sees "
-                            f"({torch.cuda.device_count()}); use --gpus 0 --nproc N for CPU processes")
-    if args.gpus and args.nproc > 1:
-        raise PretrainError("--nproc starts CPU processes; with GPUs use --gpus N (one process per GPU)")
-    args.precision = args.precision or ("bf16" if args.gpus else "fp32")
-    if args.precision == "fp16":
-        raise PretrainError("--precision fp16 needs loss scaling, which this recipe leaves out: "
-                            "use bf16 (Ampere or newer GPUs) or fp32")
-    if args.precision == "bf16" and not args.gpus:
-        raise PretrainError("--precision bf16 is for CUDA; on CPU the run is fp32")
-    args.compile = bool(args.gpus) if args.compile is None else args.compile
-    args.world_size = int(os.environ.get("WORLD_SIZE", args.gpus or args.nproc))
-    per_step = args.world_size * args.grad_accum
-    if args.batch_size % per_step:
-        raise PretrainError(f"--batch-size {args.batch_size} is not divisible by {args.world_size} "
-                            f"processes x {args.grad_accum} accumulation steps")
-    args.micro_batch_size = args.batch_size // per_step
-    args.num_predictions = num_predictions(args.mask_prob, args.seq_len)
-    if args.profile and not 1 <= args.profile[0] <= args.profile[1] <= args.steps:
-        raise PretrainError(f"--profile {args.profile[0]} {args.profile[1]}: need 1 <= FIRST <= LAST <= --steps "
-                            f"({args.steps})")
-    print(f"=> {args.size}: lr {args.lr:g}, batch {args.batch_size} = {args.world_size} processes x "
-          f"{args.grad_accum} accumulation steps x {args.micro_batch_size} sequences, seq len {args.seq_len}, "
-          f"{args.batch_size * args.seq_len:,} tokens/step")
-    model = (f"generator fraction {args.generator_fraction:.3g}" if args.objective == "rtd"
-             else "one discriminator-sized encoder, no generator")
-    print(f"=> objective {args.objective}, mask prob {args.mask_prob}: N = {args.num_predictions} masked slots per "
-          f"example; {model}; {args.steps:,} steps, warmup {args.warmup_steps:,}; "
-          f"{args.precision}, compile {args.compile}; out dir {args.out_dir}")
-    print(f"=> Adam bias correction {'on' if args.bias_correction else 'off'} (warmup {args.warmup_steps:,} "
-          f"steps; the rule: off from {BIAS_CORRECTION_WARMUP:,}, as ELECTRA's 10,000); held-out slice: "
-          + (f"every {args.heldout_every}th document, scored every {args.eval_every:,} steps"
-             if args.heldout_every else "none"))
-    return args
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. Devices and processes                                                         (PAPER.md §5)
-#    One process per GPU (NCCL) or per CPU worker (gloo). `--gpus N` / `--nproc N` start the
-#    processes here; under torchrun (one or many nodes) the RANK/WORLD_SIZE env vars say who we are.
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Dist:
-    rank: int
-    local_rank: int
-    world_size: int
-    device: torch.device
-    is_main: bool
-    host_group: object = None     # a gloo group for host-side collectives when the default is NCCL
-
-
-def init_distributed(args, local_rank=0, port=None) -> Dist:
-    """Join the process group (if there is more than one process) and pick this process's device."""
-    if "RANK" in os.environ:                                        # torchrun
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-        world, init = int(os.environ["WORLD_SIZE"]), "env://"
-    else:
-        rank, world, init = local_rank, args.world_size, f"tcp://127.0.0.1:{port}"
-    device = torch.device("cuda", local_rank) if args.gpus else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    host_group = None
-    if world > 1:
-        torch_dist.init_process_group("nccl" if args.gpus else "gloo", init_method=init,
-                                      rank=rank, world_size=world)
-        # the per-step counts are all-reduced on the host, so reading them never waits for the GPU
-        host_group = torch_dist.new_group(backend="gloo") if args.gpus else None
-    return Dist(rank, local_rank, world, device, rank == 0, host_group)
-
-
-def setup_torch(args, dist: Dist):
-    """Seeds (model init identical on every process) and matmul flags, set here rather than at import."""
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    if dist.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True    # fp32 leftovers outside autocast
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def print0(dist: Dist, *a):
-    if dist.is_main:
-        tqdm.write(" ".join(map(str, a)))
-
-
-# ---------------------------------------------------------------------------------------------
-# 3. Masking                                                              (PAPER.md §3; ELECTRA)
-#    Pick max(1, min(N, round(0.15 * real tokens))) positions, never [CLS]/[SEP]/pad, where real
-#    tokens count [CLS]/[SEP] (ELECTRA sums input_mask). 85% of them become [MASK]; the other 15%
-#    keep their token. No random-token replacement. N slots per example, weights mark the used ones.
-# ---------------------------------------------------------------------------------------------
 def count_targets(input_ids, special_ids, pad_id, mask_prob, n):
     """Masked positions per example: (B,) long. input_ids: (B, L)."""
     real = (input_ids != pad_id).sum(-1)
@@ -323,51 +100,23 @@ def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. Sampling replacements                                                (PAPER.md §3; ELECTRA)
+# 2. Sampling replacements                                            (docs/paper.md §3; ELECTRA)
 #    One categorical sample per masked slot from the generator's softmax at temperature 1 (fp32
 #    logits, no gradient), written into the ORIGINAL ids. Label = sample != original: a correct guess
 #    counts as original.
-#    CHOICE: inverse-CDF sampling (one uniform per slot, searchsorted over the cumulative softmax)
-#    instead of ELECTRA's Gumbel-max (one uniform per slot AND vocabulary entry). Both draw exactly
-#    from softmax(logits); inverse-CDF needs N uniforms per example instead of N * V, and one
-#    cumulative sum instead of two logs and an add over (B, N, V): on CPU, where the vocabulary is
-#    the cost, Gumbel-max was ~60% of a tiny step.
-#    CHOICE: the CDF is exact for every token of non-zero probability, at no extra cost. A float32
-#    cumulative sum over V gives a token below ~2^-24 of the running total no interval at all. Here
-#    the vocabulary is cut into blocks of SAMPLE_BLOCK: the block masses are summed and accumulated in
-#    float64, one block is picked, and only its SAMPLE_BLOCK entries get a float64 cumulative sum, so
-#    each token's chance is right to fp32's exp (~1e-7 relative) however small. The uniform has 53
-#    bits (draw_noise). No full-length scan: ~12% faster on CPU than the float32 cumsum it replaces.
+# CHOICE: inverse-CDF sampling (one uniform per slot, searched in the cumulative softmax) instead of
+# ELECTRA's Gumbel-max (one uniform per slot and vocabulary entry): the same distribution at less than
+# half the CPU cost of the noise and sampling (bench/results_pretrain.md §3).
 # ---------------------------------------------------------------------------------------------
-SAMPLE_BLOCK = 128
-
-
 def sample_replacements(logits, uniform):
     """Draw one token per masked position from the generator's softmax (inverse CDF, no gradient).
 
-    logits: (B, N, V); uniform: (B, N) in [0, 1). Returns (B, N) token ids.
-    Same distribution as google-research/electra:pretrain/pretrain_helpers.py, sample_from_softmax.
-    """
+    logits: (B, N, V); uniform: (B, N) in [0, 1). Returns (B, N) token ids: the first token whose
+    cumulative probability exceeds the uniform, summed in float64 by blocks (Appendix A.2) so that a
+    token of tiny probability keeps its share. Same distribution as google-research/electra:
+    pretrain/pretrain_helpers.py, sample_from_softmax."""
     with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
-        logits, vocab = logits.float(), logits.shape[-1]
-        tail = -vocab % SAMPLE_BLOCK                                                # zero-mass padding
-        mass = F.pad(logits, (0, tail), value=-math.inf).sub_(logits.amax(-1, keepdim=True)).exp_()  # unnormalized
-        blocks = mass.unflatten(-1, (-1, SAMPLE_BLOCK))                             # (B, N, K, S)
-        # a block's fp32 sum is right to ~1e-7 of itself, whatever its size; the sum over blocks is float64
-        block_cdf = blocks.sum(-1).double().cumsum_(-1)                             # (B, N, K)
-        total = block_cdf[..., -1:]
-        # u * total, kept below total: the first block whose cumulative mass exceeds it has some mass
-        target = torch.minimum(uniform.double().unsqueeze(-1) * total, torch.nextafter(total, total.new_zeros(())))
-        # (the clamps only matter for NaN logits, a diverged run: ids stay valid, the loop's check stops it)
-        block = torch.searchsorted(block_cdf, target, right=True).clamp_(max=block_cdf.shape[-1] - 1)  # (B, N, 1)
-        start = F.pad(block_cdf, (1, 0))[..., :-1].gather(-1, block)               # mass before the block
-        fraction = (target - start) / (block_cdf.gather(-1, block) - start)        # where in the block, [0, 1)
-        picked = blocks.gather(-2, block[..., None].expand(*block.shape, SAMPLE_BLOCK)).squeeze(-2)   # (B, N, S)
-        inside = picked.double().cumsum_(-1)                                        # (B, N, S)
-        # the same fraction of the block's own float64 total (which holds its tiny tokens); clamped below it
-        rest = torch.minimum(fraction * inside[..., -1:], torch.nextafter(inside[..., -1:], inside.new_zeros(())))
-        offset = torch.searchsorted(inside, rest, right=True)
-        return (block * SAMPLE_BLOCK + offset).squeeze(-1).clamp_(max=vocab - 1)
+        return inverse_cdf_sample(logits.float(), uniform)
 
 
 def replace_tokens(input_ids, positions, weights, sampled):
@@ -377,15 +126,437 @@ def replace_tokens(input_ids, positions, weights, sampled):
     return corrupted, corrupted != input_ids           # a correct guess counts as original (ELECTRA)
 
 
-# CHOICE: counter-based noise. Every uniform is a keyed hash of (run seed, step, index of the example
-# in the global batch, position in its noise row), computed for the whole micro-batch in one vectorised
-# expression (~60 elementwise kernels whatever the batch size; before, one torch.Generator per example).
-# ELECTRA's TF run draws one stream per core instead; a counter gives what that cannot: the masks and
-# samples do not depend on how the batch is split over processes or micro-batches, and a resumed run
-# redraws exactly the same noise (no generator state to save). The hash: the counter XOR a key word,
-# then MurmurHash3's 32-bit finalizer, three times (three key words from (seed, step) by numpy's
-# SeedSequence). Each round is a bijection of 32-bit words, so distinct counters of a step never
-# collide; tests check the uniforms on a KS and a chi-square test and their independence of the split.
+# ---------------------------------------------------------------------------------------------
+# 3. Losses                                                           (docs/paper.md §3; ELECTRA)
+#    MLM: cross-entropy at the masked slots; RTD: sigmoid BCE over every non-pad token (incl.
+#    [CLS]/[SEP]). Both in fp32, as token means over the WHOLE global batch: the loop passes the
+#    global counts as denominators. loss = mlm + 50 * rtd. Metrics under no_grad.
+# CHOICE: token means over the global batch, so the update does not depend on the process split;
+# ELECTRA's TPU run averaged per-core means (equal when every core holds as many tokens).
+# ---------------------------------------------------------------------------------------------
+DISC_WEIGHT = 50.0                 # lambda in loss = mlm + lambda * rtd (ELECTRA)
+STATS = ("mlm_sum", "rtd_sum", "masked", "real", "gen_correct", "disc_correct", "true_pos",
+         "pred_pos", "replaced", "attended")      # attended: sum of squared real lengths (attention's work)
+
+
+class ReplacedTokenDetection(nn.Module):
+    """The generator and discriminator with shared embeddings, trained as one module."""
+
+    def __init__(self, generator, discriminator, special_ids, pad_id, mask_id, disc_weight=DISC_WEIGHT):
+        super().__init__()
+        em.tie_generator_to(generator, discriminator)
+        self.generator, self.discriminator = generator, discriminator
+        self.special_ids, self.pad_id, self.mask_id = tuple(special_ids), pad_id, mask_id
+        self.disc_weight = disc_weight
+
+    def forward(self, batch):
+        """batch: from prepare_batch, with mlm_denominator and rtd_denominator (0-dim tensors). Returns
+        {"loss": for backward, "stats": (len(STATS),) sums, "disc_logits", "labels", "real"}. mlm_logits,
+        at_slots and discriminator_logits run the networks padded, or with --unpad unpadded (Appendix A.3)."""
+        ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+        masked, positions, weights, originals = mask_tokens(
+            ids, batch["counts"], batch["position_noise"], batch["keep_noise"],
+            self.special_ids, self.pad_id, self.mask_id)
+        gen_logits = mlm_logits(self.generator, masked, types, attn, positions, batch)       # (B*N, V)
+        sampled = sample_replacements(gen_logits, at_slots(batch["sample_noise"], batch))   # (B*N,)
+        if batch.get("used_slots") is not None:         # --unpad: unused slots keep their token (weight 0)
+            sampled = originals.flatten().index_copy(0, batch["used_slots"], sampled)
+        corrupted, labels = replace_tokens(ids, positions, weights, sampled.view_as(originals))  # (B, L) x 2
+        disc_logits = discriminator_logits(self.discriminator, corrupted, types, attn, batch)  # (B, L)
+        real = ids != self.pad_id
+        nll = F.cross_entropy(gen_logits, at_slots(originals, batch), reduction="none")
+        mlm_sum = (nll * at_slots(weights, batch)).sum()
+        bce = F.binary_cross_entropy_with_logits(disc_logits, labels.float(), reduction="none")
+        rtd_sum = (bce * real).sum()
+        loss = mlm_sum / batch["mlm_denominator"] + self.disc_weight * rtd_sum / batch["rtd_denominator"]
+        with torch.no_grad():
+            gen_correct = ((gen_logits.argmax(-1) == at_slots(originals, batch)) & at_slots(weights, batch)).sum()
+            predicted = (disc_logits > 0) & real
+            stats = torch.stack([x.float() for x in (
+                mlm_sum, rtd_sum, weights.sum(), real.sum(), gen_correct, ((predicted == labels) & real).sum(),
+                (predicted & labels).sum(), predicted.sum(), labels.sum(), real.sum(-1).float().square().sum())])
+        return {"loss": loss, "stats": stats, "disc_logits": disc_logits.detach(), "labels": labels, "real": real}
+
+    def networks(self) -> dict:
+        """The networks a run exports, by directory name; the first is the one kept for fine-tuning."""
+        return {"discriminator": self.discriminator, "generator": self.generator}
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. The masked-LM baseline (--objective mlm, off by default)   (docs/paper.md §7; BERT; ELECTRA)
+#    What ELECTRA compares itself with at equal compute: BERT's masked-LM alone on the discriminator-sized
+#    encoder, no generator, no discriminator. Section 1's counts and positions with p = 0.15; of those 80%
+#    become [MASK], 10% a random token drawn uniformly from the whole vocabulary (BERT's
+#    create_pretraining_data.py, HF's DataCollatorForLanguageModeling), 10% stay. Loss: fp32 cross-entropy.
+# ---------------------------------------------------------------------------------------------
+BERT_MASK_PROB, BERT_MASK_SHARE, BERT_RANDOM_SHARE = 0.15, 0.8, 0.1     # the rest, 10%, keep their token
+
+
+def mask_tokens_bert(input_ids, counts, position_noise, keep_noise, random_noise, special_ids, pad_id, mask_id,
+                     vocab_size):
+    """BERT's masking: mask_tokens with 80% [MASK], then 10% of the chosen positions get a random token.
+
+    random_noise: (B, N) uniform in [0, 1), the random token's draw. Returns what mask_tokens returns."""
+    masked, positions, weights, originals = mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids,
+                                                        pad_id, mask_id, mask_share=BERT_MASK_SHARE)
+    to_random = weights & (keep_noise >= BERT_MASK_SHARE) & (keep_noise < BERT_MASK_SHARE + BERT_RANDOM_SHARE)
+    random_ids = (random_noise * vocab_size).long()                       # (B, N), uniform over [0, V)
+    masked = masked.scatter(1, positions, torch.where(to_random, random_ids, masked.gather(1, positions)))
+    return masked, positions, weights, originals
+
+
+class MaskedLanguageModel(nn.Module):
+    """BERT's masked-LM: an em.Generator (encoder + MLM head, tied embeddings) of the discriminator's size."""
+    disc_weight = None                                  # no discriminator: summarize() logs the MLM only
+
+    def __init__(self, masked_lm: em.Generator, special_ids, pad_id, mask_id):
+        super().__init__()
+        self.masked_lm = masked_lm
+        self.special_ids, self.pad_id, self.mask_id = tuple(special_ids), pad_id, mask_id
+
+    def forward(self, batch):
+        """batch as ReplacedTokenDetection.forward's (sample_noise draws the random tokens; rtd_denominator
+        is unused). Returns {"loss": mean cross-entropy at the masked positions, "stats": STATS sums}."""
+        ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+        masked, positions, weights, originals = mask_tokens_bert(
+            ids, batch["counts"], batch["position_noise"], batch["keep_noise"], batch["sample_noise"],
+            self.special_ids, self.pad_id, self.mask_id, self.masked_lm.config.vocab_size)
+        logits = mlm_logits(self.masked_lm, masked, types, attn, positions, batch)          # (B*N, V)
+        nll = F.cross_entropy(logits, at_slots(originals, batch), reduction="none")
+        mlm_sum = (nll * at_slots(weights, batch)).sum()
+        with torch.no_grad():
+            real, zero = ids != self.pad_id, mlm_sum.new_zeros(())
+            correct = ((logits.argmax(-1) == at_slots(originals, batch)) & at_slots(weights, batch)).sum()
+            stats = torch.stack([x.float() for x in (mlm_sum, zero, weights.sum(), real.sum(), correct, zero, zero,
+                                                     zero, zero, real.sum(-1).float().square().sum())])
+        return {"loss": mlm_sum / batch["mlm_denominator"], "stats": stats}
+
+    def networks(self) -> dict:
+        return {"mlm": self.masked_lm}
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Optimizer and schedule                                    (docs/paper.md §3; optimization.py)
+#    Adam with decoupled weight decay 0.01 (not on LayerNorm weights or biases: every 1-d tensor),
+#    betas 0.9/0.999, eps 1e-6, NO bias correction in the original; clip the global norm at 1.0.
+#    lr(step) = peak * (1 - step/total) * min(1, step/warmup), step = updates done so far, so the
+#    first update has lr 0, exactly as polynomial_decay(power=1) * warmup on the global step.
+# ---------------------------------------------------------------------------------------------
+WEIGHT_DECAY, CLIP_NORM = 0.01, 1.0
+
+
+class AdamWeightDecay(torch.optim.Optimizer):
+    """ELECTRA's AdamWeightDecayOptimizer: p -= lr * (m / (sqrt(v) + eps) + wd * p).
+    bias_correction=True gives torch.optim.AdamW's update (m and v divided by 1 - beta^t). Written with
+    torch._foreach_* ops (a few multi-tensor kernels per group on CUDA), in the per-tensor loop's order."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, bias_correction=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      bias_correction=bias_correction))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            (b1, b2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
+                if not state:
+                    state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                state["step"] += 1                                    # a Python int: no device read
+            grads, ms, vs = [p.grad for p in params], [s["m"] for s in states], [s["v"] for s in states]
+            torch._foreach_lerp_(ms, grads, 1 - b1)                   # m = b1 m + (1 - b1) g
+            torch._foreach_mul_(vs, b2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)   # v = b2 v + (1 - b2) g^2
+            denominators = torch._foreach_sqrt(vs)
+            if group["bias_correction"]:                              # per tensor: steps may differ
+                torch._foreach_div_(denominators, [math.sqrt(1 - b2 ** s["step"]) for s in states])
+            torch._foreach_add_(denominators, group["eps"])
+            if wd:
+                torch._foreach_mul_(params, 1 - lr * wd)              # decoupled decay, from the old p
+            c1 = [1 - b1 ** s["step"] if group["bias_correction"] else 1.0 for s in states]
+            torch._foreach_addcdiv_(params, ms, denominators, [-lr / c for c in c1])
+
+
+# CHOICE: Adam bias correction on when the warmup is shorter than BIAS_CORRECTION_WARMUP steps (ELECTRA has
+# none): without it the first updates are 1/sqrt(1 - 0.999^t) too large, x3.2 at step 100 but x1.003 at
+# 5,000, so a short CPU warmup would peak at several times its --lr (bench/results_pretrain.md §4).
+BIAS_CORRECTION_WARMUP = 5_000
+
+
+def needs_bias_correction(warmup_steps: int) -> bool:
+    return warmup_steps < BIAS_CORRECTION_WARMUP
+
+
+def build_optimizer(model, args):
+    """Weight decay on matrices only: every 1-d tensor is a LayerNorm weight or a bias, the
+    names ELECTRA excludes (["LayerNorm", "layer_norm", "bias"])."""
+    params = list(model.parameters())                     # a shared tensor appears once
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": WEIGHT_DECAY},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return AdamWeightDecay(groups, lr=0.0, bias_correction=args.bias_correction)
+
+
+def learning_rate(step, peak, total, warmup) -> float:
+    """ELECTRA's schedule: linear decay to 0 at `total` times linear warmup over `warmup` steps."""
+    return peak * max(0.0, 1 - step / total) * (min(1.0, step / warmup) if warmup else 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Checkpoints                                 (google-research/electra run_pretraining.py; ours)
+#    checkpoints/step_XXXXXXX.pt: model (raw module, no prefixes), optimizer, step, args, ModelConfigs,
+#    vocab fingerprint, data position and every process's RNG states, so a resumed run is bit-identical.
+# ---------------------------------------------------------------------------------------------
+def checkpoint_now(args, dist, raw, optimizer, data_position, step):
+    """Gather every process's RNG state, then the main process writes the checkpoint."""
+    rngs = gather_rng_states(dist)                              # Appendix A.7
+    if dist.is_main:
+        networks = list(raw.networks().values())
+        state = {"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                 "args": vars(args), "model_config": asdict(networks[0].config),
+                 "vocab": vocab_fingerprint(args.vocab), "data": data_position, "rng": rngs}
+        if len(networks) > 1:
+            state["generator_config"] = asdict(networks[1].config)
+        save_checkpoint(args.out_dir, step, state, args.keep_checkpoints)
+
+
+def resume(args, dist, raw, optimizer, data) -> int:
+    """With --resume, restore the latest checkpoint's model, optimizer, data position and this process's
+    RNG states; returns the step to continue from (0 without a checkpoint)."""
+    checkpoint = latest_checkpoint(args.out_dir) if args.resume else None
+    if checkpoint is None:
+        return 0
+    state = load_checkpoint(checkpoint, args.vocab)
+    check_fits(state, checkpoint, args, raw)                    # Appendix A.8
+    raw.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    data.load_state_dict(state["data"])
+    set_rng_state(state["rng"][dist.rank], dist.device)
+    print0(dist, f"=> resumed from {checkpoint} at step {state['step']}")
+    return state["step"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. The training loop                                 (docs/paper.md §3; ELECTRA run_pretraining.py)
+#    seeds -> data -> model, optimizer -> resume -> DDP, compile -> loop -> final export.
+# ---------------------------------------------------------------------------------------------
+def build_model(args, tokenizer, objective="rtd"):
+    """ReplacedTokenDetection, or MaskedLanguageModel for objective "mlm"."""
+    config = em.model_config(args.size, len(tokenizer), max_position_embeddings=max(512, args.seq_len),
+                             hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
+                             pad_token_id=tokenizer.pad_id)
+    specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
+    if objective == "mlm":
+        return MaskedLanguageModel(em.Generator(config), specials, tokenizer.pad_id, tokenizer.mask_id)
+    generator = em.Generator(em.generator_config(config, args.generator_fraction))
+    discriminator = em.Discriminator(config)
+    return ReplacedTokenDetection(generator, discriminator, specials, tokenizer.pad_id, tokenizer.mask_id)
+
+
+def prepare_batch(batch, model, args, step, first_index, device):
+    """Move a data batch (with its "counts") to the device and draw its noise. Whatever is decided
+    from the data (padding or not) is decided on the host, before the copy."""
+    padded = has_padding(batch["attention_mask"])
+    layout = unpadded_layout(batch, args, device) if padded and args.unpad else None        # Appendix A.3
+    batch = {k: to_device(v, device) for k, v in batch.items()}
+    if not padded:
+        batch["attention_mask"] = None          # no padding: SDPA may use the flash kernel (docs/paper.md §5)
+    if layout is not None:
+        batch["unpadded"], batch["used_slots"] = layout       # the encoders see the real tokens only
+    seeds = example_seeds(args.seed, step, range(first_index, first_index + len(batch["input_ids"])))
+    batch["position_noise"], batch["keep_noise"], batch["sample_noise"] = draw_noise(
+        seeds, args.seq_len, args.num_predictions, device)
+    return batch
+
+
+def train(args, dist):
+    # 1-2. processes, device and seeds (model init identical everywhere; dropout differs by rank)
+    setup_torch(args, dist)
+    out_dir = Path(args.out_dir)
+    # 3. data
+    data, heldout = open_data(args, dist, out_dir)
+    # 4. model, optimizer; args.json with the FLOPs of a step (Appendix A.4-A.5)
+    raw = build_model(args, Tokenizer.from_vocab_file(args.vocab), args.objective).to(dist.device)
+    optimizer = build_optimizer(raw, args)
+    record_run(args, dist, raw)
+    torch.manual_seed(args.seed + dist.rank)
+    # 5. resume
+    step = resume(args, dist, raw, optimizer, data)
+    # 6. DDP, then compile; `raw` stays the module we save
+    model = wrap_model(raw, args, dist)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
+    # 7. loop: lr -> micro-steps under autocast -> clip -> step -> log -> checkpoint
+    stop, log = StopRequest(), TrainingLog(args, dist, raw, heldout, autocast, step)
+    bad_step = torch.tensor(NO_BAD_STEP, device=dist.device)        # the deferred NaN check (Appendix A.6)
+    try:
+        while step < args.steps:
+            position = data.state_dict()            # where a checkpoint taken before this step resumes
+            batches = [data.next_batch() for _ in range(args.grad_accum)]
+            masked, real, stopping = global_counts(batches, raw, args, dist, stop.requested)
+            if stopping:                             # every process stops at the same step
+                break
+            lr = learning_rate(step, args.lr, args.steps, args.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            denominators = {"mlm_denominator": to_device(torch.tensor(masked / dist.world_size), dist.device),
+                            "rtd_denominator": to_device(torch.tensor(real / dist.world_size), dist.device)}
+            step_loss = torch.zeros((), device=dist.device)
+            for micro, b in enumerate(batches):
+                first = (micro * dist.world_size + dist.rank) * args.micro_batch_size   # index in the global batch
+                batch = {**prepare_batch(b, raw, args, step, first, dist.device), **denominators}
+                sync = dist.world_size == 1 or micro == len(batches) - 1     # all-reduce on the last only
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    with autocast:
+                        out = model(batch)
+                    out["loss"].backward()     # gradients summed over micro-batches, averaged by DDP
+                log.add(out)
+                step_loss += out["loss"].detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), CLIP_NORM)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bad_step = first_bad_step(bad_step, step, step_loss, grad_norm)     # on the device: no read
+            if step % args.log_every == 0 or step % args.save_every == 0 or step == args.steps:
+                raise_if_not_finite(bad_step, dist, step)      # the NaN check's only reads: log and save steps
+            log.after_step(step, lr, grad_norm)
+            if step % args.save_every == 0 or step == args.steps:
+                checkpoint_now(args, dist, raw, optimizer, data.state_dict(), step)
+        if step < args.steps:
+            raise_if_not_finite(bad_step, dist, step)
+            checkpoint_now(args, dist, raw, optimizer, position, step)
+            print0(dist, f"=> stopped at step {step} on request; resume with --resume")
+    finally:
+        stop.restore()
+        log.close()
+    # 8. final export in the Hugging Face layout
+    if step >= args.steps and dist.is_main:
+        for name, network in raw.networks().items():
+            em.save_hf_checkpoint(network, out_dir / "final" / name, vocab_file=args.vocab)
+        print0(dist, f"=> exported {', '.join(str(out_dir / 'final' / name) for name in raw.networks())}")
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Arguments and presets                        (docs/paper.md §2-§3; ELECTRA Table 6 and
+#    configure_pretraining.py). Model shapes are electramed.SIZES and GENERATOR_FRACTION; here is the
+#    recipe per size. None in an option means "from --size". "tiny" and "mini" are ours, for CPUs.
+# CHOICE: tiny: short examples in big batches, mask rate 0.25 and a vocabulary learned from the corpus
+#   first, so that a CPU sees learning in minutes: the cost is the vocabulary work per masked slot, and with
+#   scivocab the embedded sample was only memorised (bench/results_pretrain.md §3-§4).
+# CHOICE: mini: the CPU proof on scivocab, ~100 min on 2 cores; an 8k vocabulary, lr 2e-3 and mask rate
+#   0.15 were measured and rejected (bench/results_pretrain.md §4).
+# ---------------------------------------------------------------------------------------------
+PRESETS = {
+    "tiny":  dict(lr=3e-3, batch_size=128, seq_len=32, mask_prob=0.25, dropout=0.0, steps=3000, learn_vocab=4000),
+    "mini":  dict(lr=1e-3, batch_size=32, seq_len=128, mask_prob=0.25, dropout=0.0, steps=6000, warmup_steps=300),
+    "small": dict(lr=5e-4, batch_size=128, seq_len=128, mask_prob=0.15, dropout=0.1, steps=1_000_000),
+    "base":  dict(lr=2e-4, batch_size=256, seq_len=512, mask_prob=0.15, dropout=0.1, steps=1_000_000),  # ELECTRAMed
+    "large": dict(lr=2e-4, batch_size=2048, seq_len=512, mask_prob=0.25, dropout=0.1, steps=400_000),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("the paper's recipe (docs/paper.md §1-§3); each default comes from --size")
+    g.add_argument("--size", choices=PRESETS, default="small")
+    g.add_argument("--data-dir", default=default_data_dir(),
+                   help="default: $ELECTRAMED_DATA, else data/, else the embedded sample_data/")
+    g.add_argument("--corpus", nargs="+", default=None, help="text files, one sentence a line, blank line "
+                   "between documents (default: DATA_DIR/pubmed/corpus.txt)")
+    g.add_argument("--vocab", default=None, help="default: DATA_DIR/vocab/scivocab_uncased.txt (tiny: 4,000 "
+                   "pieces learned from the corpus into OUT_DIR/vocab.txt)")
+    g.add_argument("--seq-len", type=int, default=None, help="tokens per example")
+    g.add_argument("--mask-prob", type=float, default=None, help="masked share of the tokens (--objective mlm: "
+                   "BERT's 0.15)")
+    g.add_argument("--dropout", type=float, default=None, help="hidden and attention dropout")
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps")
+    g.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all processes")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    g.add_argument("--warmup-steps", type=int, default=None,
+                   help="default min(10000, steps // 10): CHOICE: short runs warm up too; 10,000 at 1M steps")
+    g = p.add_argument_group("variants (off the paper's recipe; where each is measured)")
+    g.add_argument("--objective", choices=("rtd", "mlm"), default="rtd",
+                   help="rtd: ELECTRA's replaced-token detection; mlm: BERT's masked-LM on the discriminator-"
+                        "sized encoder, ELECTRA's baseline (section 4; compared at equal FLOPs in RESULTS.md)")
+    g.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"Adam bias correction, which ELECTRA lacks (default: on for warmups under "
+                        f"{BIAS_CORRECTION_WARMUP:,} steps; bench/results_pretrain.md §4)")
+    g.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False, help="the encoders on the "
+                   "real tokens only: same results, no padding FLOPs (A.3; bench/results_pretrain.md §2b, §2d)")
+    g = p.add_argument_group("processes and devices")
+    g.add_argument("--gpus", type=int, default=None, help="GPU processes to start (default: 1 if CUDA, else 0)")
+    g.add_argument("--nproc", type=int, default=1, help="CPU processes to start (gloo), when --gpus is 0")
+    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile (default: on for CUDA; bench/results_pretrain.md §2)")
+    g.add_argument("--data-workers", type=int, default=2, help="tokenizer processes for corpus preparation")
+    g = p.add_argument_group("the run")
+    g.add_argument("--out-dir", default="runs/pretrain")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--log-every", type=int, default=10)
+    g.add_argument("--heldout-every", type=int, default=100,
+                   help="hold out documents 0, k, 2k, ... of the corpus (never trained on); 0: none")
+    g.add_argument("--eval-every", type=int, default=None, help="score the held-out slice every this many "
+                   "steps (default: 100 for runs up to 20,000 steps, else 1,000; never rarer than --save-every)")
+    g.add_argument("--save-every", type=int, default=1000, help="checkpoint every this many steps")
+    g.add_argument("--keep-checkpoints", type=int, default=3)
+    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                   help="continue from the latest checkpoint in OUT_DIR/checkpoints")
+    g.add_argument("--export", metavar="CHECKPOINT", default=None, help="only export CHECKPOINT (a "
+                   "checkpoints/step_*.pt) in the Hugging Face layout, next to it in step_*/, and exit")
+    return p.parse_args(argv)
+
+
+def resolve_defaults(args):
+    """Fill every None from --size, check the combination, and print what the run will do."""
+    args.learn_vocab = 0 if args.vocab else PRESETS[args.size].get("learn_vocab", 0)   # a named --vocab wins
+    if args.objective == "mlm" and args.mask_prob is None:
+        args.mask_prob = BERT_MASK_PROB       # the presets' mask_prob is the RTD recipe
+    for name, value in PRESETS[args.size].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.generator_fraction = em.GENERATOR_FRACTION[args.size]
+    args.corpus = args.corpus or [os.path.join(args.data_dir, "pubmed", "corpus.txt")]
+    if args.learn_vocab:
+        args.vocab = os.path.join(args.out_dir, "vocab.txt")            # written by learn_run_vocab
+    args.vocab = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
+    note_if_sample(*args.corpus, args.vocab)
+    args.warmup_steps = min(10_000, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
+    if args.bias_correction is None:
+        args.bias_correction = needs_bias_correction(args.warmup_steps)
+    args.eval_every = args.eval_every or min(args.save_every, 1000 if args.steps > 20_000 else 100)
+    check_processes(args)                                                # Appendix A.7
+    args.precision = "bf16" if args.gpus else "fp32"                     # bf16 autocast on CUDA, as ELECTRA's TPUs
+    args.compile = bool(args.gpus) if args.compile is None else args.compile
+    args.num_predictions = num_predictions(args.mask_prob, args.seq_len)
+    print_plan(args)                                                     # Appendix A.5
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. Entry point
+# ---------------------------------------------------------------------------------------------
+def main(args):
+    if args.export:
+        return export_checkpoint(args.export, Path(args.export).with_suffix(""))      # Appendix A.8
+    args = resolve_defaults(args)
+    if args.learn_vocab:
+        learn_run_vocab(args)
+    return start_processes(args)          # Appendix A.7: train() here, in N spawned processes, or under torchrun
+
+
+# =============================================================================================
+# Appendix: noise, sampler, unpadding, FLOPs, logs, NaN check, processes. A student can skip it: same results.
+# =============================================================================================
+
+# A.1 Counter-based noise. The counter XOR a key word, then MurmurHash3's 32-bit finalizer, three times
+#     (three key words from (seed, step) by numpy's SeedSequence). Each round is a bijection of 32-bit
+#     words, so distinct counters of a step never collide; a micro-batch is one vectorised expression.
+# CHOICE: counter-based noise, not a random stream: masks and samples do not depend on the process split,
+# and a resumed run redraws them exactly (ELECTRA's TF run draws one stream per core). Tests:
+# test_noise_is_uniform_and_independent_of_the_batch_split, test_killed_run_resumes_bit_identical.
 MASK32 = 0xFFFF_FFFF
 
 
@@ -411,7 +582,7 @@ def mix32(x):
 
 def draw_noise(seeds, seq_len, n, device):
     """Uniform noise in [0, 1) for masking and sampling from example_seeds: position (B, L) and keep
-    (B, N) float32 on a 2^-24 grid, sample (B, N) float64 on a 2^-53 grid (see sample_replacements)."""
+    (B, N) float32 on a 2^-24 grid, sample (B, N) float64 on a 2^-53 grid (see A.2)."""
     keys, indices = seeds
     width = seq_len + 3 * n
     if indices.stop * width > MASK32:
@@ -426,72 +597,84 @@ def draw_noise(seeds, seq_len, n, device):
     return out[:, :seq_len], out[:, seq_len:], sample
 
 
-# ---------------------------------------------------------------------------------------------
-# 5. Losses and metrics                                                   (PAPER.md §3; ELECTRA)
-#    MLM: cross-entropy at the masked slots; RTD: sigmoid BCE over every non-pad token (incl.
-#    [CLS]/[SEP]). Both in fp32, as token means over the WHOLE global batch: the loop passes the
-#    global counts as denominators. loss = mlm + disc_weight * rtd. Metrics under no_grad.
-# ---------------------------------------------------------------------------------------------
-STATS = ("mlm_sum", "rtd_sum", "masked", "real", "gen_correct", "disc_correct", "true_pos",
-         "pred_pos", "replaced", "attended")      # attended: sum of squared real lengths (attention's work)
+# A.2 The exact inverse CDF. A float32 cumulative sum over V gives a token below ~2^-24 of the running
+#     total no interval at all. So the vocabulary is cut into blocks of SAMPLE_BLOCK: the block masses are
+#     summed and accumulated in float64, one block is picked, and only its entries get a float64 cumulative
+#     sum; each token's chance is then right to fp32's exp (~1e-7 relative) however small.
+SAMPLE_BLOCK = 128
 
 
-class ReplacedTokenDetection(nn.Module):
-    """The generator and discriminator with shared embeddings, trained as one module."""
+def inverse_cdf_sample(logits, uniform):
+    """logits: (B, N, V) float32; uniform: (B, N) in [0, 1). Returns (B, N) token ids."""
+    vocab = logits.shape[-1]
+    tail = -vocab % SAMPLE_BLOCK                                                # zero-mass padding
+    mass = F.pad(logits, (0, tail), value=-math.inf).sub_(logits.amax(-1, keepdim=True)).exp_()  # unnormalized
+    blocks = mass.unflatten(-1, (-1, SAMPLE_BLOCK))                             # (B, N, K, S)
+    # a block's fp32 sum is right to ~1e-7 of itself, whatever its size; the sum over blocks is float64
+    block_cdf = blocks.sum(-1).double().cumsum_(-1)                             # (B, N, K)
+    total = block_cdf[..., -1:]
+    # u * total, kept below total: the first block whose cumulative mass exceeds it has some mass
+    target = torch.minimum(uniform.double().unsqueeze(-1) * total, torch.nextafter(total, total.new_zeros(())))
+    # (the clamps only matter for NaN logits, a diverged run: ids stay valid, the loop's check stops it)
+    block = torch.searchsorted(block_cdf, target, right=True).clamp_(max=block_cdf.shape[-1] - 1)  # (B, N, 1)
+    start = F.pad(block_cdf, (1, 0))[..., :-1].gather(-1, block)               # mass before the block
+    fraction = (target - start) / (block_cdf.gather(-1, block) - start)        # where in the block, [0, 1)
+    picked = blocks.gather(-2, block[..., None].expand(*block.shape, SAMPLE_BLOCK)).squeeze(-2)   # (B, N, S)
+    inside = picked.double().cumsum_(-1)                                        # (B, N, S)
+    # the same fraction of the block's own float64 total (which holds its tiny tokens); clamped below it
+    rest = torch.minimum(fraction * inside[..., -1:], torch.nextafter(inside[..., -1:], inside.new_zeros(())))
+    offset = torch.searchsorted(inside, rest, right=True)
+    return (block * SAMPLE_BLOCK + offset).squeeze(-1).clamp_(max=vocab - 1)
 
-    def __init__(self, generator, discriminator, special_ids, pad_id, mask_id, disc_weight):
-        super().__init__()
-        em.tie_generator_to(generator, discriminator)
-        self.generator, self.discriminator = generator, discriminator
-        self.special_ids, self.pad_id, self.mask_id = tuple(special_ids), pad_id, mask_id
-        self.disc_weight = disc_weight
 
-    def forward(self, batch):
-        """batch: input_ids, token_type_ids (B, L); attention_mask (B, L) or None (no padding);
-        counts (B,); noise from draw_noise; mlm_denominator, rtd_denominator (0-dim tensors); with
-        --unpad, "unpadded" (electramed.Unpadded) and "used_slots" (P,): the encoders then run on the
-        real tokens only, and the MLM head and the sampling at the P masked tokens only (used_slots).
-        Returns {"loss": for backward, "stats": (len(STATS),) sums, "disc_logits", "labels", "real"}."""
-        ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-        masked, positions, weights, originals = mask_tokens(
-            ids, batch["counts"], batch["position_noise"], batch["keep_noise"],
-            self.special_ids, self.pad_id, self.mask_id)
-        unpadded, used = batch.get("unpadded"), batch.get("used_slots")
-        at = (lambda t: t.flatten()) if used is None else (lambda t: t.flatten()[used])   # (B, N) -> the slots computed
-        if unpadded is None:
-            gen_logits = self.generator(masked, types, attn, positions=positions).float().flatten(0, 1)  # (B*N, V)
-        else:
-            gen_logits = unpadded_mlm_logits(self.generator, masked, types, positions, unpadded, used)   # (P, V)
-        sampled = sample_replacements(gen_logits, at(batch["sample_noise"]))                    # (B*N,) or (P,)
-        if used is not None:                                    # unused slots keep their token (weight 0)
-            sampled = originals.flatten().index_copy(0, used, sampled)
-        corrupted, labels = replace_tokens(ids, positions, weights, sampled.view_as(originals))  # (B, L) x 2
-        if unpadded is None:
-            disc_logits = self.discriminator(corrupted, types, attn).float()        # (B, L)
-        else:
-            real_logits = self.discriminator(corrupted.flatten()[unpadded.indices], types.flatten()[unpadded.indices],
-                                             unpadded).float()                      # (T,)
-            disc_logits = real_logits.new_zeros(ids.numel()).index_copy(0, unpadded.indices, real_logits).view_as(ids)
-        real = ids != self.pad_id
-        nll = F.cross_entropy(gen_logits, at(originals), reduction="none")
-        mlm_sum = (nll * at(weights)).sum()
-        bce = F.binary_cross_entropy_with_logits(disc_logits, labels.float(), reduction="none")
-        rtd_sum = (bce * real).sum()
-        # CHOICE: token means over the whole global batch (the loop passes global counts), so the update
-        # does not depend on the process split; ELECTRA's TPU run averaged per-core means (equal when
-        # every core holds as many masked/real tokens).
-        loss = mlm_sum / batch["mlm_denominator"] + self.disc_weight * rtd_sum / batch["rtd_denominator"]
-        with torch.no_grad():
-            predicted = (disc_logits > 0) & real
-            stats = torch.stack([x.float() for x in (
-                mlm_sum, rtd_sum, weights.sum(), real.sum(), ((gen_logits.argmax(-1) == at(originals)) & at(weights)).sum(),
-                ((predicted == labels) & real).sum(), (predicted & labels).sum(), predicted.sum(), labels.sum(),
-                real.sum(-1).float().square().sum())])
-        return {"loss": loss, "stats": stats, "disc_logits": disc_logits.detach(), "labels": labels, "real": real}
+# A.3 Unpadded batches (--unpad). The encoders see the real tokens only, as one (T, D) row
+#     (electramed.unpad), and the MLM head and the sampling see the P masked tokens only, not N slots
+#     per example. The same results, without the padding's FLOPs.
+def mlm_logits(network, masked, types, attn, positions, batch):
+    """An MLM network's fp32 logits at the masked slots: (B*N, V), or with --unpad (P, V) at the used ones."""
+    if batch.get("unpadded") is not None:
+        return unpadded_mlm_logits(network, masked, types, positions, batch["unpadded"], batch["used_slots"])  # A.3
+    return network(masked, types, attn, positions=positions).float().flatten(0, 1)
 
-    def networks(self) -> dict:
-        """The networks a run exports, by directory name; the first is the one kept for fine-tuning."""
-        return {"discriminator": self.discriminator, "generator": self.generator}
+
+def discriminator_logits(discriminator, corrupted, types, attn, batch):
+    """The discriminator's fp32 logit per token, (B, L)."""
+    if batch.get("unpadded") is not None:
+        return unpadded_discriminator_logits(discriminator, corrupted, types, batch["unpadded"])       # A.3
+    return discriminator(corrupted, types, attn).float()
+
+
+def at_slots(tensor, batch):
+    """A (B, N) per-slot tensor at the slots mlm_logits computed: all B*N flattened (--unpad: the used P)."""
+    return tensor.flatten() if batch.get("used_slots") is None else tensor.flatten()[batch["used_slots"]]
+
+
+def unpadded_layout(batch, args, device):
+    """(electramed.Unpadded, used slots (P,)) of a host batch, moved to the device."""
+    unpadded = em.unpad(batch["attention_mask"]).to(device, non_blocking=True)
+    used = to_device(used_slots(batch["counts"], args.num_predictions), device)
+    if args.compile:
+        mark_token_count_dynamic(unpadded, used)
+    return unpadded, used
+
+
+def used_slots(counts, n) -> torch.Tensor:
+    """(P,) flat indices into the (B, N) masked slots of those that hold a masked token: the first
+    counts[b] of each row (mask_tokens fills them in that order). From the host's counts, no device read.
+    CHOICE: the MLM head and the sampling run at these P slots only, not at all N per example as ELECTRA
+    does (unused slots weigh 0 there): at L = 512 on PubMed about 2/3 of the slots are unused
+    (bench/results_pretrain.md §2d)."""
+    return (torch.arange(n) < counts[:, None]).flatten().nonzero().squeeze(-1)
+
+
+def mark_token_count_dynamic(unpadded: em.Unpadded, used: torch.Tensor) -> None:
+    """Tell torch.compile that an unpadded batch's token count T (and its masked count P) changes from
+    step to step, so the first compile is already symbolic (unmarked, Dynamo recompiles once at the second
+    step). CHOICE: marked dynamic, not rounded up to a multiple: rounding would bring back padding FLOPs.
+    maybe_mark_dynamic: if a kernel ever needs a fixed T, Dynamo specializes instead of failing.
+    Test: test_unpadded_token_count_compiles_once."""
+    for tensor in (unpadded.indices, unpadded.positions, unpadded.slots, used):     # (T,) x 3, (P,)
+        torch._dynamo.maybe_mark_dynamic(tensor, 0)
 
 
 def unpadded_mlm_logits(generator, masked, types, positions, unpadded, used):
@@ -505,20 +688,45 @@ def unpadded_mlm_logits(generator, masked, types, positions, unpadded, used):
     return logits.float()
 
 
-def summarize(stats, disc_weight):
-    """Means and rates from summed STATS (PAPER.md §3's log: generator accuracy, discriminator
-    loss/accuracy/precision/recall). disc_baseline_acc is the all-"original" guess."""
-    s = dict(zip(STATS, stats.tolist()))
-    mlm, rtd = s["mlm_sum"] / s["masked"], s["rtd_sum"] / s["real"]
-    return {"loss": mlm + disc_weight * rtd, "mlm_loss": mlm, "rtd_loss": rtd,
-            "rtd_base_entropy": binary_entropy(s["replaced"] / s["real"]),
-            "gen_acc": s["gen_correct"] / s["masked"], "disc_acc": s["disc_correct"] / s["real"],
-            "disc_precision": s["true_pos"] / max(s["pred_pos"], 1), "disc_recall": s["true_pos"] / max(s["replaced"], 1),
-            "disc_baseline_acc": 1 - s["replaced"] / s["real"],
-            "real_tokens": s["real"], "masked_tokens": s["masked"], "attended_pairs": s["attended"]}
+def unpadded_discriminator_logits(discriminator, corrupted, types, unpadded):
+    """The discriminator on the real tokens only, its logits scattered back to (B, L) (0 at padding)."""
+    real_logits = discriminator(corrupted.flatten()[unpadded.indices], types.flatten()[unpadded.indices],
+                                unpadded).float()                                    # (T,)
+    return real_logits.new_zeros(corrupted.numel()).index_copy(0, unpadded.indices, real_logits).view_as(corrupted)
 
 
-H100_BF16_PEAK = 989e12          # dense bf16 FLOP/s of an H100 SXM (PAPER.md §5)
+# A.4 FLOP and MFU accounting (docs/paper.md §5, §7).
+H100_BF16_PEAK = 989e12          # dense bf16 FLOP/s of an H100 SXM (docs/paper.md §5)
+
+
+def matmul_flops(disc, gen, tokens, attention, slots) -> float:
+    """Matmul FLOPs of training (forward + backward = 3x forward) in any token layout: `tokens` rows
+    through every linear layer, `attention` (query, key) pairs per layer (L*L per full sequence, the
+    sum of len^2 for variable lengths), `slots` rows through the MLM head. disc None: no discriminator,
+    the masked-LM baseline (gen is then its full-width encoder)."""
+    def encoder(c):
+        per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size)
+        project = 2 * c.embedding_size * c.hidden_size if c.embedding_size != c.hidden_size else 0
+        attend = c.num_hidden_layers * 4 * c.hidden_size * attention          # q k^T and p v, 2 FLOPs a product
+        return tokens * (c.num_hidden_layers * per_token + project) + attend
+    mlm_head = slots * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
+    if disc is None:
+        return 3.0 * (encoder(gen) + mlm_head)
+    disc_head = tokens * 2 * disc.hidden_size ** 2
+    return 3.0 * (encoder(disc) + disc_head + encoder(gen) + mlm_head)
+
+
+def flops_per_sequence(disc, gen, seq_len, n) -> float:
+    """Matmul FLOPs of one full training sequence of seq_len tokens and n MLM slots (ELECTRA's count);
+    docs/paper.md §5 gives ~7.8e10 at L=128 and ~3.4e11 at L=512 for base."""
+    return matmul_flops(disc, gen, seq_len, seq_len * seq_len, n)
+
+
+def flop_configs(raw):
+    """(discriminator, generator) configs for matmul_flops: (None, encoder) for the masked-LM baseline."""
+    if isinstance(raw, MaskedLanguageModel):
+        return None, raw.masked_lm.config
+    return raw.discriminator.config, raw.generator.config
 
 
 def useful_mfu(metrics, disc, gen, seconds, world_size) -> float:
@@ -526,6 +734,80 @@ def useful_mfu(metrics, disc, gen, seconds, world_size) -> float:
     real tokens' FLOPs count (padding is not useful work, whether or not --unpad skipped it)."""
     flops = matmul_flops(disc, gen, metrics["real_tokens"], metrics["attended_pairs"], metrics["masked_tokens"])
     return flops / seconds / world_size / H100_BF16_PEAK
+
+
+# A.5 Logging: the statistics since the last log line, the AUC, the held-out slice, log.jsonl.
+class TrainingLog:
+    """What the loop logs: the stats summed since the last log (all processes), the discriminator AUC,
+    the held-out scores, one log.jsonl line per log step and the progress bar (main process)."""
+
+    def __init__(self, args, dist, raw, heldout, autocast, step):
+        self.args, self.dist, self.raw, self.heldout, self.autocast = args, dist, raw, heldout, autocast
+        self.stats, self.scores = torch.zeros(len(STATS), device=dist.device), ScoreCollector()
+        self.bar = tqdm(total=args.steps, initial=step, disable=not dist.is_main, desc="pretrain", unit="step")
+        self.file = open(Path(args.out_dir) / "log.jsonl", "a") if dist.is_main else None
+        self.timer = (time.time(), step)
+
+    def add(self, out):
+        self.stats += out["stats"]
+        self.scores.add(out)
+
+    def after_step(self, step, lr, grad_norm):
+        """A log line at log steps, with the held-out scores at eval steps (a line of its own off a log step)."""
+        args = self.args
+        self.bar.update()
+        logging = step % args.log_every == 0 or step == args.steps
+        evaluating = self.heldout is not None and (step % args.eval_every == 0 or step == args.steps)
+        if logging or evaluating:
+            metrics = self.summary(step, lr, grad_norm) if logging else {"step": step}
+            metrics["flops"] = step * args.flops_per_step      # ELECTRA's count: full-length sequences
+            if evaluating:
+                metrics.update(evaluate_heldout(self.raw, self.heldout, args, self.dist.device, self.autocast))
+                print0(self.dist, heldout_line(metrics, args))
+            if self.file:
+                self.file.write(json.dumps(metrics) + "\n")
+                self.file.flush()
+        if logging:
+            shown = ("gen_acc", "disc_auc") if args.objective == "rtd" else ("mlm_acc",)
+            self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", **{k: f"{metrics[k]:.3f}" for k in shown},
+                                 lr=f"{lr:.2e}", seq_s=f"{metrics['seq_per_s']:.1f}")
+            self.timer = (time.time(), step)
+
+    def summary(self, step, lr, grad_norm) -> dict:
+        """Summarize the stats since the last log and reset them. disc_auc is over every token this
+        process saw since then (the main process's share of the batch); mfu on CUDA (A.4)."""
+        metrics = summarize(all_reduce(self.stats, self.dist), self.raw.disc_weight)
+        self.stats.zero_()
+        seconds = time.time() - self.timer[0]
+        metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(),
+                       seq_per_s=(step - self.timer[1]) * self.args.batch_size / seconds)
+        if self.args.objective == "rtd":
+            metrics["disc_auc"] = self.scores.auc()
+        if self.dist.device.type == "cuda":
+            metrics["mfu"] = useful_mfu(metrics, *flop_configs(self.raw), seconds, self.dist.world_size)
+        return metrics
+
+    def close(self):
+        self.bar.close()
+        if self.file:
+            self.file.close()
+
+
+def summarize(stats, disc_weight=DISC_WEIGHT):
+    """Means and rates from summed STATS (docs/paper.md §3's log: generator accuracy, discriminator
+    loss/accuracy/precision/recall; disc_baseline_acc is the all-"original" guess). disc_weight None:
+    the masked-LM baseline's loss and accuracy only."""
+    s = dict(zip(STATS, stats.tolist()))
+    mlm, rtd = s["mlm_sum"] / s["masked"], s["rtd_sum"] / s["real"]
+    counts = {"real_tokens": s["real"], "masked_tokens": s["masked"], "attended_pairs": s["attended"]}
+    if disc_weight is None:
+        return {"loss": mlm, "mlm_loss": mlm, "mlm_acc": s["gen_correct"] / s["masked"], **counts}
+    return {"loss": mlm + disc_weight * rtd, "mlm_loss": mlm, "rtd_loss": rtd,
+            "rtd_base_entropy": binary_entropy(s["replaced"] / s["real"]),
+            "gen_acc": s["gen_correct"] / s["masked"], "disc_acc": s["disc_correct"] / s["real"],
+            "disc_precision": s["true_pos"] / max(s["pred_pos"], 1),
+            "disc_recall": s["true_pos"] / max(s["replaced"], 1), "disc_baseline_acc": 1 - s["replaced"] / s["real"],
+            **counts}
 
 
 def binary_entropy(p: float) -> float:
@@ -565,449 +847,15 @@ def roc_auc(scores, labels) -> float:
     return ((ranks[labels].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def matmul_flops(disc, gen, tokens, attention, slots) -> float:
-    """Matmul FLOPs of training (forward + backward = 3x forward) in any token layout: `tokens` rows
-    through every linear layer, `attention` (query, key) pairs per layer (L*L per full sequence, the
-    sum of len^2 for variable lengths), `slots` rows through the MLM head. disc None: no discriminator,
-    the masked-LM baseline (gen is then its full-width encoder)."""
-    def encoder(c):
-        per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size)
-        project = 2 * c.embedding_size * c.hidden_size if c.embedding_size != c.hidden_size else 0
-        return tokens * (c.num_hidden_layers * per_token + project) + c.num_hidden_layers * 4 * c.hidden_size * attention
-    mlm_head = slots * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
-    if disc is None:
-        return 3.0 * (encoder(gen) + mlm_head)
-    disc_head = tokens * 2 * disc.hidden_size ** 2
-    return 3.0 * (encoder(disc) + disc_head + encoder(gen) + mlm_head)
-
-
-def flops_per_sequence(disc, gen, seq_len, n) -> float:
-    """Matmul FLOPs of one full training sequence of seq_len tokens and n MLM slots; PAPER.md §5 gives
-    ~7.8e10 at L=128 and ~3.4e11 at L=512 for base."""
-    return matmul_flops(disc, gen, seq_len, seq_len * seq_len, n)
-
-
-# ---------------------------------------------------------------------------------------------
-# 5b. The masked-LM baseline (--objective mlm, off by default)        (ELECTRA §3.2-3.3; BERT)
-#    What ELECTRA compares itself with at equal compute: BERT's objective alone on the
-#    discriminator-sized encoder, no generator and no discriminator. The same counts and positions
-#    as section 3 with p = 0.15; of the chosen positions 80% become [MASK], 10% a random token drawn
-#    uniformly from the whole vocabulary (as BERT's create_pretraining_data.py and Hugging Face's
-#    DataCollatorForLanguageModeling do) and 10% keep their token. Loss: cross-entropy at the chosen
-#    positions, in fp32. The counter-hash noise of section 4 drives it, so a resume stays exact.
-# ---------------------------------------------------------------------------------------------
-BERT_MASK_PROB = 0.15
-BERT_MASK_SHARE, BERT_RANDOM_SHARE = 0.8, 0.1        # the rest, 10%, keep their token
-
-
-def mask_tokens_bert(input_ids, counts, position_noise, keep_noise, random_noise, special_ids, pad_id, mask_id,
-                     vocab_size):
-    """BERT's masking: mask_tokens with 80% [MASK], then 10% of the chosen positions get a random token.
-
-    random_noise: (B, N) uniform in [0, 1), the random token's draw. Returns what mask_tokens returns."""
-    masked, positions, weights, originals = mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids,
-                                                        pad_id, mask_id, mask_share=BERT_MASK_SHARE)
-    to_random = weights & (keep_noise >= BERT_MASK_SHARE) & (keep_noise < BERT_MASK_SHARE + BERT_RANDOM_SHARE)
-    random_ids = (random_noise * vocab_size).long()                       # (B, N), uniform over [0, V)
-    masked = masked.scatter(1, positions, torch.where(to_random, random_ids, masked.gather(1, positions)))
-    return masked, positions, weights, originals
-
-
-class MaskedLanguageModel(nn.Module):
-    """BERT's masked-LM: an em.Generator (encoder + MLM head, tied embeddings) of the discriminator's size."""
-
-    def __init__(self, masked_lm: em.Generator, special_ids, pad_id, mask_id):
-        super().__init__()
-        self.masked_lm = masked_lm
-        self.special_ids, self.pad_id, self.mask_id = tuple(special_ids), pad_id, mask_id
-
-    def forward(self, batch):
-        """batch as ReplacedTokenDetection.forward's (sample_noise draws the random tokens; rtd_denominator
-        is unused). Returns {"loss": mean cross-entropy at the masked positions, "stats": STATS sums}."""
-        ids, types, attn = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-        masked, positions, weights, originals = mask_tokens_bert(
-            ids, batch["counts"], batch["position_noise"], batch["keep_noise"], batch["sample_noise"],
-            self.special_ids, self.pad_id, self.mask_id, self.masked_lm.config.vocab_size)
-        unpadded, used = batch.get("unpadded"), batch.get("used_slots")
-        at = (lambda t: t.flatten()) if used is None else (lambda t: t.flatten()[used])   # (B, N) -> the slots computed
-        if unpadded is None:
-            logits = self.masked_lm(masked, types, attn, positions=positions).float().flatten(0, 1)   # (B*N, V)
-        else:
-            logits = unpadded_mlm_logits(self.masked_lm, masked, types, positions, unpadded, used)    # (P, V)
-        nll = F.cross_entropy(logits, at(originals), reduction="none")
-        mlm_sum = (nll * at(weights)).sum()
-        with torch.no_grad():
-            real = ids != self.pad_id
-            zero = mlm_sum.new_zeros(())
-            correct = ((logits.argmax(-1) == at(originals)) & at(weights)).sum()
-            stats = torch.stack([x.float() for x in (
-                mlm_sum, zero, weights.sum(), real.sum(), correct, zero, zero, zero, zero,
-                real.sum(-1).float().square().sum())])
-        return {"loss": mlm_sum / batch["mlm_denominator"], "stats": stats}
-
-    def networks(self) -> dict:
-        return {"mlm": self.masked_lm}
-
-
-def summarize_mlm(stats):
-    """Masked-LM loss and accuracy (and the token counts) from summed STATS."""
-    s = dict(zip(STATS, stats.tolist()))
-    mlm = s["mlm_sum"] / s["masked"]
-    return {"loss": mlm, "mlm_loss": mlm, "mlm_acc": s["gen_correct"] / s["masked"],
-            "real_tokens": s["real"], "masked_tokens": s["masked"], "attended_pairs": s["attended"]}
-
-
-def summarize_objective(stats, args):
-    return summarize(stats, args.disc_weight) if args.objective == "rtd" else summarize_mlm(stats)
-
-
-def flop_configs(raw):
-    """(discriminator, generator) configs for matmul_flops: (None, encoder) for the masked-LM baseline."""
-    if isinstance(raw, MaskedLanguageModel):
-        return None, raw.masked_lm.config
-    return raw.discriminator.config, raw.generator.config
-
-
-# ---------------------------------------------------------------------------------------------
-# 6. Optimizer and schedule                                          (PAPER.md §3; optimization.py)
-#    Adam with decoupled weight decay 0.01 (not on LayerNorm weights or biases: every 1-d tensor),
-#    betas 0.9/0.999, eps 1e-6, NO bias correction in the original; clip the global norm at 1.0.
-#    lr(step) = peak * (1 - step/total) * min(1, step/warmup), step = updates done so far, so the
-#    first update has lr 0, exactly as polynomial_decay(power=1) * warmup on the global step.
-# ---------------------------------------------------------------------------------------------
-class AdamWeightDecay(torch.optim.Optimizer):
-    """ELECTRA's AdamWeightDecayOptimizer: p -= lr * (m / (sqrt(v) + eps) + wd * p).
-    bias_correction=True gives torch.optim.AdamW's update (m and v divided by 1 - beta^t).
-    The update runs as torch._foreach_* ops over each param group: on CUDA ~8 multi-tensor launches
-    per group instead of ~7 kernels per tensor (about 200 tensors for base); on CPU the same speed
-    as a loop. Same arithmetic in the same order as the per-tensor loop, which
-    tests/test_train_pretrain.py keeps as the oracle."""
-
-    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, bias_correction=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      bias_correction=bias_correction))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            (b1, b2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            states = [self.state[p] for p in params]
-            for p, state in zip(params, states):
-                if not state:
-                    state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
-                state["step"] += 1                                    # a Python int: no device read
-            grads, ms, vs = [p.grad for p in params], [s["m"] for s in states], [s["v"] for s in states]
-            torch._foreach_lerp_(ms, grads, 1 - b1)                   # m = b1 m + (1 - b1) g
-            torch._foreach_mul_(vs, b2)
-            torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)   # v = b2 v + (1 - b2) g^2
-            denominators = torch._foreach_sqrt(vs)
-            if group["bias_correction"]:                              # per tensor: steps may differ
-                torch._foreach_div_(denominators, [math.sqrt(1 - b2 ** s["step"]) for s in states])
-            torch._foreach_add_(denominators, group["eps"])
-            if wd:
-                torch._foreach_mul_(params, 1 - lr * wd)              # decoupled decay, from the old p
-            c1 = [1 - b1 ** s["step"] if group["bias_correction"] else 1.0 for s in states]
-            torch._foreach_addcdiv_(params, ms, denominators, [-lr / c for c in c1])
-
-
-# CHOICE: bias correction is on when the warmup is shorter than BIAS_CORRECTION_WARMUP steps, off
-# otherwise (ELECTRA has none). Without it Adam's first updates are too large by 1/sqrt(1 - 0.999^t):
-# x3.2 at step 100, x1.26 at step 1,000, x1.003 at step 5,000. ELECTRA's 10,000-step warmup keeps
-# the lr small while that factor is large, so leaving it out does not matter there; a CPU run with a
-# few hundred warmup steps would really peak at several times its --lr (issue 8: the old tiny runs
-# "at lr 1e-3" ran near 3e-3). Proved by test_bias_correction_rule.
-BIAS_CORRECTION_WARMUP = 5_000
-
-
-def needs_bias_correction(warmup_steps: int) -> bool:
-    return warmup_steps < BIAS_CORRECTION_WARMUP
-
-
-def build_optimizer(model, args):
-    """Weight decay on matrices only: every 1-d tensor is a LayerNorm weight or a bias, the
-    names ELECTRA excludes (["LayerNorm", "layer_norm", "bias"])."""
-    params = list(model.parameters())                     # a shared tensor appears once
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return AdamWeightDecay(groups, lr=0.0, bias_correction=args.bias_correction)
-
-
-def learning_rate(step, peak, total, warmup) -> float:
-    """ELECTRA's schedule: linear decay to 0 at `total` times linear warmup over `warmup` steps."""
-    return peak * max(0.0, 1 - step / total) * (min(1.0, step / warmup) if warmup else 1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# 7. Checkpoints                                                                   (STYLE B.8)
-#    checkpoints/step_XXXXXXX.pt: model (raw module, no prefixes), optimizer, step, args,
-#    ModelConfigs, vocab fingerprint, data position and every process's RNG states. Written to a
-#    temporary name, fsynced and renamed, so a crash never leaves a half-written checkpoint.
-# ---------------------------------------------------------------------------------------------
-def vocab_fingerprint(path) -> dict:
-    data = Path(path).read_bytes()
-    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "size": data.count(b"\n")}
-
-
-def rng_state(device) -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state, device):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def save_checkpoint(out_dir, step, state, keep) -> Path:
-    """Write checkpoints/step_{step}.pt atomically; keep the newest `keep` checkpoints."""
-    directory = Path(out_dir) / "checkpoints"
-    directory.mkdir(parents=True, exist_ok=True)
-    path, tmp = directory / f"step_{step:07d}.pt", directory / f"step_{step:07d}.pt.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    for old in sorted(directory.glob("step_*.pt"))[:-keep]:
-        old.unlink()
-    return path
-
-
-def latest_checkpoint(out_dir):
-    """The newest complete checkpoint in out_dir/checkpoints, or None (temporary files never count)."""
-    found = sorted((Path(out_dir) / "checkpoints").glob("step_*.pt"))
-    return found[-1] if found else None
-
-
-def load_checkpoint(path, vocab) -> dict:
-    """Read a training checkpoint (our own trusted file: it holds RNG tuples, so weights_only=False)
-    and check that it was trained with the same vocabulary."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    saved, now = state["vocab"], vocab_fingerprint(vocab)
-    if saved["sha256"] != now["sha256"]:
-        raise PretrainError(f"{path}: trained with vocab {saved['path']} ({saved['size']} entries), but "
-                            f"--vocab {vocab} ({now['size']} entries) differs: resume with the same vocab")
-    return state
-
-
-def export_checkpoint(path, out_dir, vocab=None) -> Path:
-    """A training checkpoint's networks in the Hugging Face layout, as the final export writes them:
-    out_dir/discriminator and out_dir/generator (out_dir/mlm for --objective mlm). Fine-tune any step
-    with it: `python train_pretrain.py --export runs/mini/checkpoints/step_0001000.pt`."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    vocab = vocab or state["args"]["vocab"]
-    config = em.ModelConfig(**state["model_config"])
-    if state["args"].get("objective", "rtd") == "mlm":
-        raw = MaskedLanguageModel(em.Generator(config), (), config.pad_token_id, 0)
-    else:
-        gen = em.Generator(em.ModelConfig(**state["generator_config"]))
-        raw = ReplacedTokenDetection(gen, em.Discriminator(config), (), config.pad_token_id, 0, 1.0)
-    raw.load_state_dict(state["model"])
-    for name, network in raw.networks().items():
-        em.save_hf_checkpoint(network, Path(out_dir) / name, vocab_file=vocab)
-    return Path(out_dir)
-
-
-# ---------------------------------------------------------------------------------------------
-# 8. The training loop                                                  (STYLE B.9; PAPER.md §3)
-# ---------------------------------------------------------------------------------------------
-def build_model(args, tokenizer, objective="rtd"):
-    """ReplacedTokenDetection, or MaskedLanguageModel for objective "mlm"."""
-    config = em.model_config(args.size, len(tokenizer), max_position_embeddings=max(512, args.seq_len),
-                             hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
-                             pad_token_id=tokenizer.pad_id)
-    specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
-    if objective == "mlm":
-        return MaskedLanguageModel(em.Generator(config), specials, tokenizer.pad_id, tokenizer.mask_id)
-    generator = em.Generator(em.generator_config(config, args.generator_fraction))
-    discriminator = em.Discriminator(config)
-    return ReplacedTokenDetection(generator, discriminator, specials, tokenizer.pad_id, tokenizer.mask_id,
-                                  args.disc_weight)
-
-
-def to_device(tensor, device):
-    """Host -> device without a host sync: a plain (blocking) copy to CUDA waits for the GPU's queue,
-    a non-blocking one from pinned memory does not."""
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
-
-
-def has_padding(attention_mask) -> bool:
-    """Asked of the loader's host tensor, before the copy: on the device the answer would be a sync."""
-    return not attention_mask.all()
-
-
-def wrap_model(raw, args, dist: Dist):
-    """torch.compile(DDP(raw)): Dynamo's DDP optimizer splits the compiled graph at DDP's gradient-bucket
-    boundaries, so each bucket's all-reduce starts while the rest of the backward still runs; one
-    unsplit graph would deliver every gradient at its very end. (Measured with torch 2.13: the split
-    happens in this order and, since DDP marks its forward as active, also in DDP(torch.compile(raw));
-    this order is the one PyTorch documents. model.no_sync() reaches DDP through the wrapper.)"""
-    model = raw
-    if dist.world_size > 1:
-        model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
-                    bucket_cap_mb=args.ddp_bucket_mb)
-    return torch.compile(model) if args.compile else model
-
-
-def used_slots(counts, n) -> torch.Tensor:
-    """(P,) flat indices into the (B, N) masked slots of those that hold a masked token: the first
-    counts[b] of each row (mask_tokens fills them in that order). From the host's counts, no device read.
-    CHOICE: with --unpad the MLM head and the sampling run at these P slots only, not at all N per
-    example as ELECTRA does (unused slots weigh 0 there). At L = 512 on PubMed, where 76% of the
-    positions are padding, about 2/3 of the N slots are unused; the results are the same."""
-    return (torch.arange(n) < counts[:, None]).flatten().nonzero().squeeze(-1)
-
-
-def mark_token_count_dynamic(unpadded: em.Unpadded, used: torch.Tensor) -> None:
-    """Tell torch.compile that an unpadded batch's token count T (and its masked count P) changes
-    from step to step.
-    CHOICE: marked dynamic, not rounded up to a multiple: rounding would bring back padding FLOPs.
-    Unmarked, Dynamo compiles the first step for its exact T and recompiles once, at the second
-    step, with T symbolic (its automatic dynamic shapes): one wasted compile per run. Marked, the
-    first compile is already symbolic. maybe_mark_dynamic, not mark_dynamic: if a kernel ever needs
-    a fixed T, Dynamo specializes instead of failing the run. The longest sequence (max_len, a
-    Python int) is left to automatic dynamic: at L = 128 one sequence of a PubMed batch is always
-    full, so it stays L; at L = 512 it varies, and its first change costs one recompile, after which
-    it is symbolic too (2 graphs over 15 CPU steps of varying T and max_len).
-    Test: test_unpadded_token_count_compiles_once."""
-    for tensor in (unpadded.indices, unpadded.positions, unpadded.slots, used):     # (T,) x 3, (P,)
-        torch._dynamo.maybe_mark_dynamic(tensor, 0)
-
-
-def prepare_batch(batch, model: ReplacedTokenDetection, args, step, first_index, device):
-    """Move a data batch (with its "counts") to the device and draw its noise. Whatever is decided
-    from the data (padding or not) is decided on the host, before the copy."""
-    padded, counts = has_padding(batch["attention_mask"]), batch["counts"]
-    unpadded = em.unpad(batch["attention_mask"]).to(device, non_blocking=True) if padded and args.unpad else None
-    batch = {k: to_device(v, device) for k, v in batch.items()}
-    if not padded:
-        batch["attention_mask"] = None          # no padding: SDPA may use the flash kernel (PAPER.md §5)
-    if unpadded is not None:
-        batch["unpadded"] = unpadded            # the encoders see the real tokens only
-        batch["used_slots"] = to_device(used_slots(counts, args.num_predictions), device)   # and the head the masked
-        if args.compile:
-            mark_token_count_dynamic(unpadded, batch["used_slots"])
-    seeds = example_seeds(args.seed, step, range(first_index, first_index + len(batch["input_ids"])))
-    batch["position_noise"], batch["keep_noise"], batch["sample_noise"] = draw_noise(
-        seeds, args.seq_len, args.num_predictions, device)
-    return batch
-
-
-class StopRequest:
-    """SIGTERM or Ctrl-C sets a flag; the loop checkpoints at the end of the step and stops.
-    A second Ctrl-C interrupts at once."""
-
-    def __init__(self):
-        self.requested, self.previous = False, {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.previous[sig] = signal.signal(sig, self.handle)
-
-    def handle(self, sig, frame):
-        self.requested = True
-        signal.signal(sig, self.previous[sig])
-
-    def restore(self):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-def all_reduce(tensor, dist: Dist, op=torch_dist.ReduceOp.SUM, group=None):
-    if dist.world_size > 1:
-        torch_dist.all_reduce(tensor, op=op, group=group)
-    return tensor
-
-
-def learn_run_vocab(args) -> list[str]:
-    """Learn args.learn_vocab WordPiece pieces from the corpus into args.vocab (OUT_DIR/vocab.txt).
-
-    The paper's vocabulary step (PAPER.md §1), which ELECTRAMed itself skipped by reusing scivocab.
-    Learning is deterministic, so a resumed run, or each torchrun process, learns the same file again.
-    The held-out documents are counted too: a vocabulary is a word-frequency table, not a model of them.
-    """
-    print(f"=> learning a {args.learn_vocab:,}-piece vocabulary from {', '.join(map(str, args.corpus))} "
-          f"-> {args.vocab}")
-    return train_vocab_file(args.corpus, args.learn_vocab, args.vocab, workers=args.data_workers)
-
-
-def write_run_info(args, dist: Dist):
-    """out_dir/args.json: the resolved arguments, versions, device and git commit (+ dirty flag)."""
-    here = Path(__file__).resolve().parent
-    git = lambda *cmd: subprocess.run(["git", *cmd], cwd=here, capture_output=True, text=True).stdout.strip()
-    info = {**vars(args), "torch": torch.__version__, "git_commit": git("rev-parse", "HEAD") or None,
-            "git_dirty": bool(git("status", "--porcelain")), "device": str(dist.device),
-            "device_name": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else "cpu"}
-    (Path(args.out_dir) / "args.json").write_text(json.dumps(info, indent=1))
-
-
-def global_counts(batches, raw, args, dist: Dist, stop_requested):
-    """Masked slots and non-pad tokens of this step over all processes (the loss denominators),
-    and whether any process was asked to stop. Stores each batch's per-example "counts" (B,).
-    All on the host, from the loader's batches before they go to the device (all-reduced over
-    dist.host_group under NCCL): the step never waits on the GPU for them."""
-    for b in batches:
-        b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
-                                    args.num_predictions)
-    local = [sum(b["counts"].sum().item() for b in batches),
-             sum((b["input_ids"] != raw.pad_id).sum().item() for b in batches), float(stop_requested)]
-    return all_reduce(torch.tensor(local, dtype=torch.float64), dist, group=dist.host_group).tolist()
-
-
-def log_metrics(stats, scores, args, dist: Dist, step, lr, grad_norm, configs, timer) -> dict:
-    """Summarize the stats summed since the last log (all processes) and reset them. disc_auc is over
-    every token this process saw since the last log (the main process's share of the batch).
-    configs: (discriminator, generator) ModelConfig, for the MFU on CUDA."""
-    metrics = summarize_objective(all_reduce(stats, dist), args)
-    stats.zero_()
-    seconds = time.time() - timer[0]
-    metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(),
-                   seq_per_s=(step - timer[1]) * args.batch_size / seconds)
-    if args.objective == "rtd":
-        metrics["disc_auc"] = scores.auc()
-    if dist.device.type == "cuda":
-        metrics["mfu"] = useful_mfu(metrics, *configs, seconds, dist.world_size)
-    return metrics
-
-
-# CHOICE: a non-finite loss stops the run at the next log or checkpoint step, not at once (that would
-# read the loss back every micro-batch, a host sync that stalls the GPU's queue); the error names the
-# first bad step, and no checkpoint ever holds its update. At most --log-every steps are wasted.
-NO_BAD_STEP = 2 ** 62
-
-
-def first_bad_step(bad_step, step, loss, grad_norm):
-    """The first step whose loss or gradient norm was not finite (NO_BAD_STEP while none was), kept
-    on the device, so the check costs no host read per step. The gradient norm is global (after
-    DDP's all-reduce), so every process marks the same step."""
-    return torch.where(torch.isfinite(loss) & torch.isfinite(grad_norm), bad_step, bad_step.clamp(max=step))
-
-
-def raise_if_not_finite(bad_step, dist: Dist, step):
-    """Stop the run, naming the first bad step, when first_bad_step marked one on any process. Read at
-    log and checkpoint steps only; the bad update itself is never saved."""
-    first = int(all_reduce(bad_step.clone(), dist, op=torch_dist.ReduceOp.MIN).item())
-    if first != NO_BAD_STEP:
-        raise FloatingPointError(f"loss or gradient norm not finite at step {first} (seen at step {step}): "
-                                 "stopping (lower --lr?)")
-
-
 HELDOUT_STEP = 2 ** 62     # the "step" in the held-out noise seeds: never a training step
+HELDOUT_EXAMPLES = 512     # held-out examples scored (at most)
 
 
 def load_heldout(shard_dir, args):
     """The held-out examples as one batch on the CPU, or None when the run holds none out."""
     if not args.heldout_every or not (Path(shard_dir) / "heldout" / "meta.json").is_file():
         return None
-    return PretrainingData(Path(shard_dir) / "heldout", batch_size=1).first_examples(args.heldout_examples)
+    return PretrainingData(Path(shard_dir) / "heldout", batch_size=1).first_examples(HELDOUT_EXAMPLES)
 
 
 @torch.no_grad()
@@ -1031,168 +879,10 @@ def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext
         stats += out["stats"]
         scores.add(out)
     raw.train(was_training)
-    metrics = summarize_objective(stats, args)
+    metrics = summarize(stats, raw.disc_weight)
     if args.objective == "rtd":
         metrics["disc_auc"] = scores.auc()
     return {f"heldout_{k}": v for k, v in metrics.items()}
-
-
-class StepProfiler:
-    """--profile FIRST LAST: torch.profiler around optimizer steps FIRST..LAST of this process.
-
-    Why a trace: it shows what no counter does, e.g. whether DDP's all-reduces run while the backward
-    still computes (bench/ddp_overlap.py reads it for that) or where a GPU step waits on the host."""
-
-    def __init__(self, args, dist: Dist):
-        self.span, self.dist, self.prof = args.profile, dist, None
-        self.out = Path(args.out_dir) / "profile"
-
-    def before_step(self, step):              # step: optimizer steps done so far
-        if self.span and step + 1 == self.span[0]:
-            activities = [torch.profiler.ProfilerActivity.CPU]
-            if self.dist.device.type == "cuda":
-                activities.append(torch.profiler.ProfilerActivity.CUDA)
-            self.prof = torch.profiler.profile(activities=activities)
-            self.prof.start()
-
-    def after_step(self, step):
-        if self.prof is not None and step == self.span[1]:
-            self.prof.stop()
-            self.out.mkdir(parents=True, exist_ok=True)
-            rank = self.dist.rank
-            self.prof.export_chrome_trace(str(self.out / f"rank{rank}.json"))
-            sort = "self_cuda_time_total" if self.dist.device.type == "cuda" else "self_cpu_time_total"
-            (self.out / f"rank{rank}.txt").write_text(self.prof.key_averages().table(sort_by=sort, row_limit=40))
-            self.prof = None
-            print0(self.dist, f"=> profile of steps {self.span[0]}-{self.span[1]} written to {self.out}/rank*.json")
-
-    def close(self):                          # a run that stops inside the span: end the recording
-        if self.prof is not None:
-            self.prof.stop()
-            self.prof = None
-
-
-def train(args, dist: Dist):
-    # 1-2. processes, device and seeds (model init identical everywhere; dropout differs by rank)
-    setup_torch(args, dist)
-    out_dir = Path(args.out_dir)
-    tokenizer = Tokenizer.from_vocab_file(args.vocab)
-    # 3. data: local rank 0 packs the corpus (or finds it cached), the others wait and read it
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if dist.local_rank == 0:
-        prepare_corpus(args.corpus, args.vocab, out_dir / "shards", max_len=args.seq_len,
-                       workers=args.data_workers, seed=args.seed, progress=True, heldout_every=args.heldout_every)
-    if dist.world_size > 1:
-        torch_dist.barrier()
-    data = PretrainingData(out_dir / "shards", args.micro_batch_size, dist.rank, dist.world_size, args.seed)
-    heldout = load_heldout(out_dir / "shards", args) if dist.is_main else None
-    # 4. model, optimizer
-    raw = build_model(args, tokenizer, args.objective).to(dist.device)
-    optimizer = build_optimizer(raw, args)
-    configs = flop_configs(raw)
-    args.flops_per_step = args.batch_size * flops_per_sequence(*configs, args.seq_len, args.num_predictions)
-    if dist.is_main:
-        write_run_info(args, dist)
-    print0(dist, "=> parameters: " + ", ".join(f"{name} {em.count_parameters(network):,}"
-                                               for name, network in raw.networks().items())
-           + f", together {em.count_parameters(raw):,}; {args.flops_per_step:.4g} FLOPs/step")
-    torch.manual_seed(args.seed + dist.rank)
-    # 5. resume
-    step, checkpoint = 0, latest_checkpoint(out_dir) if args.resume else None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, args.vocab)
-        if state["args"].get("objective", "rtd") != args.objective:
-            raise PretrainError(f"{checkpoint}: saved by an --objective {state['args'].get('objective', 'rtd')} "
-                                f"run; resume it with the same --objective")
-        if state["model_config"] != asdict(list(raw.networks().values())[0].config):
-            raise PretrainError(f"{checkpoint}: saved for model {state['model_config']}, this run builds "
-                                f"another: resume with the same --size/--seq-len")
-        raw.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        data.load_state_dict(state["data"])
-        set_rng_state(state["rng"][dist.rank], dist.device)
-        step = state["step"]
-        print0(dist, f"=> resumed from {checkpoint} at step {step}")
-    # 6. DDP, then compile; `raw` stays the module we save
-    model = wrap_model(raw, args, dist)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16"
-                else contextlib.nullcontext())
-    # 7. loop: lr -> micro-steps under autocast -> clip -> step -> log -> checkpoint
-    stop, stats, scores = StopRequest(), torch.zeros(len(STATS), device=dist.device), ScoreCollector()
-    bad_step = torch.tensor(NO_BAD_STEP, device=dist.device)      # see first_bad_step
-    bar = tqdm(total=args.steps, initial=step, disable=not dist.is_main, desc="pretrain", unit="step")
-    log_file = open(out_dir / "log.jsonl", "a") if dist.is_main else None
-    timer = (time.time(), step)
-    profiler = StepProfiler(args, dist)
-    try:
-        while step < args.steps:
-            profiler.before_step(step)
-            position = data.state_dict()            # where a checkpoint taken before this step resumes
-            batches = [data.next_batch() for _ in range(args.grad_accum)]
-            masked, real, stopping = global_counts(batches, raw, args, dist, stop.requested)
-            if stopping:                             # every process stops at the same step
-                break
-            lr = learning_rate(step, args.lr, args.steps, args.warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            denominators = {"mlm_denominator": to_device(torch.tensor(masked / dist.world_size), dist.device),
-                            "rtd_denominator": to_device(torch.tensor(real / dist.world_size), dist.device)}
-            step_loss = torch.zeros((), device=dist.device)
-            for micro, b in enumerate(batches):
-                first = (micro * dist.world_size + dist.rank) * args.micro_batch_size   # index in the global batch
-                batch = {**prepare_batch(b, raw, args, step, first, dist.device), **denominators}
-                sync = dist.world_size == 1 or micro == len(batches) - 1     # all-reduce on the last only
-                with contextlib.nullcontext() if sync else model.no_sync():
-                    with autocast:
-                        out = model(batch)
-                    out["loss"].backward()     # gradients summed over micro-batches, averaged by DDP
-                stats += out["stats"]
-                scores.add(out)
-                step_loss += out["loss"].detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), args.clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            profiler.after_step(step)
-            bad_step = first_bad_step(bad_step, step, step_loss, grad_norm)     # on the device: no read
-            bar.update()
-            if step % args.log_every == 0 or step % args.save_every == 0 or step == args.steps:
-                raise_if_not_finite(bad_step, dist, step)      # the NaN check's only reads: log and save steps
-            logging = step % args.log_every == 0 or step == args.steps
-            evaluating = heldout is not None and (step % args.eval_every == 0 or step == args.steps)
-            if logging or evaluating:      # a held-out score off a log step gets a line of its own
-                metrics = (log_metrics(stats, scores, args, dist, step, lr, grad_norm, configs, timer)
-                           if logging else {"step": step})
-                metrics["flops"] = step * args.flops_per_step      # ELECTRA's count: full-length sequences
-                if evaluating:
-                    metrics.update(evaluate_heldout(raw, heldout, args, dist.device, autocast))
-                    print0(dist, heldout_line(metrics, args))
-                if log_file:
-                    log_file.write(json.dumps(metrics) + "\n")
-                    log_file.flush()
-            if logging:
-                shown = ("gen_acc", "disc_auc") if args.objective == "rtd" else ("mlm_acc",)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", **{k: f"{metrics[k]:.3f}" for k in shown},
-                                lr=f"{lr:.2e}", seq_s=f"{metrics['seq_per_s']:.1f}")
-                timer = (time.time(), step)
-            if step % args.save_every == 0 or step == args.steps:
-                checkpoint_now(args, dist, raw, optimizer, data.state_dict(), step)
-        if step < args.steps:
-            raise_if_not_finite(bad_step, dist, step)
-            checkpoint_now(args, dist, raw, optimizer, position, step)
-            print0(dist, f"=> stopped at step {step} on request; resume with --resume")
-    finally:
-        profiler.close()
-        stop.restore()
-        bar.close()
-        if log_file:
-            log_file.close()
-    # 8. final export in the Hugging Face layout
-    if step >= args.steps and dist.is_main:
-        for name, network in raw.networks().items():
-            em.save_hf_checkpoint(network, out_dir / "final" / name, vocab_file=args.vocab)
-        print0(dist, f"=> exported {', '.join(str(out_dir / 'final' / name) for name in raw.networks())}")
-    return raw
 
 
 def heldout_line(metrics, args) -> str:
@@ -1204,44 +894,76 @@ def heldout_line(metrics, args) -> str:
                    f"RTD BCE {metrics['heldout_rtd_loss']:.4f} (base rate {metrics['heldout_rtd_base_entropy']:.4f})")
 
 
-def checkpoint_now(args, dist: Dist, raw, optimizer, data_position, step):
-    """Gather every process's RNG state, then the main process writes the checkpoint."""
-    rngs = [None] * dist.world_size
-    if dist.world_size > 1:
-        torch_dist.all_gather_object(rngs, rng_state(dist.device))
-    else:
-        rngs = [rng_state(dist.device)]
+def print_plan(args):
+    """What the run will do, in three lines."""
+    print(f"=> {args.size}: lr {args.lr:g}, batch {args.batch_size} = {args.world_size} processes x "
+          f"{args.grad_accum} accumulation steps x {args.micro_batch_size} sequences, seq len {args.seq_len}, "
+          f"{args.batch_size * args.seq_len:,} tokens/step")
+    model = (f"generator fraction {args.generator_fraction:.3g}" if args.objective == "rtd"
+             else "one discriminator-sized encoder, no generator")
+    print(f"=> objective {args.objective}, mask prob {args.mask_prob}: N = {args.num_predictions} masked slots per "
+          f"example; {model}; {args.steps:,} steps, warmup {args.warmup_steps:,}; "
+          f"{args.precision}, compile {args.compile}; out dir {args.out_dir}")
+    print(f"=> Adam bias correction {'on' if args.bias_correction else 'off'} (warmup {args.warmup_steps:,} "
+          f"steps; the rule: off from {BIAS_CORRECTION_WARMUP:,}, as ELECTRA's 10,000); held-out slice: "
+          + (f"every {args.heldout_every}th document, scored every {args.eval_every:,} steps"
+             if args.heldout_every else "none"))
+
+
+def record_run(args, dist, raw):
+    """args.flops_per_step (ELECTRA's count, A.4); out_dir/args.json: the resolved arguments, versions,
+    device and git commit (+ dirty flag); the model's size on the screen."""
+    args.flops_per_step = args.batch_size * flops_per_sequence(*flop_configs(raw), args.seq_len, args.num_predictions)
     if dist.is_main:
-        networks = list(raw.networks().values())
-        state = {"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "args": vars(args), "model_config": asdict(networks[0].config),
-                 "vocab": vocab_fingerprint(args.vocab), "data": data_position, "rng": rngs}
-        if len(networks) > 1:
-            state["generator_config"] = asdict(networks[1].config)
-        save_checkpoint(args.out_dir, step, state, args.keep_checkpoints)
+        here = Path(__file__).resolve().parent
+        git = lambda *cmd: subprocess.run(["git", *cmd], cwd=here, capture_output=True, text=True).stdout.strip()
+        info = {**vars(args), "torch": torch.__version__, "git_commit": git("rev-parse", "HEAD") or None,
+                "git_dirty": bool(git("status", "--porcelain")), "device": str(dist.device),
+                "device_name": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else "cpu"}
+        (Path(args.out_dir) / "args.json").write_text(json.dumps(info, indent=1))
+    print0(dist, "=> parameters: " + ", ".join(f"{name} {em.count_parameters(network):,}"
+                                               for name, network in raw.networks().items())
+           + f", together {em.count_parameters(raw):,}; {args.flops_per_step:.4g} FLOPs/step")
 
 
-# ---------------------------------------------------------------------------------------------
-# 9. Entry point
-#    main() starts the processes (or runs in this one); worker() is one process of the run.
-# ---------------------------------------------------------------------------------------------
-def worker(local_rank, args, port):
-    dist = init_distributed(args, local_rank, port)
-    try:
-        return train(args, dist)
-    finally:
-        if dist.world_size > 1:
-            torch_dist.destroy_process_group()
+def learn_run_vocab(args) -> list[str]:
+    """Learn args.learn_vocab WordPiece pieces from the corpus into args.vocab (OUT_DIR/vocab.txt), the paper's
+    vocabulary step (docs/paper.md §1); deterministic, so a resumed run learns the same file again. The
+    held-out documents count too: a vocabulary is a word-frequency table, not a model of them."""
+    print(f"=> learning a {args.learn_vocab:,}-piece vocabulary from {', '.join(map(str, args.corpus))} "
+          f"-> {args.vocab}")
+    return train_vocab_file(args.corpus, args.learn_vocab, args.vocab, workers=args.data_workers)
 
 
-def main(args):
-    if args.export:
-        out = export_checkpoint(args.export, Path(args.export).with_suffix(""))
-        print(f"=> exported {', '.join(str(d) for d in sorted(out.iterdir()))}")
-        return out
-    args = resolve_defaults(args)
-    if args.learn_vocab:
-        learn_run_vocab(args)
+# A.6 The deferred NaN check. CHOICE: a non-finite loss stops the run at the next log or checkpoint step,
+#     not at once (that would read the loss back every micro-batch, a host sync that stalls the GPU's
+#     queue); the error names the first bad step, and no checkpoint ever holds its update.
+NO_BAD_STEP = 2 ** 62
+
+
+def first_bad_step(bad_step, step, loss, grad_norm):
+    """The first step whose loss or gradient norm was not finite (NO_BAD_STEP while none was), kept
+    on the device, so the check costs no host read per step. The gradient norm is global (after
+    DDP's all-reduce), so every process marks the same step."""
+    return torch.where(torch.isfinite(loss) & torch.isfinite(grad_norm), bad_step, bad_step.clamp(max=step))
+
+
+def raise_if_not_finite(bad_step, dist, step):
+    """Stop the run, naming the first bad step, when first_bad_step marked one on any process."""
+    first = int(all_reduce(bad_step.clone(), dist, op=torch_dist.ReduceOp.MIN).item())
+    if first != NO_BAD_STEP:
+        raise FloatingPointError(f"loss or gradient norm not finite at step {first} (seen at step {step}): "
+                                 "stopping (lower --lr?)")
+
+
+# A.7 Processes and devices (docs/paper.md §5). One process per GPU (NCCL) or per CPU worker (gloo).
+#     `--gpus N` / `--nproc N` start the processes here; under torchrun (one or many nodes) the
+#     RANK/WORLD_SIZE env vars say who we are.
+DDP_BUCKET_MB = 25.0    # DDP's gradient buckets, PyTorch's default size (bench/ddp_overlap.py varies it)
+
+
+def start_processes(args):
+    """Run train() in this process, in args.world_size spawned ones, or as one of torchrun's workers."""
     if "RANK" in os.environ:                                  # started by torchrun: we are one worker
         return worker(int(os.environ["LOCAL_RANK"]), args, None)
     # the corpus is packed once, here, before any process starts; errors surface in this process
@@ -1252,6 +974,249 @@ def main(args):
     if args.world_size == 1:
         return worker(0, args, None)
     mp.spawn(worker, args=(args, free_port()), nprocs=args.world_size, join=True)
+
+
+def worker(local_rank, args, port):
+    dist = init_distributed(args, local_rank, port)
+    try:
+        return train(args, dist)
+    finally:
+        if dist.world_size > 1:
+            torch_dist.destroy_process_group()
+
+
+@dataclass
+class Dist:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    is_main: bool
+    host_group: object = None     # a gloo group for host-side collectives when the default is NCCL
+
+
+def open_data(args, dist, out_dir):
+    """This process's training reader and (on the main process) the held-out batch. Local rank 0 packs
+    the corpus, or finds it packed; the others wait for it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.local_rank == 0:
+        prepare_corpus(args.corpus, args.vocab, out_dir / "shards", max_len=args.seq_len,
+                       workers=args.data_workers, seed=args.seed, progress=True, heldout_every=args.heldout_every)
+    if dist.world_size > 1:
+        torch_dist.barrier()
+    data = PretrainingData(out_dir / "shards", args.micro_batch_size, dist.rank, dist.world_size, args.seed)
+    return data, load_heldout(out_dir / "shards", args) if dist.is_main else None
+
+
+def global_counts(batches, raw, args, dist, stop_requested):
+    """Masked slots and non-pad tokens of this step over all processes (the loss denominators),
+    and whether any process was asked to stop. Stores each batch's per-example "counts" (B,).
+    All on the host, from the loader's batches before they go to the device (all-reduced over
+    dist.host_group under NCCL): the step never waits on the GPU for them."""
+    for b in batches:
+        b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
+                                    args.num_predictions)
+    local = [sum(b["counts"].sum().item() for b in batches),
+             sum((b["input_ids"] != raw.pad_id).sum().item() for b in batches), float(stop_requested)]
+    return all_reduce(torch.tensor(local, dtype=torch.float64), dist, group=dist.host_group).tolist()
+
+
+def check_processes(args):
+    """Set args.world_size and args.micro_batch_size from --gpus/--nproc/--grad-accum, or say what is wrong."""
+    args.gpus = (1 if torch.cuda.is_available() else 0) if args.gpus is None else args.gpus
+    if args.gpus > torch.cuda.device_count():
+        raise PretrainError(f"--gpus {args.gpus} asks for more GPUs than torch sees "
+                            f"({torch.cuda.device_count()}); use --gpus 0 --nproc N for CPU processes")
+    if args.gpus and args.nproc > 1:
+        raise PretrainError("--nproc starts CPU processes; with GPUs use --gpus N (one process per GPU)")
+    args.world_size = int(os.environ.get("WORLD_SIZE", args.gpus or args.nproc))
+    per_step = args.world_size * args.grad_accum
+    if args.batch_size % per_step:
+        raise PretrainError(f"--batch-size {args.batch_size} is not divisible by {args.world_size} "
+                            f"processes x {args.grad_accum} accumulation steps")
+    args.micro_batch_size = args.batch_size // per_step
+
+
+def init_distributed(args, local_rank=0, port=None) -> Dist:
+    """Join the process group (if there is more than one process) and pick this process's device."""
+    if "RANK" in os.environ:                                        # torchrun
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+        world, init = int(os.environ["WORLD_SIZE"]), "env://"
+    else:
+        rank, world, init = local_rank, args.world_size, f"tcp://127.0.0.1:{port}"
+    device = torch.device("cuda", local_rank) if args.gpus else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    host_group = None
+    if world > 1:
+        torch_dist.init_process_group("nccl" if args.gpus else "gloo", init_method=init,
+                                      rank=rank, world_size=world)
+        # the per-step counts are all-reduced on the host, so reading them never waits for the GPU
+        host_group = torch_dist.new_group(backend="gloo") if args.gpus else None
+    return Dist(rank, local_rank, world, device, rank == 0, host_group)
+
+
+def setup_torch(args, dist):
+    """Seeds (model init identical on every process) and matmul flags, set here rather than at import."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    if dist.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True    # fp32 leftovers outside autocast
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def wrap_model(raw, args, dist):
+    """torch.compile(DDP(raw)): Dynamo's DDP optimizer splits the compiled graph at DDP's gradient-bucket
+    boundaries, so each bucket's all-reduce starts while the rest of the backward still runs; one unsplit
+    graph would deliver every gradient at its very end (bench/results_pretrain.md §2c). This order is the
+    one PyTorch documents; model.no_sync() reaches DDP through the wrapper."""
+    model = raw
+    if dist.world_size > 1:
+        model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+                    bucket_cap_mb=DDP_BUCKET_MB)
+    return torch.compile(model) if args.compile else model
+
+
+def to_device(tensor, device):
+    """Host -> device without a host sync: a plain (blocking) copy to CUDA waits for the GPU's queue,
+    a non-blocking one from pinned memory does not."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def has_padding(attention_mask) -> bool:
+    """Asked of the loader's host tensor, before the copy: on the device the answer would be a sync."""
+    return not attention_mask.all()
+
+
+def gather_rng_states(dist) -> list:
+    """Every process's RNG states, in rank order (for the checkpoint the main process writes)."""
+    if dist.world_size == 1:
+        return [rng_state(dist.device)]
+    rngs = [None] * dist.world_size
+    torch_dist.all_gather_object(rngs, rng_state(dist.device))
+    return rngs
+
+
+def all_reduce(tensor, dist, op=torch_dist.ReduceOp.SUM, group=None):
+    if dist.world_size > 1:
+        torch_dist.all_reduce(tensor, op=op, group=group)
+    return tensor
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def print0(dist, *a):
+    if dist.is_main:
+        tqdm.write(" ".join(map(str, a)))
+
+
+class StopRequest:
+    """SIGTERM or Ctrl-C sets a flag; the loop checkpoints at the end of the step and stops.
+    A second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested, self.previous = False, {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.previous[sig] = signal.signal(sig, self.handle)
+
+    def handle(self, sig, frame):
+        self.requested = True
+        signal.signal(sig, self.previous[sig])
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+# A.8 Checkpoint files: written atomically (a temporary name, fsynced, renamed), with the vocabulary's
+#     fingerprint and every RNG state; exported in the Hugging Face layout.
+def save_checkpoint(out_dir, step, state, keep) -> Path:
+    """Write checkpoints/step_{step}.pt atomically; keep the newest `keep` checkpoints."""
+    directory = Path(out_dir) / "checkpoints"
+    directory.mkdir(parents=True, exist_ok=True)
+    path, tmp = directory / f"step_{step:07d}.pt", directory / f"step_{step:07d}.pt.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    for old in sorted(directory.glob("step_*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def export_checkpoint(path, out_dir, vocab=None) -> Path:
+    """A training checkpoint's networks in the Hugging Face layout, as the final export writes them:
+    out_dir/discriminator and out_dir/generator (out_dir/mlm for --objective mlm). Fine-tune any step
+    with it: `python train_pretrain.py --export runs/mini/checkpoints/step_0001000.pt`."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    vocab = vocab or state["args"]["vocab"]
+    config = em.ModelConfig(**state["model_config"])
+    if state["args"].get("objective", "rtd") == "mlm":
+        raw = MaskedLanguageModel(em.Generator(config), (), config.pad_token_id, 0)
+    else:
+        gen = em.Generator(em.ModelConfig(**state["generator_config"]))
+        raw = ReplacedTokenDetection(gen, em.Discriminator(config), (), config.pad_token_id, 0)
+    raw.load_state_dict(state["model"])
+    for name, network in raw.networks().items():
+        em.save_hf_checkpoint(network, Path(out_dir) / name, vocab_file=vocab)
+    print(f"=> exported {', '.join(str(Path(out_dir) / name) for name in raw.networks())}")
+    return Path(out_dir)
+
+
+def latest_checkpoint(out_dir):
+    """The newest complete checkpoint in out_dir/checkpoints, or None (temporary files never count)."""
+    found = sorted((Path(out_dir) / "checkpoints").glob("step_*.pt"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path, vocab) -> dict:
+    """Read a training checkpoint (our own trusted file: it holds RNG tuples, so weights_only=False)
+    and check that it was trained with the same vocabulary."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    saved, now = state["vocab"], vocab_fingerprint(vocab)
+    if saved["sha256"] != now["sha256"]:
+        raise PretrainError(f"{path}: trained with vocab {saved['path']} ({saved['size']} entries), but "
+                            f"--vocab {vocab} ({now['size']} entries) differs: resume with the same vocab")
+    return state
+
+
+def check_fits(state, checkpoint, args, raw):
+    """Refuse a checkpoint of another objective or model shape, with the option to fix."""
+    objective = state["args"].get("objective", "rtd")
+    if objective != args.objective:
+        raise PretrainError(f"{checkpoint}: saved by an --objective {objective} run; resume it with the same "
+                            "--objective")
+    if state["model_config"] != asdict(list(raw.networks().values())[0].config):
+        raise PretrainError(f"{checkpoint}: saved for model {state['model_config']}, this run builds "
+                            f"another: resume with the same --size/--seq-len")
+
+
+def vocab_fingerprint(path) -> dict:
+    data = Path(path).read_bytes()
+    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "size": data.count(b"\n")}
+
+
+def rng_state(device) -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state, device):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 if __name__ == "__main__":

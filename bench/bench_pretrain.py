@@ -71,7 +71,7 @@ def run_ours(args):
     targs = tp.parse_args(["--size", args.size, "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size),
                            "--gpus", "1" if device.type == "cuda" else "0", "--unpad" if args.unpad else "--no-unpad"]
                           + (["--dropout", str(args.dropout)] if args.dropout is not None else []))
-    targs.precision, targs.compile = args.dtype, args.compile
+    targs.compile = args.compile
     tp.resolve_defaults(targs)
     if args.vocab:
         tokenizer = tp.Tokenizer.from_vocab_file(args.vocab)

@@ -490,18 +490,22 @@ def test_compile_wraps_ddp_and_splits_the_graph_at_its_buckets(tokenizer, real_b
         torch.distributed.destroy_process_group()
 
 
-def test_profile_records_the_asked_steps_on_every_rank(small_corpus, scivocab, tmp_path):
-    """--profile 2 3 writes a chrome trace and an op table holding those steps' work: two optimizer
-    steps' forward and backward (one micro-batch each), and nothing from step 1 or 4."""
-    tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "4", "--profile", "2", "3",
-                      "--heldout-every", "0", "--log-every", "4", "--save-every", "4"))
+def test_profiler_records_the_asked_steps(small_corpus, scivocab, tmp_path):
+    """bench/ddp_overlap.py's recorder around steps 2-3 of a 4-step run writes a chrome trace and an op
+    table holding those steps' work: two optimizer steps' forward and backward (one micro-batch each),
+    and nothing from step 1 or 4; the run's own functions are back in place afterwards."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import ddp_overlap
+    learning_rate = tp.learning_rate
+    with ddp_overlap.recording_steps(tp, 2, 3, tmp_path / "profile"):
+        tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "4", "--heldout-every", "0",
+                          "--log-every", "4", "--save-every", "4"))
     trace = json.loads((tmp_path / "profile" / "rank0.json").read_text())["traceEvents"]
     names = [e["name"] for e in trace if e.get("ph") == "X"]
     assert names.count("Optimizer.step#AdamWeightDecay.step") == 2, sorted(set(n for n in names if "ptim" in n))
     assert sum(n.startswith("autograd::engine::evaluate_function") for n in names) > 0
     assert "aten::mm" in (tmp_path / "profile" / "rank0.txt").read_text()
-    with pytest.raises(tp.PretrainError, match="--profile 3 9"):
-        tp.resolve_defaults(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "4", "--profile", "3", "9"))
+    assert tp.learning_rate is learning_rate and "zero_grad" not in vars(tp.AdamWeightDecay)
 
 
 @pytest.mark.parametrize("objective, atol", [("rtd", 5e-7), ("mlm", 1e-6)])
@@ -627,7 +631,7 @@ def test_mlm_loss_is_cross_entropy_at_the_masked_positions(tokenizer):
     logits = model.masked_lm(by_hand, torch.zeros_like(ids), ids != pad)[rows, cols]     # (5, V)
     expected = torch.nn.functional.cross_entropy(logits, ids[rows, cols])
     torch.testing.assert_close(out["loss"], expected, rtol=1e-6, atol=1e-6)
-    s = tp.summarize_mlm(out["stats"])
+    s = tp.summarize(out["stats"], None)
     assert s["masked_tokens"] == 5 and s["real_tokens"] == 15
     assert s["mlm_loss"] == pytest.approx(expected.item(), rel=1e-6)
     assert s["mlm_acc"] == (logits.argmax(-1) == ids[rows, cols]).float().mean().item()
@@ -894,8 +898,6 @@ def test_bad_input_gives_clear_errors(small_corpus, scivocab, tmp_path):
         tp.main(tiny_args(empty, scivocab, tmp_path / "e"))
     with pytest.raises(tp.PretrainError, match="--gpus 1 asks for more GPUs"):
         tp.main(tiny_args(small_corpus, scivocab, tmp_path / "g", "--gpus", "1"))
-    with pytest.raises(tp.PretrainError, match="fp16"):
-        tp.main(tiny_args(small_corpus, scivocab, tmp_path / "h", "--gpus", "0", "--precision", "fp16"))
     with pytest.raises(FloatingPointError, match=r"not finite at step 2 \(seen at step 5\)"):   # lr 1e30: step 1's update blows up
         tp.main(tiny_args(small_corpus, scivocab, tmp_path / "n", "--steps", "5", "--lr", "1e30", "--warmup-steps", "0"))
     tp.main(tiny_args(small_corpus, scivocab, tmp_path / "r", "--steps", "1"))
@@ -925,7 +927,7 @@ def test_tiny_preset_starts_learning_real_text(small_corpus, scivocab, tmp_path)
 
 
 def test_tiny_learns_its_vocabulary_first_unless_one_is_named(small_corpus, scivocab, tmp_path):
-    """The tiny preset's vocabulary step (--learn-vocab 4000): the run writes OUT_DIR/vocab.txt, the very
+    """The tiny preset's vocabulary step (4,000 pieces): the run writes OUT_DIR/vocab.txt, the very
     file `python tokenizer.py train` learns from that corpus, trains with it and exports it beside the
     discriminator, whose embedding has one row per piece. A --vocab named on the command line wins."""
     out = tmp_path / "run"
