@@ -466,6 +466,172 @@ def count_split(path) -> dict:
     return {"pairs": len(pairs), "questions": len({p["question_id"] for p in pairs})}
 
 
+# A fine-tuning data set is one folder: train, dev (or devel) and test files of one kind, or for QA
+# BioASQ's train.json + test-*.json + golden-*.json. read_task finds the files, reads them, draws dev
+# from train when there is no dev file, and says in one line what it read.
+SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "devel"), "test": ("test",)}   # devel: BioBERT's NER files
+EXTENSIONS = {"ner": (".txt", ".tsv", ".conll"), "re": (".tsv", ".csv", ".txt"), "qa": (".json",)}
+NEGATIVE_NAMES = {"false", "negative", "none", "other", "0"}   # how data sets spell RE's no-relation class
+RE_LAYOUTS = {None: "BioBERT layout (no header)",
+              ("index", "sentence", "label"): "BLUE layout (header index, sentence, label)"}
+
+
+def read_task(kind, folder, entity_type=None, negative=None, dev_fraction=0.1, test_batches=None) -> tuple[dict, str]:
+    """The splits of a data set of `kind` ("ner", "re" or "qa") in `folder`, and one line saying what
+    was read. Splits: {"train", "dev", "test", "files": split -> file read, "layout": "conll", "tsv",
+    "squad" or "bioasq", "negative": RE's no-relation class as train spells it (`negative` or guessed)}.
+    A QA folder with golden-*.json (or without test.json) is BioASQ's layout, else SQuAD v1.1's."""
+    folder = Path(folder)
+    if kind == "qa" and (any(folder.glob("golden-*.json")) or not (folder / "test.json").is_file()):
+        return read_bioasq_task(folder, dev_fraction, test_batches)
+    splits, infos = {"files": {}}, {}
+    for split in SPLIT_NAMES:
+        if split != "dev" or split_file(kind, folder, "dev"):
+            infos[split] = {}
+            splits[split] = read_split(kind, folder, split, entity_type, infos[split])
+            splits["files"][split] = split_file(kind, folder, split)
+    dev_note = "dev file"
+    if "dev" not in splits:
+        group = (lambda pair: pair["question_id"]) if kind == "qa" else None
+        splits["train"], splits["dev"] = split_off_dev(splits["train"], dev_fraction, splits["files"]["train"], group)
+        n = len({group(e) for e in splits["dev"]}) if group else len(splits["dev"])
+        total = n + (len({group(e) for e in splits["train"]}) if group else len(splits["train"]))
+        dev_note = (f"no dev file: dev is {n} of train's {total} {'questions' if group else 'examples'} "
+                    f"({dev_fraction:.0%}, seed 0)")
+    finish = {"ner": _conll_task, "re": _tsv_task, "qa": _squad_task}[kind]
+    return splits, finish(splits, infos, entity_type, negative) + "; " + dev_note
+
+
+def split_file(kind, folder, split) -> Path | None:
+    """The file of one split (train, dev|devel, test with the kind's extensions), None if absent."""
+    found = [folder / f"{name}{ext}" for name in SPLIT_NAMES[split] for ext in EXTENSIONS[kind]
+             if (folder / f"{name}{ext}").is_file()]
+    if len(found) > 1:
+        raise DataError(f"{folder}: {len(found)} files for the {split} split "
+                        f"({', '.join(p.name for p in found)}): keep one")
+    return found[0] if found else None
+
+
+def read_split(kind, folder, split, entity_type=None, info=None) -> list:
+    """The examples of one split, read by the kind's reader; a missing file is an error naming it."""
+    path = split_file(kind, Path(folder), split)
+    if path is None:
+        names = [f"{name}{ext}" for name in SPLIT_NAMES[split] for ext in EXTENSIONS[kind]]
+        raise DataError(f"{Path(folder) / names[0]}: missing {split} split for task kind {kind!r} "
+                        f"(looked for {', '.join(names)})")
+    if kind == "ner":
+        return read_conll(path, entity_type or DEFAULT_ENTITY_TYPE, info)
+    return (read_blue_tsv if kind == "re" else read_squad)(path, info=info)
+
+
+def split_off_dev(examples, fraction, path, group=None) -> tuple[list, list]:
+    """(train, dev): a fixed share of the examples held out as dev, drawn with seed 0 whatever the run
+    seed, both kept in file order. `group(example)` keeps a group (a question's snippets) on one side.
+    A set too small to keep a training example is an error naming the file and its counts."""
+    keys = sorted({group(e) for e in examples}) if group else list(range(len(examples)))
+    held = set(random.Random(0).sample(keys, min(len(keys), max(1, round(fraction * len(keys))))))
+    side = [(group(e) if group else i) in held for i, e in enumerate(examples)]
+    train, dev = [e for e, s in zip(examples, side) if not s], [e for e, s in zip(examples, side) if s]
+    if not train:
+        unit = "questions" if group else "examples"
+        raise DataError(f"{path}: too few {unit} to train on ({len(keys)}, of which {len(held)} held out as dev "
+                        f"since there is no dev file): add a dev file or more {unit}")
+    return train, dev
+
+
+def _conll_task(splits, infos, entity_type, negative) -> str:
+    found, labels = infos["train"], {t for _, tags in splits["train"] for t in tags}
+    splits["layout"] = "conll"
+    bare = f" without types (type {entity_type or DEFAULT_ENTITY_TYPE!r})" if found["bare"] else ""
+    scheme = found["scheme"] + (" -> BIO" if found["scheme"] not in ("BIO", "IOB1") else "")
+    return (f"NER, CoNLL {found['columns']} columns ({found['separator']} separated), {scheme} tags{bare}, "
+            f"{len(labels)} labels")
+
+
+def _tsv_task(splits, infos, entity_type, negative) -> str:
+    """RE: the negative class found, dev/test labels spelt as train spells them (any case)."""
+    labels = sorted({label for _, label in splits["train"]})
+    splits.update(layout="tsv", negative=negative_label(labels, negative, splits["files"]["train"]))
+    spelling = {label.lower(): label for label in labels}
+    for split in ("dev", "test"):
+        splits[split] = [(s, spelling.get(label.lower(), label)) for s, label in splits[split]]
+    layouts = {}                                  # layout -> its splits (BioBERT: only test has a header)
+    for split, info in infos.items():
+        header = info["header"] and tuple(info["header"])
+        layouts.setdefault(RE_LAYOUTS.get(header, f"header {', '.join(header or [])}"), []).append(split)
+    layout = (next(iter(layouts)) if len(layouts) == 1 else
+              ", ".join(f"{'/'.join(names)}: {layout}" for layout, names in layouts.items()))
+    return f"RE, {layout}, {len(labels)} classes, negative: {splits['negative']}"
+
+
+def negative_label(labels, negative, path) -> str:
+    """The RE class that micro-F1 leaves out: `negative` in any case (BLUE's ChemProt spells it 'false',
+    bio_electra's 'False'), else the one label spelt like a negative."""
+    if negative is not None:
+        found = [x for x in labels if x.lower() == negative.lower()]
+        if len(found) != 1:
+            raise DataError(f"{path}: negative label {negative!r} not among the train labels {labels}")
+        return found[0]
+    found = [x for x in labels if x.lower() in NEGATIVE_NAMES or x.lower().endswith("-false")]
+    if len(found) != 1:
+        raise DataError(f"{path}: cannot tell the negative class among {labels}: pass --negative-label")
+    return found[0]
+
+
+def _squad_task(splits, infos, entity_type, negative) -> str:
+    """SQuAD v1.1 train/dev/test.json: every dev and test pair must have gold answers to score."""
+    splits["layout"] = "squad"
+    for split in ("dev", "test"):
+        if not all(p["texts"] for p in splits[split]):
+            raise DataError(f"{splits['files'].get(split, splits['files']['train'])}: "
+                            f"{sum(not p['texts'] for p in splits[split])} questions without gold answers: "
+                            f"a SQuAD-style {split} split is scored against them")
+    splits["train"], note = qa_train_pairs(splits["train"], infos.values(), splits["files"]["train"])
+    return (f"QA, SQuAD v1.1 JSON (train/dev/test.json), scored by SQuAD EM/F1, {len(splits['test'])} test "
+            f"questions{note}")
+
+
+def qa_train_pairs(pairs, infos, path) -> tuple[list[dict], str]:
+    """Training pairs without those whose every answer is misaligned (BERT's run_squad skips such an
+    example and goes on), and a note counting both for the description line."""
+    kept = [p for p in pairs if p["answers"] or not p["texts"]]
+    if not kept:
+        raise DataError(f"{path}: none of its {len(pairs)} training pairs has an answer at its answer_start")
+    misaligned = sum(info.get("misaligned", 0) for info in infos)
+    return kept, (f"; {misaligned} answers not at their answer_start ({len(pairs) - len(kept)} training pairs "
+                  "dropped, as BERT's run_squad; dev/test keep them as gold texts)" if misaligned else "")
+
+
+def read_bioasq_task(folder, dev_fraction=0.1, test_batches=None) -> tuple[dict, str]:
+    """BioASQ's layout: train and dev from train.json, split by question, and one test batch per
+    test-*.json ({batch: {"examples", "golden"}}) with the factoid questions of its golden-*.json.
+    `test_batches`: e.g. "1,3" keeps test-7b-1.json and test-7b-3.json."""
+    info = {}
+    pairs = read_split("qa", folder, "train", info=info)
+    train, dev = split_off_dev(pairs, dev_fraction, folder / "train.json", group=lambda p: p["question_id"])
+    dev_golden = {}
+    for p in dev:
+        dev_golden.setdefault(p["question_id"], set()).update(p["texts"])
+    tests, unscored = {}, 0
+    for path in sorted(folder.glob("test-*.json")):
+        name = path.stem[len("test-"):]
+        if test_batches and name.rsplit("-", 1)[-1] not in str(test_batches).split(","):
+            continue
+        golden = read_bioasq_golden(require_file(folder / f"golden-{name}.json", f"golden answers of {path}"))
+        tests[name] = {"examples": read_squad(path), "golden": golden}
+        unscored += len({p["question_id"] for p in tests[name]["examples"]} - set(golden))
+    if not tests:
+        raise DataError(f"{folder}: no test-*.json batches (with golden-*.json answers) selected")
+    train, note = qa_train_pairs(train, [info], folder / "train.json")
+    dev_batch = {"examples": dev, "golden": {q: [sorted(s)] for q, s in dev_golden.items()}}
+    splits = {"train": train, "dev": {"dev": dev_batch}, "test": tests, "files": {"train": folder / "train.json"},
+              "layout": "bioasq"}
+    unscored_note = f"; {unscored} test questions not in golden-*.json (not scored)" if unscored else ""
+    return splits, (f"QA, BioASQ layout (train.json + {len(tests)} test-*.json batches with golden-*.json), "
+                    f"{info['questions']} train questions grouped by {info['question_ids']}; dev: "
+                    f"{len(dev_golden)} of them ({dev_fraction:.0%}, seed 0){note}{unscored_note}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------

@@ -740,3 +740,91 @@ def test_git_state_names_the_commit_and_nothing_outside_a_checkout(tmp_path):
     code = "import data, json; print(json.dumps(data.git_state()))"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == {"git_commit": None, "git_dirty": None}
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. read_task: a fine-tuning data set found, read, given a dev split and described in one line
+# ---------------------------------------------------------------------------------------------
+def write_set(folder, files):
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def conll(n, entity="B-Drug"):
+    return "\n\n".join(f"aspirin {entity}\nhelps O\nword{i} O" for i in range(n)) + "\n"
+
+
+@pytest.mark.parametrize("kind, name, text, where", [
+    ("ner", "train.txt", "a O\nb Q-x\n", "train.txt:2: bad tag 'Q-x' \\(accepted: "),
+    ("re", "train.tsv", "s\t0\nt\t1\nu\t1\textra\n", "train.tsv:3: expected 2 TAB-separated columns, got 3 \\(accepted: "),
+    ("qa", "train.json", '{"data": [\n{"paragraphs": [}\n]}', "train.json:2: invalid JSON"),
+])
+def test_task_malformed_files_name_file_line_and_formats(tmp_path, kind, name, text, where):
+    with pytest.raises(DataError, match=where):
+        data.read_task(kind, write_set(tmp_path / "set", {name: text}))
+
+
+def test_task_split_files_missing_empty_or_twice_are_errors_naming_them(tmp_path):
+    two = write_set(tmp_path / "two", {name: "a O\n" for name in ("train.txt", "dev.txt", "devel.tsv", "test.txt")})
+    with pytest.raises(DataError, match="2 files for the dev split \\(dev.txt, devel.tsv\\)"):
+        data.read_task("ner", two)
+    with pytest.raises(DataError, match="dev.txt: no sentences"):
+        data.read_task("ner", write_set(tmp_path / "empty", {"train.txt": conll(5), "dev.txt": "\n\n", "test.txt": conll(2)}))
+    missing = write_set(tmp_path / "missing", {"train.txt": conll(5), "dev.txt": conll(2)})
+    with pytest.raises(DataError, match="test.txt: missing test split for task kind 'ner' \\(looked for test.txt, "
+                                        "test.tsv, test.conll\\)"):
+        data.read_task("ner", missing)
+
+
+def test_task_without_dev_file_holds_out_a_seeded_share_of_train(tmp_path):
+    """No dev file: 10% of train (at least 1) is dev, drawn with seed 0, both kept in file order; a set
+    too small to keep a training example is one error naming the file and its counts."""
+    folder = write_set(tmp_path / "set", {"train.conll": conll(20), "test.conll": conll(3)})
+    splits, about = data.read_task("ner", folder)
+    assert about == ("NER, CoNLL 2 columns (space separated), BIO tags, 2 labels; no dev file: dev is 2 of train's "
+                     "20 examples (10%, seed 0)")
+    everything = data.read_conll(folder / "train.conll")
+    assert len(splits["dev"]) == 2 and sorted(splits["train"] + splits["dev"]) == sorted(everything)
+    assert splits["train"] == [s for s in everything if s not in splits["dev"]]
+    assert data.read_task("ner", folder)[0]["dev"] == splits["dev"]                       # the same draw
+    assert splits["files"] == {"train": folder / "train.conll", "test": folder / "test.conll"}
+    (folder / "train.conll").write_text(conll(1))
+    with pytest.raises(DataError, match="train.conll: too few examples to train on \\(1, of which 1 held out as dev"):
+        data.read_task("ner", folder)
+
+
+def test_task_re_negative_class_guessed_or_given_in_any_case(tmp_path):
+    rows = lambda labels: "".join(f"@GENE$ and @CHEMICAL$ {i}\t{label}\n" for i, label in enumerate(labels))
+    folder = write_set(tmp_path / "set", {"train.tsv": rows(["none", "rel:a", "none", "rel:b"]),
+                                          "dev.tsv": rows(["NONE", "rel:a"]), "test.tsv": rows(["REL:B", "none"])})
+    splits, about = data.read_task("re", folder)
+    assert splits["negative"] == "none" and about == "RE, BioBERT layout (no header), 3 classes, negative: none; dev file"
+    assert [label for _, label in splits["dev"] + splits["test"]] == ["none", "rel:a", "rel:b", "none"]   # train's spelling
+    assert data.read_task("re", folder, negative="NoNe")[0]["negative"] == "none"
+    with pytest.raises(DataError, match="train.tsv: negative label 'other' not among the train labels"):
+        data.read_task("re", folder, negative="other")
+    (folder / "train.tsv").write_text(rows(["false", "none", "rel:a"]))
+    with pytest.raises(DataError, match="train.tsv: cannot tell the negative class among .*--negative-label"):
+        data.read_task("re", folder)
+
+
+def test_task_qa_layouts_squad_or_bioasq(tmp_path):
+    """train/dev/test.json is SQuAD's layout; test-*.json with golden-*.json is BioASQ's, dev drawn from
+    train by question and every test batch keeping its golden factoid questions."""
+    def squad(n, prefix):
+        qas = [{"id": f"{prefix}{i}_000", "question": f"q{i}?", "answers": [{"text": "egfr", "answer_start": 0}]}
+               for i in range(n)]
+        return json.dumps({"data": [{"paragraphs": [{"context": "egfr binds", "qas": qas}]}]})
+    folder = write_set(tmp_path / "squad", {"train.json": squad(10, "t"), "dev.json": squad(2, "d"),
+                                            "test.json": squad(3, "s")})
+    splits, about = data.read_task("qa", folder)
+    assert splits["layout"] == "squad" and len(splits["test"]) == 3 and about.endswith("3 test questions; dev file")
+    golden = {"questions": [{"id": "s1", "type": "factoid", "exact_answer": [["egfr"]]}]}
+    folder = write_set(tmp_path / "bioasq", {"train.json": squad(10, "t"), "test-7b-1.json": squad(3, "s"),
+                                             "golden-7b-1.json": json.dumps(golden)})
+    splits, about = data.read_task("qa", folder)
+    assert splits["layout"] == "bioasq" and set(splits["test"]) == {"7b-1"}
+    assert splits["test"]["7b-1"]["golden"] == {"s1": [["egfr"]]} and len(splits["dev"]["dev"]["golden"]) == 1
+    assert "dev: 1 of them (10%, seed 0)" in about and "2 test questions not in golden-*.json" in about
