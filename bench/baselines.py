@@ -1,7 +1,7 @@
 """
-Simple baselines without pre-training (issue 8, item 4), on the real test sets: what a pre-trained
-transformer has to beat. Trained on train, scored on test, with the project's readers (data.py, via
-finetune.TASKS) and metrics (eval.py). scikit-learn is a test requirement, not a run-time one.
+Simple baselines without pre-training, on the real test sets: what a pre-trained transformer has to
+beat. Trained on train, scored on test, with the project's readers (data.py; folders and negative
+classes from finetune.TASKS) and metrics (eval.py). scikit-learn is a test requirement, not a run-time one.
 
     OMP_NUM_THREADS=1 python bench/baselines.py --data-dir ../shared/data        # ~2 minutes on 2 cores
     python bench/baselines.py --tasks ncbi_disease ddi --converged              # also fit to convergence
@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))   # bench scripts run from anywhere; the library itself never does this
 import eval as scoring  # noqa: E402
-from data import default_data_dir  # noqa: E402
-from finetune import TASKS  # noqa: E402   the task table: folder, reader, negative class
+from data import default_data_dir, read_blue_tsv, read_conll  # noqa: E402
+from finetune import TASKS  # noqa: E402   the task table: kind, folder, negative class
 
 import sklearn  # noqa: E402
 from scipy.sparse import hstack  # noqa: E402
@@ -110,7 +110,7 @@ def classifier(C, args, balanced=False) -> LogisticRegression:
 
 def run_ner(task, args) -> dict:
     folder = Path(args.data_dir) / TASKS[task].folder
-    train, test = (TASKS[task].reader(folder / f"{split}.txt") for split in ("train", "test"))
+    train, test = (read_conll(folder / f"{split}.txt") for split in ("train", "test"))
     vectorizer = DictVectorizer()
     x_train = vectorizer.fit_transform(sentence_features(train))
     model = classifier(NER_C, args).fit(x_train, [t for _, tags in train for t in tags])
@@ -123,7 +123,7 @@ def run_ner(task, args) -> dict:
 
 def run_re(task, args) -> dict:
     folder, spec = Path(args.data_dir) / TASKS[task].folder, TASKS[task]
-    train, test = (spec.reader(folder / f"{split}.tsv") for split in ("train", "test"))
+    train, test = (read_blue_tsv(folder / f"{split}.tsv") for split in ("train", "test"))
     x_train, x_test = relation_matrices(train, test, PAIR_MARKERS[task])
     gold = [label for _, label in test]
     out = {"metric": "micro_f1", "features": x_train.shape[1]}

@@ -1,5 +1,5 @@
 """
-Fine-tuning speed on CPU with and without --length-buckets (issue 9): training sequences per second
+Fine-tuning speed on CPU with and without --length-buckets: training sequences per second
 of `finetune.train_epoch` on the first N training features of NCBI-disease (NER) and ChemProt (RE,
 one id per marker, entity window), random-init model, the same batches' contents either way. The
 two orders alternate (plain, buckets, plain, buckets) so that background load hits both alike.
