@@ -1,5 +1,5 @@
 """
-Corpus preparation speed and memory (issue 4): `data.prepare_corpus` with 2 workers on the shared PubMed
+Corpus preparation speed and memory: `data.prepare_corpus` with 2 workers on the shared PubMed
 corpus and on a 4x concatenation of it (in a temp dir). Each run is a fresh child process that reports
 its peak resident memory (VmHWM of itself and of its largest tokenizer worker), so memory must
 stay flat when the corpus grows 4x. For scale, the same text is tokenized by Hugging Face's Rust
@@ -76,7 +76,6 @@ def parse_args(argv=None):
     p.add_argument("--corpus", default=None, help="default: DATA_DIR/pubmed/corpus.txt")
     p.add_argument("--copies", type=int, nargs="+", default=[1, 4], help="corpus sizes, in copies")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0, help="unused: preparation is deterministic")
     p.add_argument("--out-dir", default=None, help="default: a temp dir, deleted afterwards")
     return p.parse_args(argv)
 

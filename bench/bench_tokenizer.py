@@ -1,5 +1,5 @@
 """
-Tokenizer speed and vocabulary quality (issue 2): ours beside Hugging Face's Rust `tokenizers`, on one
+Tokenizer speed and vocabulary quality: ours beside Hugging Face's Rust `tokenizers`, on one
 core each (RAYON_NUM_THREADS=1 for the peer, set before it is imported), in one run, on the same text.
 
 1. Encoding: every line of the PubMed corpus with scivocab (lowercased). Ours starts from an empty word
