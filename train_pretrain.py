@@ -442,11 +442,11 @@ def train(args, dist):
 # 8. Arguments and presets                        (docs/paper.md §2-§3; ELECTRA Table 6 and
 #    configure_pretraining.py). Model shapes are electramed.SIZES and GENERATOR_FRACTION; here is the
 #    recipe per size. None in an option means "from --size". "tiny" and "mini" are ours, for CPUs.
-# CHOICE: tiny: short examples in big batches, mask rate 0.25 and a vocabulary learned from the corpus
+# CHOICE: tiny: short examples in big batches, a higher mask rate and a vocabulary learned from the corpus
 #   first, so that a CPU sees learning in minutes: the cost is the vocabulary work per masked slot, and with
 #   scivocab the embedded sample was only memorised (bench/results_pretrain.md §3-§4).
-# CHOICE: mini: the CPU proof on scivocab, ~100 min on 2 cores; an 8k vocabulary, lr 2e-3 and mask rate
-#   0.15 were measured and rejected (bench/results_pretrain.md §4).
+# CHOICE: mini: the CPU proof on scivocab, ~100 min on 2 cores; an 8k vocabulary, a higher lr and ELECTRA's
+#   mask rate were measured and rejected (bench/results_pretrain.md §4).
 # ---------------------------------------------------------------------------------------------
 PRESETS = {
     "tiny":  dict(lr=3e-3, batch_size=128, seq_len=32, mask_prob=0.25, dropout=0.0, steps=3000, learn_vocab=4000),
@@ -474,8 +474,7 @@ def parse_args(argv=None):
     g.add_argument("--steps", type=int, default=None, help="optimizer steps")
     g.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all processes")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    g.add_argument("--warmup-steps", type=int, default=None,
-                   help="default min(10000, steps // 10): CHOICE: short runs warm up too; 10,000 at 1M steps")
+    g.add_argument("--warmup-steps", type=int, default=None, help="default min(10000, steps // 10)")
     g = p.add_argument_group("variants (off the paper's recipe; where each is measured)")
     g.add_argument("--objective", choices=("rtd", "mlm"), default="rtd",
                    help="rtd: ELECTRA's replaced-token detection; mlm: BERT's masked-LM on the discriminator-"
@@ -523,7 +522,8 @@ def resolve_defaults(args):
         args.vocab = os.path.join(args.out_dir, "vocab.txt")            # written by learn_run_vocab
     args.vocab = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
     note_if_sample(*args.corpus, args.vocab)
-    args.warmup_steps = min(10_000, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
+    if args.warmup_steps is None:         # CHOICE: min(10k, 10% of the steps), so short runs warm up too
+        args.warmup_steps = min(10_000, args.steps // 10)
     if args.bias_correction is None:
         args.bias_correction = needs_bias_correction(args.warmup_steps)
     args.eval_every = args.eval_every or min(args.save_every, 1000 if args.steps > 20_000 else 100)

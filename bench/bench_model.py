@@ -1,8 +1,8 @@
 """
-One ELECTRA pre-training step, ours against the same step built from transformers' ELECTRA classes
-(issue 3). A step: generator forward over the masked input, Gumbel-max sampling at the masked
+One ELECTRA pre-training step, ours against the same step built from transformers' ELECTRA classes.
+A step: generator forward over the masked input, Gumbel-max sampling at the masked
 positions (fp32, no gradient), discriminator forward over the corrupted input, loss = mlm + 50 * rtd,
-backward, AdamW step. Ours runs the MLM head only at the N masked positions (PAPER.md §3); the
+backward, AdamW step. Ours runs the MLM head only at the N masked positions (docs/paper.md §3); the
 transformers step is ElectraForMaskedLM + ElectraForPreTraining with the embedding block shared as
 HF's ELECTRA pre-training examples do (generator.electra.embeddings = discriminator.electra.embeddings),
 whose MLM head runs over all L positions. Same sizes, same batch (no padding; or with --shards the
@@ -10,7 +10,7 @@ same real packed PubMed batches, padded tails and attention masks included), sam
 
 Each implementation runs in its own child process (interleaved, best of --repeats), which reports
 s/step, seq/s, peak memory (ru_maxrss on CPU, max_memory_allocated on CUDA) and MFU from the
-analytic FLOPs of PAPER.md §5 (the same useful FLOPs for both, so the MFU ratio = the speed ratio).
+analytic FLOPs of docs/paper.md §5 (the same useful FLOPs for both, so the MFU ratio = the speed ratio).
 
     OMP_NUM_THREADS=2 python bench/bench_model.py                         # CPU, ELECTRA-Small, L=128
     python bench/bench_model.py --device cuda --dtype bf16 --compile --size base --seq-len 512 --batch-size 32
@@ -35,7 +35,7 @@ import electramed as em  # noqa: E402
 MASK_ID = 4                      # any fixed id: the timing does not depend on which
 
 
-# ----- FLOPs (PAPER.md §5) -------------------------------------------------------------------
+# ----- FLOPs (docs/paper.md §5) ---------------------------------------------------------------
 def encoder_flops(config, seq_len):
     """Forward+backward FLOPs of one sequence through an encoder: 6 * matmul params * tokens, plus
     attention scores and mixing (2 * 2 * L^2 * D forward per layer, times 3 with backward)."""
@@ -75,7 +75,7 @@ def synchronize(device):
 def make_batch(args, vocab_size, device):
     """Token ids (no padding, [CLS] ... [SEP]), two segments, and N distinct masked positions each."""
     B, L = args.batch_size, args.seq_len
-    n = int((args.mask_prob + 0.005) * L)                       # 19 at L=128, 79 at L=512 (PAPER.md §3)
+    n = int((args.mask_prob + 0.005) * L)                       # 19 at L=128, 79 at L=512 (docs/paper.md §3)
     ids = torch.randint(5, vocab_size, (B, L))
     ids[:, 0], ids[:, -1] = 2, 3
     types = (torch.arange(L) >= L // 2).long().expand(B, L).contiguous()
@@ -210,7 +210,7 @@ def run_one(args):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=list(em.SIZES), default="small")
-    p.add_argument("--vocab-size", type=int, default=31090, help="scivocab (PAPER.md §1)")
+    p.add_argument("--vocab-size", type=int, default=31090, help="scivocab (docs/paper.md §1)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8, help="sequences per step")
     p.add_argument("--mask-prob", type=float, default=0.15)

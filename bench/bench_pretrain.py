@@ -5,7 +5,7 @@ transformers-based step of bench/bench_model.py (imported, not rewritten), on th
 
 Each measurement runs in its own child process (interleaved, best of --repeats) and reports the
 median s/step of --steps timed steps, CPU s/step, seq/s and MFU from train_pretrain.flops_per_sequence
-(the useful FLOPs of PAPER.md §5, the same for both implementations).
+(the useful FLOPs of docs/paper.md §5, the same for both implementations).
 
     OMP_NUM_THREADS=2 python bench/bench_pretrain.py                        # CPU, small, L=128
     python bench/bench_pretrain.py --device cuda --sweep                    # base, L=128/512, compile on/off

@@ -1,5 +1,5 @@
 """
-The prepared device check of issue 11 (item 7): the first thing a session lent a GPU runs. Started by
+The prepared device check: the first thing a session lent a GPU runs. Started by
 bench/gpu_check.sh, one part per process (so a part that hangs or crashes costs only its own time),
 then `summary` gathers the parts into results.json and results.md.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared device check of issue 11 (item 7): a session lent a GPU runs this first, then commits
+# The prepared device check: a session lent a GPU runs this first, then commits
 # the numbers to bench/RESULTS.md with the date and the device.
 #
 #   bash bench/gpu_check.sh                          # CUDA, at most ~8 minutes on one H100

@@ -1,4 +1,4 @@
-"""bench/gpu_check.sh, the prepared device check of issue 11, run in its CPU mode so that it cannot rot
+"""bench/gpu_check.sh, the prepared device check, run in its CPU mode so that it cannot rot
 between the rare sessions lent a GPU: every part runs at tiny sizes on real data (the compiled
 benchmarks are CUDA-only and say so), and results.json / results.md come out whole.
 

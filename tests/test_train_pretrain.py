@@ -1,9 +1,10 @@
 """Tests for train_pretrain.py: ELECTRA's masking, sampling, losses, optimizer and schedule checked
-against PAPER.md §3 / google-research/electra on many random draws; torch.optim.AdamW and
-scikit-learn's roc_auc_score as oracles; 2 gloo processes == 1 process; a SIGKILLed run resumes
-bit-identically; the exported checkpoint loads in transformers; real PubMed text is learned.
+against docs/paper.md §3 / google-research/electra on many random draws; BERT's masked-LM baseline
+against F.cross_entropy and its 80/10/10 split; torch.optim.AdamW, scikit-learn's roc_auc_score and
+torch's FLOP counter as oracles; 2 gloo processes == 1 process; a SIGKILLed run resumes
+bit-identically; the exported checkpoints load in transformers; real PubMed text is learned.
 
-    python -m pytest tests/test_train_pretrain.py            # default, ~1-2 min on 2 cores
+    python -m pytest tests/test_train_pretrain.py            # default, ~2-3 min on 2 cores
     python -m pytest tests/test_train_pretrain.py -m slow    # the tiny preset on the whole corpus
 """
 import contextlib
@@ -332,7 +333,7 @@ def test_foreach_optimizer_equals_the_per_tensor_loop(bias_correction):
 
 
 def test_bias_correction_rule():
-    """Issue 8's rule: Adam bias correction on when the warmup is short, off from BIAS_CORRECTION_WARMUP
+    """The rule: Adam bias correction on when the warmup is short, off from BIAS_CORRECTION_WARMUP
     (ELECTRA's 10,000-step warmup has none). The threshold is where leaving the correction out stops
     mattering: at the end of the warmup the update is too large by 1/sqrt(1 - 0.999^t) at most 0.4%,
     while at a 300-step warmup it is 1.9x too large."""
@@ -823,7 +824,7 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monke
 
 
 def test_short_run_logs_exports_and_loads_in_transformers(small_corpus, scivocab, tmp_path, real_batch):
-    """A 12-step run: args.json with the commit, log.jsonl with PAPER.md §3's metrics, and final/
+    """A 12-step run: args.json with the commit, log.jsonl with docs/paper.md §3's metrics, and final/
     checkpoints whose logits in transformers equal ours."""
     raw = tp.main(tiny_args(small_corpus, scivocab, tmp_path, "--steps", "12", "--log-every", "4"))
     info = json.loads((tmp_path / "args.json").read_text())
@@ -957,7 +958,7 @@ def heldout_dip(run_dir, dip_from: int):
 
 @pytest.mark.slow
 def test_readme_first_command_learns_on_the_embedded_sample(tmp_path):
-    """Issue 8 item 6: `python train_pretrain.py --size tiny` on a bare clone (the embedded sample, its
+    """The README's first command, `python train_pretrain.py --size tiny`, on a bare clone (the embedded sample, its
     4,000-piece vocabulary learned first, 3,000 steps; ~6-12 min on 2 cores). The held-out AUC starts
     high (the generator's samples are rare words), dips once the generator knows word frequencies,
     and by the end is clearly back above that dip (bench/results_pretrain.md §4: 0.909 at step 100,
@@ -977,7 +978,7 @@ def test_tiny_preset_learns_real_pubmed(data_dir, tmp_path):
     """The tiny preset on the real corpus (its 4,000-piece vocabulary learned first, 3,000 steps of
     128 x 32 tokens; ~6-12 min on 2 cores): generator accuracy rises; the discriminator's BCE is below
     the entropy of the replaced rate (the best any constant guess can do) on the training batches and
-    on the held-out documents, and its held-out AUC climbs out of the unigram dip (28 Nov: 0.554 at
+    on the held-out documents, and its held-out AUC climbs out of the unigram dip (measured: 0.554 at
     step 400, 0.632 at 3,000; BCE margin +0.024 train, +0.026 held out). Accuracy only ties the
     all-original baseline (+0.0007): with 19% of the tokens replaced, the discriminator is rarely more
     than 50% sure of a replacement, so the rankings and the log-loss carry the signal, not the
@@ -1016,7 +1017,7 @@ def test_mini_preset_leaves_the_unigram_dip(data_dir, scivocab, tmp_path):
 
 @pytest.mark.slow
 def test_compiled_ddp_all_reduce_overlaps_the_backward(tmp_path):
-    """Issue 11 item 5, traced: two gloo processes of the mini preset (bench/ddp_overlap.py, 1 MB
+    """Traced: two gloo processes of the mini preset (bench/ddp_overlap.py, 1 MB
     buckets, one profiled step). With torch.compile(DDP(model)) DDP's all-reduces are launched while
     backward compute remains; with the same compile but one uncut graph (the control) every one
     waits for the whole backward. ~4 min on 2 cores (two compiles per variant)."""
