@@ -478,12 +478,12 @@ def parse_args(argv=None):
     g = p.add_argument_group("variants (off the paper's recipe; where each is measured)")
     g.add_argument("--objective", choices=("rtd", "mlm"), default="rtd",
                    help="rtd: ELECTRA's replaced-token detection; mlm: BERT's masked-LM on the discriminator-"
-                        "sized encoder, ELECTRA's baseline (section 4; compared at equal FLOPs in RESULTS.md)")
+                        "sized encoder, ELECTRA's baseline (§4 here; compared at equal FLOPs in RESULTS.md)")
     g.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
                    help=f"Adam bias correction, which ELECTRA lacks (default: on for warmups under "
                         f"{BIAS_CORRECTION_WARMUP:,} steps; bench/results_pretrain.md §4)")
     g.add_argument("--unpad", action=argparse.BooleanOptionalAction, default=False, help="the encoders on the "
-                   "real tokens only: same results, no padding FLOPs (A.3; bench/results_pretrain.md §2b, §2d)")
+                   "real tokens only: same results, no padding FLOPs (Appendix A.3; bench/results_pretrain.md §2d)")
     g = p.add_argument_group("processes and devices")
     g.add_argument("--gpus", type=int, default=None, help="GPU processes to start (default: 1 if CUDA, else 0)")
     g.add_argument("--nproc", type=int, default=1, help="CPU processes to start (gloo), when --gpus is 0")
