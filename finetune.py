@@ -114,8 +114,7 @@ def resolve_task(args) -> tuple[TaskSpec, Path]:
 
 
 def choose_recipe(args, hidden_size) -> str:
-    """--recipe, else the rule: the paper's protocol for a pre-trained checkpoint of Base size or
-    larger, the small recipe for anything smaller and for random weights. Said in one line."""
+    """--recipe, else the rule: paper for a pre-trained Base-size (or larger) checkpoint, else small; said."""
     if args.recipe is None:
         base = args.init != "random" and hidden_size >= BASE_HIDDEN
         args.recipe = "paper" if base else "small"
@@ -127,8 +126,7 @@ def choose_recipe(args, hidden_size) -> str:
 
 
 def fill_defaults(args, spec, hidden_size):
-    """Settings left unset on the command line: the recipe's, then those of a random init (more
-    epochs, early stopping) and of the task kind (max length)."""
+    """Settings left unset: the recipe's, a random init's (more epochs, early stopping), the kind's."""
     for name, value in RECIPES[choose_recipe(args, hidden_size)].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -236,6 +234,8 @@ def qa_features(examples, tokenizer, max_len, stride=DOC_STRIDE, max_query_len=M
         pieces, offsets = tokenizer.tokenize_with_offsets(ex["context"])
         ids = [tokenizer.vocab.get(p, tokenizer.unk_id) for p in pieces]
         answer, room = answer_pieces(ex, offsets), max_len - len(question) - 3
+        if room < 1:
+            raise FinetuneError(f"--max-seq-len {max_len}: no room for a snippet after {len(question)} question pieces")
         starts = window_starts(len(ids), room, stride)
         best = best_window(len(ids), starts, room)
         for w, start in enumerate(starts):
@@ -752,7 +752,7 @@ def main(args) -> dict:
 # A student can skip it: the paper's method is above, and none of this changes it.
 # =============================================================================================
 
-# A.1 Variants the paper does not use: other RE heads, marker ids and windows, a tuned bias, ... 
+# A.1 Variants the paper does not use: RE heads and markers, a tuned bias, patience, lr sweeps -----
 
 class ElectraClassificationHead(nn.Module):
     """[CLS] -> dropout -> dense -> GELU -> dropout -> linear (--pooling head): the head of transformers'
@@ -955,33 +955,7 @@ def length_bucketed_batches(order, lengths, batch_size, rng) -> list[list[int]]:
     return [batches[b] for b in torch.randperm(len(batches), generator=rng).tolist()]
 
 
-def add_variant_options(p):
-    """The options of the variants above, in a --help group of their own."""
-    g = p.add_argument_group("variants the paper does not use (each says where its effect is measured)")
-    g.add_argument("--pooling", choices=list(POOLING), default=None,
-                   help="RE head. cls: [CLS] -> linear (paper); head: HF's ElectraClassificationHead; entity: the "
-                        "two entity-start markers' states -> linear (small; RESULTS.md, recipe old against new)")
-    g.add_argument("--negative-bias", type=lambda text: "tune" if text == "tune" else float(text), default=None,
-                   help="RE: added to the no-relation logit before the argmax: 0 (paper), a number, or 'tune' "
-                        "(small): after each epoch the bias maximising dev micro-F1, kept with that epoch and "
-                        "applied to test (RESULTS.md, recipe old against new)")
-    g.add_argument("--entity-markers", choices=["unused", "text"], default="unused",
-                   help="RE. unused: each marker string (@DRUG$, BC6ENTC, ...) is one [unusedN] id (markers.json); "
-                        "text: WordPiece splits them, as the paper's runs did (RESULTS.md, recipe old against new)")
-    g.add_argument("--marker-window", action=argparse.BooleanOptionalAction, default=True,
-                   help="RE: a sentence longer than --max-seq-len keeps a window around its pair instead of its "
-                        "first pieces (the lost pair markers are counted at start; RESULTS.md)")
-    g.add_argument("--reinit-layers", type=int, default=0,
-                   help="draw the top N layers of --init afresh (0: keep all; the layer count: embeddings only; "
-                        "bench/results_pretrain.md §4)")
-    g.add_argument("--patience", type=int, default=None,
-                   help="stop when dev has not improved for this many epochs, counted once dev is above 0; 0 = "
-                        f"off (default: off; {SCRATCH_PATIENCE} with --init random; RESULTS.md)")
-    g.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=False,
-                   help="batch similar lengths together: about 2x faster on CPU (bench/results_finetune.md)")
-
-
-# A.2 A run's plumbing: the initial weights, the vocabulary, subsets, lost markers, prediction files ------------
+# A.2 A run's plumbing: initial weights, vocabulary, subsets, lost markers, prediction files -------
 
 PRETRAINED_DEFAULT = Path("runs/pretrain/final/discriminator")   # train_pretrain.py's default output
 
@@ -1057,7 +1031,7 @@ def subset(examples, n, seed=0):
     """At most n examples, a seeded random choice kept in file order (the same for every run seed)."""
     if n is None or n >= len(examples):
         return examples
-    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    keep = sorted(random.Random(seed).sample(range(len(examples)), max(0, n)))
     return [examples[i] for i in keep]
 
 
@@ -1147,7 +1121,12 @@ def write_answers(out_dir, examples, pred, name="test") -> Path:
     return out_dir / f"bioasq_{batch}.json"
 
 
-# A.3 The command line ------------------------------------------------------------------------
+# A.3 The command line -----------------------------------------------------------------------------
+
+def negative_bias(text):
+    """--negative-bias: 'tune' or a number."""
+    return "tune" if text == "tune" else float(text)
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1188,7 +1167,28 @@ def parse_args(argv=None):
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--dropout", type=float, default=0.1,
                    help="hidden and attention dropout while fine-tuning, whatever the checkpoint's config says")
-    add_variant_options(p)                                # Appendix A.1
+    g = p.add_argument_group("variants the paper does not use (each says where its effect is measured)")
+    g.add_argument("--pooling", choices=list(POOLING), default=None,
+                   help="RE head. cls: [CLS] -> linear (paper); head: HF's ElectraClassificationHead; entity: the "
+                        "two entity-start markers' states -> linear (small; RESULTS.md, recipe old against new)")
+    g.add_argument("--negative-bias", type=negative_bias, default=None,
+                   help="RE: added to the no-relation logit before the argmax: 0 (paper), a number, or 'tune' "
+                        "(small): after each epoch the bias maximising dev micro-F1, kept with that epoch and "
+                        "applied to test (RESULTS.md, recipe old against new)")
+    g.add_argument("--entity-markers", choices=["unused", "text"], default="unused",
+                   help="RE. unused: each marker string (@DRUG$, BC6ENTC, ...) is one [unusedN] id (markers.json); "
+                        "text: WordPiece splits them, as the paper's runs did (RESULTS.md, recipe old against new)")
+    g.add_argument("--marker-window", action=argparse.BooleanOptionalAction, default=True,
+                   help="RE: a sentence longer than --max-seq-len keeps a window around its pair instead of its "
+                        "first pieces (the lost pair markers are counted at start; RESULTS.md)")
+    g.add_argument("--reinit-layers", type=int, default=0,
+                   help="draw the top N layers of --init afresh (0: keep all; the layer count: embeddings only; "
+                        "bench/results_pretrain.md §4)")
+    g.add_argument("--patience", type=int, default=None,
+                   help="stop when dev has not improved for this many epochs, counted once dev is above 0; 0 = "
+                        f"off (default: off; {SCRATCH_PATIENCE} with --init random; RESULTS.md)")
+    g.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=False,
+                   help="batch similar lengths together: about 2x faster on CPU (bench/results_finetune.md)")
     g = p.add_argument_group("system")
     g.add_argument("--seeds", default="1", help="comma-separated, e.g. 1,2,3")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -1199,7 +1199,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-# A.4 Keeping the fine-tuned model in the Hugging Face layout ---------------------------------
+# A.4 Keeping the fine-tuned model in the Hugging Face layout --------------------------------------
 
 MODEL_DIR = "model"                      # a seed's saved model: <out-dir>/seed_<s>/model/
 
@@ -1274,7 +1274,7 @@ def load_finetuned(directory) -> tuple[nn.Module, Tokenizer, list[str], dict]:
     return model.eval(), tokenizer, labels, raw.get("electramed_predict", {})
 
 
-# A.5 The predict command: a saved model on new input -----------------------------------------
+# A.5 The predict command: a saved model on new input ----------------------------------------------
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 

@@ -502,6 +502,12 @@ def test_bad_settings_are_refused_before_training(tmp_path, renamed_ner, argv, m
         run(tmp_path, "--task", "ner", "--data-dir", str(renamed_ner), *argv)
 
 
+def test_a_qa_length_without_room_for_the_snippet_is_refused(tmp_path, data_dir):
+    folder, _, _ = make_generic_qa(tmp_path, data_dir)
+    with pytest.raises(finetune.FinetuneError, match="--max-seq-len 8: no room for a snippet after"):
+        run(tmp_path, "--task", "qa", "--data-dir", str(folder), "--max-seq-len", "8")
+
+
 def test_messages_say_where_data_and_vocabulary_really_come_from(tmp_path, renamed_ner, monkeypatch, capsys):
     """--data-dir given, no vocabulary in it, no data/ and no $ELECTRAMED_DATA: the data is the given
     folder (no 'embedded sample' note) and the vocabulary line says it is the sample's scivocab."""
