@@ -286,10 +286,6 @@ class AdamWeightDecay(torch.optim.Optimizer):
 BIAS_CORRECTION_WARMUP = 5_000
 
 
-def needs_bias_correction(warmup_steps: int) -> bool:
-    return warmup_steps < BIAS_CORRECTION_WARMUP
-
-
 def build_optimizer(model, args):
     """Weight decay on matrices only: every 1-d tensor is a LayerNorm weight or a bias, the
     names ELECTRA excludes (["LayerNorm", "layer_norm", "bias"])."""
@@ -311,7 +307,8 @@ def learning_rate(step, peak, total, warmup) -> float:
 # ---------------------------------------------------------------------------------------------
 def checkpoint_now(args, dist, raw, optimizer, data_position, step):
     """Gather every process's RNG state, then the main process writes the checkpoint."""
-    rngs = gather_rng_states(dist)                              # Appendix A.7
+    rngs = gather_rng_states(dist)                              # Appendix A.8
+
     if dist.is_main:
         networks = list(raw.networks().values())
         state = {"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
@@ -525,7 +522,7 @@ def resolve_defaults(args):
     if args.warmup_steps is None:         # CHOICE: min(10k, 10% of the steps), so short runs warm up too
         args.warmup_steps = min(10_000, args.steps // 10)
     if args.bias_correction is None:
-        args.bias_correction = needs_bias_correction(args.warmup_steps)
+        args.bias_correction = args.warmup_steps < BIAS_CORRECTION_WARMUP
     args.eval_every = args.eval_every or min(args.save_every, 1000 if args.steps > 20_000 else 100)
     check_processes(args)                                                # Appendix A.7
     args.precision = "bf16" if args.gpus else "fp32"                     # bf16 autocast on CUDA, as ELECTRA's TPUs
@@ -631,17 +628,27 @@ def inverse_cdf_sample(logits, uniform):
 #     (electramed.unpad), and the MLM head and the sampling see the P masked tokens only, not N slots
 #     per example. The same results, without the padding's FLOPs.
 def mlm_logits(network, masked, types, attn, positions, batch):
-    """An MLM network's fp32 logits at the masked slots: (B*N, V), or with --unpad (P, V) at the used ones."""
-    if batch.get("unpadded") is not None:
-        return unpadded_mlm_logits(network, masked, types, positions, batch["unpadded"], batch["used_slots"])  # A.3
-    return network(masked, types, attn, positions=positions).float().flatten(0, 1)
+    """An MLM network's fp32 logits at the masked slots: (B*N, V), or with --unpad (P, V) at the used ones,
+    the network then running on the real tokens only."""
+    unpadded = batch.get("unpadded")
+    if unpadded is None:
+        return network(masked, types, attn, positions=positions).float().flatten(0, 1)
+    B, L = masked.shape
+    token = torch.zeros(B * L, dtype=torch.long, device=masked.device).index_copy_(
+        0, unpadded.indices, torch.arange(len(unpadded.indices), device=masked.device))   # (B*L,) -> index in T
+    rows = token[(positions + L * torch.arange(B, device=masked.device)[:, None]).flatten()[batch["used_slots"]]]
+    return network(masked.flatten()[unpadded.indices], types.flatten()[unpadded.indices], unpadded,
+                   positions=rows).float()                                              # (P, V)
 
 
 def discriminator_logits(discriminator, corrupted, types, attn, batch):
-    """The discriminator's fp32 logit per token, (B, L)."""
-    if batch.get("unpadded") is not None:
-        return unpadded_discriminator_logits(discriminator, corrupted, types, batch["unpadded"])       # A.3
-    return discriminator(corrupted, types, attn).float()
+    """The discriminator's fp32 logit per token, (B, L); with --unpad run on the real tokens (0 at padding)."""
+    unpadded = batch.get("unpadded")
+    if unpadded is None:
+        return discriminator(corrupted, types, attn).float()
+    real_logits = discriminator(corrupted.flatten()[unpadded.indices], types.flatten()[unpadded.indices],
+                                unpadded).float()                                    # (T,)
+    return real_logits.new_zeros(corrupted.numel()).index_copy(0, unpadded.indices, real_logits).view_as(corrupted)
 
 
 def at_slots(tensor, batch):
@@ -650,49 +657,19 @@ def at_slots(tensor, batch):
 
 
 def unpadded_layout(batch, args, device):
-    """(electramed.Unpadded, used slots (P,)) of a host batch, moved to the device."""
+    """(electramed.Unpadded, used slots (P,)) of a host batch, moved to the device. The used slots are the
+    first counts[b] of each row of the (B, N) masked slots (mask_tokens fills them in that order).
+    CHOICE: the MLM head and the sampling run at these P slots only, not at all N as ELECTRA does: at
+    L = 512 on PubMed about 2/3 of the slots are unused (bench/results_pretrain.md §2d)."""
     unpadded = em.unpad(batch["attention_mask"]).to(device, non_blocking=True)
-    used = to_device(used_slots(batch["counts"], args.num_predictions), device)
+    used = (torch.arange(args.num_predictions) < batch["counts"][:, None]).flatten().nonzero().squeeze(-1)
+    used = to_device(used, device)
     if args.compile:
-        mark_token_count_dynamic(unpadded, used)
+        # T and P change every step: marked dynamic, the first compile is already symbolic (unmarked, Dynamo
+        # recompiles once); not rounded up, which would bring back padding FLOPs
+        for tensor in (unpadded.indices, unpadded.positions, unpadded.slots, used):     # (T,) x 3, (P,)
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
     return unpadded, used
-
-
-def used_slots(counts, n) -> torch.Tensor:
-    """(P,) flat indices into the (B, N) masked slots of those that hold a masked token: the first
-    counts[b] of each row (mask_tokens fills them in that order). From the host's counts, no device read.
-    CHOICE: the MLM head and the sampling run at these P slots only, not at all N per example as ELECTRA
-    does (unused slots weigh 0 there): at L = 512 on PubMed about 2/3 of the slots are unused
-    (bench/results_pretrain.md §2d)."""
-    return (torch.arange(n) < counts[:, None]).flatten().nonzero().squeeze(-1)
-
-
-def mark_token_count_dynamic(unpadded: em.Unpadded, used: torch.Tensor) -> None:
-    """Tell torch.compile that an unpadded batch's token count T (and its masked count P) changes from
-    step to step, so the first compile is already symbolic (unmarked, Dynamo recompiles once at the second
-    step). CHOICE: marked dynamic, not rounded up to a multiple: rounding would bring back padding FLOPs.
-    maybe_mark_dynamic: if a kernel ever needs a fixed T, Dynamo specializes instead of failing.
-    Test: test_unpadded_token_count_compiles_once."""
-    for tensor in (unpadded.indices, unpadded.positions, unpadded.slots, used):     # (T,) x 3, (P,)
-        torch._dynamo.maybe_mark_dynamic(tensor, 0)
-
-
-def unpadded_mlm_logits(generator, masked, types, positions, unpadded, used):
-    """An MLM network on the real tokens only: its logits (P, V) at the used masked slots."""
-    B, L = masked.shape
-    token = torch.zeros(B * L, dtype=torch.long, device=masked.device).index_copy_(
-        0, unpadded.indices, torch.arange(len(unpadded.indices), device=masked.device))   # (B*L,) -> index in T
-    rows = token[(positions + L * torch.arange(B, device=masked.device)[:, None]).flatten()[used]]   # (P,)
-    logits = generator(masked.flatten()[unpadded.indices], types.flatten()[unpadded.indices], unpadded,
-                       positions=rows)                                               # (P, V)
-    return logits.float()
-
-
-def unpadded_discriminator_logits(discriminator, corrupted, types, unpadded):
-    """The discriminator on the real tokens only, its logits scattered back to (B, L) (0 at padding)."""
-    real_logits = discriminator(corrupted.flatten()[unpadded.indices], types.flatten()[unpadded.indices],
-                                unpadded).float()                                    # (T,)
-    return real_logits.new_zeros(corrupted.numel()).index_copy(0, unpadded.indices, real_logits).view_as(corrupted)
 
 
 # A.4 FLOP and MFU accounting (docs/paper.md §5, §7).
@@ -743,14 +720,14 @@ class TrainingLog:
 
     def __init__(self, args, dist, raw, heldout, autocast, step):
         self.args, self.dist, self.raw, self.heldout, self.autocast = args, dist, raw, heldout, autocast
-        self.stats, self.scores = torch.zeros(len(STATS), device=dist.device), ScoreCollector()
+        self.stats, self.scores = torch.zeros(len(STATS), device=dist.device), []
         self.bar = tqdm(total=args.steps, initial=step, disable=not dist.is_main, desc="pretrain", unit="step")
         self.file = open(Path(args.out_dir) / "log.jsonl", "a") if dist.is_main else None
         self.timer = (time.time(), step)
 
     def add(self, out):
         self.stats += out["stats"]
-        self.scores.add(out)
+        keep_scores(self.scores, out)
 
     def after_step(self, step, lr, grad_norm):
         """A log line at log steps, with the held-out scores at eval steps (a line of its own off a log step)."""
@@ -763,7 +740,11 @@ class TrainingLog:
             metrics["flops"] = step * args.flops_per_step      # ELECTRA's count: full-length sequences
             if evaluating:
                 metrics.update(evaluate_heldout(self.raw, self.heldout, args, self.dist.device, self.autocast))
-                print0(self.dist, heldout_line(metrics, args))
+                print0(self.dist, f"step {step}: held-out MLM {metrics['heldout_mlm_loss']:.3f}" + (
+                    f", acc {metrics['heldout_mlm_acc']:.3f}" if args.objective == "mlm" else
+                    f", gen acc {metrics['heldout_gen_acc']:.3f}, disc AUC {metrics['heldout_disc_auc']:.3f}, "
+                    f"RTD BCE {metrics['heldout_rtd_loss']:.4f} (base rate {metrics['heldout_rtd_base_entropy']:.4f})"))
+
             if self.file:
                 self.file.write(json.dumps(metrics) + "\n")
                 self.file.flush()
@@ -782,7 +763,7 @@ class TrainingLog:
         metrics.update(step=step, lr=lr, grad_norm=grad_norm.item(),
                        seq_per_s=(step - self.timer[1]) * self.args.batch_size / seconds)
         if self.args.objective == "rtd":
-            metrics["disc_auc"] = self.scores.auc()
+            metrics["disc_auc"] = disc_auc(self.scores)
         if self.dist.device.type == "cuda":
             metrics["mfu"] = useful_mfu(metrics, *flop_configs(self.raw), seconds, self.dist.world_size)
         return metrics
@@ -798,38 +779,30 @@ def summarize(stats, disc_weight=DISC_WEIGHT):
     loss/accuracy/precision/recall; disc_baseline_acc is the all-"original" guess). disc_weight None:
     the masked-LM baseline's loss and accuracy only."""
     s = dict(zip(STATS, stats.tolist()))
-    mlm, rtd = s["mlm_sum"] / s["masked"], s["rtd_sum"] / s["real"]
+    mlm, rtd, p = s["mlm_sum"] / s["masked"], s["rtd_sum"] / s["real"], s["replaced"] / s["real"]
     counts = {"real_tokens": s["real"], "masked_tokens": s["masked"], "attended_pairs": s["attended"]}
     if disc_weight is None:
         return {"loss": mlm, "mlm_loss": mlm, "mlm_acc": s["gen_correct"] / s["masked"], **counts}
     return {"loss": mlm + disc_weight * rtd, "mlm_loss": mlm, "rtd_loss": rtd,
-            "rtd_base_entropy": binary_entropy(s["replaced"] / s["real"]),
+            # the BCE of always predicting the base rate p: what rtd_loss must beat to show any learning
+            "rtd_base_entropy": 0.0 if p <= 0 or p >= 1 else -(p * math.log(p) + (1 - p) * math.log(1 - p)),
             "gen_acc": s["gen_correct"] / s["masked"], "disc_acc": s["disc_correct"] / s["real"],
             "disc_precision": s["true_pos"] / max(s["pred_pos"], 1),
-            "disc_recall": s["true_pos"] / max(s["replaced"], 1), "disc_baseline_acc": 1 - s["replaced"] / s["real"],
-            **counts}
+            "disc_recall": s["true_pos"] / max(s["replaced"], 1), "disc_baseline_acc": 1 - p, **counts}
 
 
-def binary_entropy(p: float) -> float:
-    """The BCE of always predicting the base rate p: what rtd_loss must beat to show any learning."""
-    return 0.0 if p <= 0 or p >= 1 else -(p * math.log(p) + (1 - p) * math.log(1 - p))
+def keep_scores(scores: list, out) -> None:
+    """Keep a micro-batch's discriminator logits and labels on the device (no host read per step) for
+    an AUC over the whole log interval; the masked-LM baseline has none."""
+    if "disc_logits" in out:
+        scores.append((out["disc_logits"], out["labels"], out["real"]))
 
 
-class ScoreCollector:
-    """Discriminator logits and labels of every micro-batch since the last log, kept on the device
-    (no host read per step), for an AUC over the whole log interval."""
-
-    def __init__(self):
-        self.parts = []
-
-    def add(self, out):
-        if "disc_logits" in out:                  # the masked-LM baseline has none
-            self.parts.append((out["disc_logits"], out["labels"], out["real"]))
-
-    def auc(self) -> float:
-        logits, labels, real = (torch.cat([p[i].flatten() for p in self.parts]) for i in range(3))
-        self.parts = []
-        return roc_auc(logits[real], labels[real])
+def disc_auc(scores: list) -> float:
+    """roc_auc over the real tokens of the kept scores; empties the list."""
+    logits, labels, real = (torch.cat([p[i].flatten() for p in scores]) for i in range(3))
+    scores.clear()
+    return roc_auc(logits[real], labels[real])
 
 
 def roc_auc(scores, labels) -> float:
@@ -867,7 +840,7 @@ def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext
     the bf16-only varlen kernel)."""
     was_training = raw.training
     raw.eval()
-    stats, scores = torch.zeros(len(STATS), device=device), ScoreCollector()
+    stats, scores = torch.zeros(len(STATS), device=device), []
     total = len(heldout["input_ids"])
     for first in range(0, total, batch_size):
         b = {k: v[first:first + batch_size] for k, v in heldout.items()}
@@ -877,21 +850,12 @@ def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext
         with autocast:
             out = raw(batch)
         stats += out["stats"]
-        scores.add(out)
+        keep_scores(scores, out)
     raw.train(was_training)
     metrics = summarize(stats, raw.disc_weight)
     if args.objective == "rtd":
-        metrics["disc_auc"] = scores.auc()
+        metrics["disc_auc"] = disc_auc(scores)
     return {f"heldout_{k}": v for k, v in metrics.items()}
-
-
-def heldout_line(metrics, args) -> str:
-    """The held-out scores in one printed line."""
-    line = f"step {metrics['step']}: held-out MLM {metrics['heldout_mlm_loss']:.3f}"
-    if args.objective == "mlm":
-        return line + f", acc {metrics['heldout_mlm_acc']:.3f}"
-    return line + (f", gen acc {metrics['heldout_gen_acc']:.3f}, disc AUC {metrics['heldout_disc_auc']:.3f}, "
-                   f"RTD BCE {metrics['heldout_rtd_loss']:.4f} (base rate {metrics['heldout_rtd_base_entropy']:.4f})")
 
 
 def print_plan(args):
@@ -973,7 +937,10 @@ def start_processes(args):
         load_checkpoint(found, args.vocab)                    # fail early on a vocab mismatch
     if args.world_size == 1:
         return worker(0, args, None)
-    mp.spawn(worker, args=(args, free_port()), nprocs=args.world_size, join=True)
+    with socket.socket() as s:                                # a free port for the process group
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(worker, args=(args, port), nprocs=args.world_size, join=True)
 
 
 def worker(local_rank, args, port):
@@ -1091,25 +1058,10 @@ def has_padding(attention_mask) -> bool:
     return not attention_mask.all()
 
 
-def gather_rng_states(dist) -> list:
-    """Every process's RNG states, in rank order (for the checkpoint the main process writes)."""
-    if dist.world_size == 1:
-        return [rng_state(dist.device)]
-    rngs = [None] * dist.world_size
-    torch_dist.all_gather_object(rngs, rng_state(dist.device))
-    return rngs
-
-
 def all_reduce(tensor, dist, op=torch_dist.ReduceOp.SUM, group=None):
     if dist.world_size > 1:
         torch_dist.all_reduce(tensor, op=op, group=group)
     return tensor
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def print0(dist, *a):
@@ -1204,11 +1156,16 @@ def vocab_fingerprint(path) -> dict:
     return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "size": data.count(b"\n")}
 
 
-def rng_state(device) -> dict:
+def gather_rng_states(dist) -> list:
+    """Every process's RNG states, in rank order (for the checkpoint the main process writes)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
+    if dist.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(dist.device)
+    if dist.world_size == 1:
+        return [state]
+    rngs = [None] * dist.world_size
+    torch_dist.all_gather_object(rngs, state)
+    return rngs
 
 
 def set_rng_state(state, device):
