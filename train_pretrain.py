@@ -109,12 +109,8 @@ def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_
 # half the CPU cost of the noise and sampling (bench/results_pretrain.md §3).
 # ---------------------------------------------------------------------------------------------
 def sample_replacements(logits, uniform):
-    """Draw one token per masked position from the generator's softmax (inverse CDF, no gradient).
-
-    logits: (B, N, V); uniform: (B, N) in [0, 1). Returns (B, N) token ids: the first token whose
-    cumulative probability exceeds the uniform, summed in float64 by blocks (Appendix A.2) so that a
-    token of tiny probability keeps its share. Same distribution as google-research/electra:
-    pretrain/pretrain_helpers.py, sample_from_softmax."""
+    """logits (B, N, V), uniform (B, N) in [0, 1) -> (B, N) ids: the first token whose cumulative probability
+    exceeds the uniform, summed exactly (Appendix A.2). The distribution of ELECTRA's sample_from_softmax."""
     with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
         return inverse_cdf_sample(logits.float(), uniform)
 
@@ -142,12 +138,13 @@ STATS = ("mlm_sum", "rtd_sum", "masked", "real", "gen_correct", "disc_correct", 
 class ReplacedTokenDetection(nn.Module):
     """The generator and discriminator with shared embeddings, trained as one module."""
 
-    def __init__(self, generator, discriminator, special_ids, pad_id, mask_id, disc_weight=DISC_WEIGHT):
+    disc_weight = DISC_WEIGHT
+
+    def __init__(self, generator, discriminator, special_ids, pad_id, mask_id):
         super().__init__()
         em.tie_generator_to(generator, discriminator)
         self.generator, self.discriminator = generator, discriminator
         self.special_ids, self.pad_id, self.mask_id = tuple(special_ids), pad_id, mask_id
-        self.disc_weight = disc_weight
 
     def forward(self, batch):
         """batch: from prepare_batch, with mlm_denominator and rtd_denominator (0-dim tensors). Returns
@@ -352,7 +349,7 @@ def build_model(args, tokenizer, objective="rtd"):
     return ReplacedTokenDetection(generator, discriminator, specials, tokenizer.pad_id, tokenizer.mask_id)
 
 
-def prepare_batch(batch, model, args, step, first_index, device):
+def prepare_batch(batch, args, step, first_index, device):
     """Move a data batch (with its "counts") to the device and draw its noise. Whatever is decided
     from the data (padding or not) is decided on the host, before the copy."""
     padded = has_padding(batch["attention_mask"])
@@ -402,7 +399,7 @@ def train(args, dist):
             step_loss = torch.zeros((), device=dist.device)
             for micro, b in enumerate(batches):
                 first = (micro * dist.world_size + dist.rank) * args.micro_batch_size   # index in the global batch
-                batch = {**prepare_batch(b, raw, args, step, first, dist.device), **denominators}
+                batch = {**prepare_batch(b, args, step, first, dist.device), **denominators}
                 sync = dist.world_size == 1 or micro == len(batches) - 1     # all-reduce on the last only
                 with contextlib.nullcontext() if sync else model.no_sync():
                     with autocast:
@@ -552,8 +549,7 @@ def main(args):
 #     (three key words from (seed, step) by numpy's SeedSequence). Each round is a bijection of 32-bit
 #     words, so distinct counters of a step never collide; a micro-batch is one vectorised expression.
 # CHOICE: counter-based noise, not a random stream: masks and samples do not depend on the process split,
-# and a resumed run redraws them exactly (ELECTRA's TF run draws one stream per core). Tests:
-# test_noise_is_uniform_and_independent_of_the_batch_split, test_killed_run_resumes_bit_identical.
+# and a resumed run redraws them exactly (ELECTRA's TF run draws one stream per core).
 MASK32 = 0xFFFF_FFFF
 
 
@@ -677,10 +673,8 @@ H100_BF16_PEAK = 989e12          # dense bf16 FLOP/s of an H100 SXM (docs/paper.
 
 
 def matmul_flops(disc, gen, tokens, attention, slots) -> float:
-    """Matmul FLOPs of training (forward + backward = 3x forward) in any token layout: `tokens` rows
-    through every linear layer, `attention` (query, key) pairs per layer (L*L per full sequence, the
-    sum of len^2 for variable lengths), `slots` rows through the MLM head. disc None: no discriminator,
-    the masked-LM baseline (gen is then its full-width encoder)."""
+    """Matmul FLOPs of training (3x forward): `tokens` rows through every linear layer, `attention` (query,
+    key) pairs per layer (sum of len^2), `slots` rows through the MLM head. disc None: the masked-LM baseline."""
     def encoder(c):
         per_token = 2 * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.intermediate_size)
         project = 2 * c.embedding_size * c.hidden_size if c.embedding_size != c.hidden_size else 0
@@ -833,11 +827,9 @@ def load_heldout(shard_dir, args):
 
 @torch.no_grad()
 def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext(), batch_size=64) -> dict:
-    """Generator MLM loss/accuracy and discriminator AUC/BCE/accuracy on the held-out slice (MLM
-    loss/accuracy for --objective mlm), with the same masks and samples every time (noise seeded by
-    the example's index), so the numbers of two steps differ only because the model did. Under the
-    training's autocast: the scores are those of the model as it trains (and fp32 would not reach
-    the bf16-only varlen kernel)."""
+    """summarize()'s scores (and the AUC) on the held-out slice, with the same masks and samples every time
+    (noise seeded by the example's index), so two steps' numbers differ only because the model did. Under
+    the training's autocast: the model as it trains (and fp32 would not reach the bf16-only varlen kernel)."""
     was_training = raw.training
     raw.eval()
     stats, scores = torch.zeros(len(STATS), device=device), []
@@ -845,7 +837,8 @@ def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext
     for first in range(0, total, batch_size):
         b = {k: v[first:first + batch_size] for k, v in heldout.items()}
         b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob, args.num_predictions)
-        batch = prepare_batch(b, raw, args, HELDOUT_STEP, first, device)
+        batch = prepare_batch(b, args, HELDOUT_STEP, first, device)
+
         batch.update(mlm_denominator=torch.tensor(1.0, device=device), rtd_denominator=torch.tensor(1.0, device=device))
         with autocast:
             out = raw(batch)
@@ -891,9 +884,8 @@ def record_run(args, dist, raw):
 
 
 def learn_run_vocab(args) -> list[str]:
-    """Learn args.learn_vocab WordPiece pieces from the corpus into args.vocab (OUT_DIR/vocab.txt), the paper's
-    vocabulary step (docs/paper.md §1); deterministic, so a resumed run learns the same file again. The
-    held-out documents count too: a vocabulary is a word-frequency table, not a model of them."""
+    """Learn args.learn_vocab WordPiece pieces from the corpus (held-out documents too: a vocabulary is a word
+    count, not a model) into args.vocab (docs/paper.md §1); deterministic, so a resumed run learns it again."""
     print(f"=> learning a {args.learn_vocab:,}-piece vocabulary from {', '.join(map(str, args.corpus))} "
           f"-> {args.vocab}")
     return train_vocab_file(args.corpus, args.learn_vocab, args.vocab, workers=args.data_workers)
@@ -906,9 +898,8 @@ NO_BAD_STEP = 2 ** 62
 
 
 def first_bad_step(bad_step, step, loss, grad_norm):
-    """The first step whose loss or gradient norm was not finite (NO_BAD_STEP while none was), kept
-    on the device, so the check costs no host read per step. The gradient norm is global (after
-    DDP's all-reduce), so every process marks the same step."""
+    """The first step whose loss or gradient norm was not finite (NO_BAD_STEP while none was), kept on the
+    device (no host read); the norm is global, after DDP's all-reduce, so every process marks the same step."""
     return torch.where(torch.isfinite(loss) & torch.isfinite(grad_norm), bad_step, bad_step.clamp(max=step))
 
 
@@ -976,10 +967,8 @@ def open_data(args, dist, out_dir):
 
 
 def global_counts(batches, raw, args, dist, stop_requested):
-    """Masked slots and non-pad tokens of this step over all processes (the loss denominators),
-    and whether any process was asked to stop. Stores each batch's per-example "counts" (B,).
-    All on the host, from the loader's batches before they go to the device (all-reduced over
-    dist.host_group under NCCL): the step never waits on the GPU for them."""
+    """Masked slots and non-pad tokens of this step over all processes (the loss denominators), and whether
+    any process was asked to stop; stores each batch's "counts" (B,). On the host: no wait on the GPU."""
     for b in batches:
         b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
                                     args.num_predictions)
@@ -1034,10 +1023,8 @@ def setup_torch(args, dist):
 
 
 def wrap_model(raw, args, dist):
-    """torch.compile(DDP(raw)): Dynamo's DDP optimizer splits the compiled graph at DDP's gradient-bucket
-    boundaries, so each bucket's all-reduce starts while the rest of the backward still runs; one unsplit
-    graph would deliver every gradient at its very end (bench/results_pretrain.md §2c). This order is the
-    one PyTorch documents; model.no_sync() reaches DDP through the wrapper."""
+    """torch.compile(DDP(raw)), PyTorch's documented order: the graph splits at DDP's buckets, so each
+    all-reduce overlaps the rest of the backward (bench/results_pretrain.md §2c)."""
     model = raw
     if dist.world_size > 1:
         model = DDP(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
@@ -1104,12 +1091,10 @@ def save_checkpoint(out_dir, step, state, keep) -> Path:
     return path
 
 
-def export_checkpoint(path, out_dir, vocab=None) -> Path:
-    """A training checkpoint's networks in the Hugging Face layout, as the final export writes them:
-    out_dir/discriminator and out_dir/generator (out_dir/mlm for --objective mlm). Fine-tune any step
-    with it: `python train_pretrain.py --export runs/mini/checkpoints/step_0001000.pt`."""
+def export_checkpoint(path, out_dir) -> Path:
+    """A training checkpoint's networks in the Hugging Face layout, as the final export writes them
+    (out_dir/discriminator and out_dir/generator, or out_dir/mlm), so any step can be fine-tuned."""
     state = torch.load(path, map_location="cpu", weights_only=False)
-    vocab = vocab or state["args"]["vocab"]
     config = em.ModelConfig(**state["model_config"])
     if state["args"].get("objective", "rtd") == "mlm":
         raw = MaskedLanguageModel(em.Generator(config), (), config.pad_token_id, 0)
@@ -1118,7 +1103,7 @@ def export_checkpoint(path, out_dir, vocab=None) -> Path:
         raw = ReplacedTokenDetection(gen, em.Discriminator(config), (), config.pad_token_id, 0)
     raw.load_state_dict(state["model"])
     for name, network in raw.networks().items():
-        em.save_hf_checkpoint(network, Path(out_dir) / name, vocab_file=vocab)
+        em.save_hf_checkpoint(network, Path(out_dir) / name, vocab_file=state["args"]["vocab"])
     print(f"=> exported {', '.join(str(Path(out_dir) / name) for name in raw.networks())}")
     return Path(out_dir)
 

@@ -101,7 +101,7 @@ def run_ours(args):
         b = dict(data, counts=tp.count_targets(data["input_ids"], raw.special_ids, raw.pad_id, targs.mask_prob,
                                               targs.num_predictions))
         real = int(data["attention_mask"].sum())                 # host tensors: no device read
-        batch = tp.prepare_batch(b, raw, targs, i, 0, device)
+        batch = tp.prepare_batch(b, targs, i, 0, device)
         batch["mlm_denominator"] = b["counts"].sum().float().to(device)
         batch["rtd_denominator"] = torch.tensor(float(real), device=device)
         with autocast:

@@ -230,7 +230,7 @@ def model_batch(model, real_batch, n_examples=8, step=0, mlm_denominator=None, r
     b["counts"] = tp.count_targets(ids, model.special_ids, model.pad_id, 0.15, tp.num_predictions(0.15, 64))
     args = tp.parse_args(["--seed", "0"])
     args.mask_prob, args.num_predictions, args.seq_len = 0.15, tp.num_predictions(0.15, 64), 64
-    batch = tp.prepare_batch(b, model, args, step, 0, torch.device("cpu"))
+    batch = tp.prepare_batch(b, args, step, 0, torch.device("cpu"))
     batch["mlm_denominator"] = torch.tensor(mlm_denominator or float(b["counts"].sum()))
     batch["rtd_denominator"] = torch.tensor(rtd_denominator or float((ids != model.pad_id).sum()))
     return batch
@@ -558,7 +558,7 @@ def test_unpadded_step_runs_the_mlm_head_at_the_masked_tokens_only(tokenizer, re
         args.mask_prob, args.num_predictions, args.seq_len = 0.15, tp.num_predictions(0.15, 64), 64
         b = {k: v[:64] for k, v in real_batch.items()}
         b["counts"] = tp.count_targets(b["input_ids"], model.special_ids, model.pad_id, 0.15, args.num_predictions)
-        batch = tp.prepare_batch(b, model, args, 0, 0, torch.device("cpu"))
+        batch = tp.prepare_batch(b, args, 0, 0, torch.device("cpu"))
         batch["mlm_denominator"], batch["rtd_denominator"] = torch.tensor(1.0), torch.tensor(1.0)
         outputs[unpad] = model(batch)
     masked = int(b["counts"].sum())
@@ -588,7 +588,7 @@ def test_unpadded_token_count_compiles_once(tokenizer, real_batch):
         for step, rows in enumerate(windows[:5]):
             b = {k: v[rows] for k, v in real_batch.items()}
             b["counts"] = tp.count_targets(b["input_ids"], model.special_ids, model.pad_id, 0.15, args.num_predictions)
-            batch = tp.prepare_batch(b, model, args, step, 0, torch.device("cpu"))
+            batch = tp.prepare_batch(b, args, step, 0, torch.device("cpu"))
             batch["mlm_denominator"], batch["rtd_denominator"] = torch.tensor(1.0), torch.tensor(1.0)
             compiled(batch)["loss"].backward()
             token_counts.append(len(batch["unpadded"].indices))
@@ -690,7 +690,7 @@ def test_flop_count_equals_torchs_flop_counter(tokenizer):
         raw = tp.build_model(args, tokenizer, objective)
         b = {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": torch.ones_like(ids) > 0}
         b["counts"] = tp.count_targets(ids, raw.special_ids, raw.pad_id, args.mask_prob, args.num_predictions)
-        batch = tp.prepare_batch(b, raw, args, 0, 0, torch.device("cpu"))
+        batch = tp.prepare_batch(b, args, 0, 0, torch.device("cpu"))
         batch.update(mlm_denominator=torch.tensor(1.0), rtd_denominator=torch.tensor(1.0))
         with FlopCounterMode(display=False) as counter:
             raw(batch)["loss"].backward()
