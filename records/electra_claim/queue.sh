@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# ELECTRA's claim at CPU scale: the fine-tuning runs, one at a time, resumable (a job whose summary.json
+# exists is skipped, so the queue can be stopped and restarted at any point). RESULTS.md section 2.
+#
+# Needs the two pre-training runs finished: runs/rtd10m (6,000 RTD steps) and runs/mlm10m (8,006 MLM steps,
+# the same FLOPs). Every arm gets the same recipe; the lr is swept on dev with seed 1 for every arm.
+#
+#   bash records/electra_claim/queue.sh curve     # dev F1 against pre-training FLOPs (1 seed)
+#   bash records/electra_claim/queue.sh full      # full training data, 3 seeds, test
+#   bash records/electra_claim/queue.sh few       # 250 / 500 / 1,000 labelled sentences, 3 seeds, test
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DATA=${ELECTRAMED_DATA:-../shared/data}
+OUT=runs/claim
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+# init name -> --init arguments
+declare -A INIT=(
+  [random]="--init random --size mini"
+  [mini1m]="--init models/electramed-mini-pubmed"
+  [rtd10m]="--init runs/rtd10m/final/discriminator"
+  [mlm10m]="--init runs/mlm10m/final/mlm"
+)
+# the same epochs and patience for every arm, long enough for dev to stop rising (RESULTS.md §5: NER best
+# epochs 4-9 of 10; RE up to 10)
+NER="--epochs 20 --patience 3 --length-buckets"
+RE="--epochs 10 --patience 3 --length-buckets"
+LRS="--lr 5e-4,1e-3,2e-3"
+
+job() {   # job NAME ARGS...: run finetune.py unless NAME already has a summary
+  local name=$1; shift
+  [ -f "$OUT/$name/summary.json" ] && return 0
+  echo "=> $name: python finetune.py $*"
+  mkdir -p "$(dirname "$OUT/$name")"
+  python finetune.py --data-dir "$DATA" --out-dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
+}
+
+export_step() {   # export_step RUN STEP: Hugging Face directories of a kept checkpoint
+  local ckpt; ckpt=$(printf "runs/%s/checkpoints/step_%07d.pt" "$1" "$2")
+  [ -d "${ckpt%.pt}" ] || python train_pretrain.py --export "$ckpt"
+}
+
+mkdir -p "$OUT"
+case "${1:-}" in
+  curve)   # quarter, half, three quarters and all of each run's FLOPs (MLM steps x 1.3344 = RTD steps)
+    for step in 1500 3000 4500 6000; do
+      export_step rtd10m $step
+      for task in ncbi_disease bc5cdr; do
+        job "curve/rtd10m_$step/$task" --task $task --init "$(printf 'runs/rtd10m/checkpoints/step_%07d' $step)/discriminator" --lr 1e-3 $NER --seeds 1
+      done
+    done
+    for step in 2000 4000 6000 8006; do
+      export_step mlm10m $step
+      for task in ncbi_disease bc5cdr; do
+        job "curve/mlm10m_$step/$task" --task $task --init "$(printf 'runs/mlm10m/checkpoints/step_%07d' $step)/mlm" --lr 1e-3 $NER --seeds 1
+      done
+    done
+    for task in ncbi_disease bc5cdr; do
+      job "curve/random/$task" --task $task ${INIT[random]} --lr 1e-3 $NER --seeds 1
+    done ;;
+  full)
+    for init in random rtd10m mlm10m mini1m; do
+      for task in ncbi_disease bc5cdr; do job "full/$init/$task" --task $task ${INIT[$init]} $LRS $NER --seeds 1,2,3; done
+      for task in chemprot ddi; do job "full/$init/$task" --task $task ${INIT[$init]} $LRS $RE --seeds 1,2,3; done
+    done
+    for init in random rtd10m; do
+      job "full/$init/bioasq" --task bioasq ${INIT[$init]} $LRS $RE --seeds 1,2,3
+    done ;;
+  few)
+    for n in 250 500 1000; do
+      for init in random rtd10m mlm10m; do
+        for task in bc5cdr ncbi_disease; do
+          job "few/$init/${task}_$n" --task $task ${INIT[$init]} --max-train-examples $n $LRS \
+            --epochs 30 --patience 5 --length-buckets --seeds 1,2,3
+        done
+      done
+    done ;;
+  *) echo "usage: bash records/electra_claim/queue.sh curve|full|few" >&2; exit 2 ;;
+esac
