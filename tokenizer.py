@@ -134,9 +134,9 @@ def basic_tokenize(text: str, lowercase: bool = True) -> list[str]:
 #    matches nothing, or the word is longer than MAX_WORD_CHARS characters, the whole word is one [UNK].
 # ---------------------------------------------------------------------------------------------
 
-def wordpiece(word: str, vocab, max_chars: int = MAX_WORD_CHARS) -> list[str]:
+def wordpiece(word: str, vocab) -> list[str]:
     """Greedy longest-match-first pieces of one word: "nephrotoxicity" -> ["nephro", "##tox", "##icity"]."""
-    if len(word) > max_chars:
+    if len(word) > MAX_WORD_CHARS:
         return ["[UNK]"]
     pieces, start = [], 0
     while start < len(word):
@@ -170,8 +170,7 @@ class Tokenizer:
             raise TokenizerError(f"{source}: missing special token(s) {', '.join(missing)}; "
                                  f"a BERT vocab.txt holds {', '.join(SPECIAL_TOKENS)}")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIAL_TOKENS)
-        self._ids_cache = {}      # chunk -> list of ids
-        self._spans_cache = {}    # chunk -> (pieces, spans relative to the chunk)
+        self._cache = {}          # chunk -> (ids, pieces, spans relative to the chunk)
 
     @classmethod
     def from_vocab_file(cls, path, lowercase: bool = True) -> "Tokenizer":
@@ -186,8 +185,8 @@ class Tokenizer:
         with open(path, "w", encoding="utf-8") as f:
             f.write("".join(t + "\n" for t in self.id_to_token))
 
-    def _analyse_chunk(self, chunk: str) -> tuple[list[str], list[tuple[int, int]]]:
-        """Pieces of one whitespace-free chunk and their [start, end) spans inside it."""
+    def _analyse_chunk(self, chunk: str) -> tuple[list[int], list[str], list[tuple[int, int]]]:
+        """Ids and pieces of one whitespace-free chunk, and the pieces' [start, end) spans inside it."""
         pieces, spans = [], []
         for word, origin in basic_tokenize_spans(chunk, self.lowercase):
             word_pieces = wordpiece(word, self.vocab)
@@ -201,17 +200,16 @@ class Tokenizer:
                 pieces.append(piece)
                 spans.append((origin[k], origin[k + n - 1] + 1))
                 k += n
-        if len(self._spans_cache) < CACHE_MAX_WORDS:
-            self._spans_cache[chunk] = (pieces, spans)
-            self._ids_cache[chunk] = [self.vocab[p] for p in pieces]
-        return pieces, spans
+        result = ([self.vocab[p] for p in pieces], pieces, spans)
+        if len(self._cache) < CACHE_MAX_WORDS:
+            self._cache[chunk] = result
+        return result
 
     def encode_text(self, text: str) -> list[int]:
         """Piece ids of `text`, no special tokens: "EGFR mutations" -> [ids of egfr, mutations]."""
-        ids, cache = [], self._ids_cache
+        ids, cache = [], self._cache
         for chunk in split_chunks(text):
-            chunk_ids = cache.get(chunk)
-            ids += chunk_ids if chunk_ids is not None else [self.vocab[p] for p in self._analyse_chunk(chunk)[0]]
+            ids += (cache.get(chunk) or self._analyse_chunk(chunk))[0]
         return ids
 
     def tokenize(self, text: str) -> list[str]:
@@ -223,7 +221,7 @@ class Tokenizer:
         pieces, spans = [], []
         for m in _CHUNK.finditer(text):
             chunk, start = m.group(), m.start()
-            chunk_pieces, chunk_spans = self._spans_cache.get(chunk) or self._analyse_chunk(chunk)
+            _, chunk_pieces, chunk_spans = self._cache.get(chunk) or self._analyse_chunk(chunk)
             pieces += chunk_pieces
             spans += [(start + s, start + e) for s, e in chunk_spans]
         return pieces, spans
@@ -315,7 +313,7 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, 
     stats = PairStats([[w[0]] + ["##" + c for c in w[1:]] for w in words], [word_counts[w] for w in words],
                       min_frequency)
     known, heap = set(vocab), []
-    push_scores(heap, stats, stats.pairs, min_frequency)
+    stats.push(heap, stats.pairs)
     bar = tqdm(total=vocab_size, initial=len(vocab), desc="learn vocab", disable=not progress)
     while len(vocab) < vocab_size and heap:
         neg_score, neg_count, pair = heapq.heappop(heap)
@@ -325,14 +323,14 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, 
         if verbose:
             print(f"merge {len(vocab) + 1}: {a!r} + {b!r} -> {a + b[2:]!r}  score {-neg_score:.4g} = "
                   f"{-neg_count} / ({stats.freq[a]} * {stats.freq[b]})")
-        push_scores(heap, stats, stats.merge(a, b), min_frequency)
+        stats.push(heap, stats.merge(a, b))
         if a + b[2:] not in known:                         # "abc" can come from a+##bc and from ab+##c
             known.add(a + b[2:])
             vocab.append(a + b[2:])
             bar.update()
         if len(heap) > 4 * len(stats.pairs) + 100_000:     # drop stale entries now and then
             heap.clear()
-            push_scores(heap, stats, stats.pairs, min_frequency)
+            stats.push(heap, stats.pairs)
     bar.close()
     if len(vocab) < vocab_size:
         print(f"note: no pair left with frequency >= {min_frequency}; vocabulary has {len(vocab)} tokens")
@@ -430,19 +428,12 @@ def truncate_longest_first(a: list, b: list, budget: int) -> tuple[list, list]:
     """Cut a and b to at most `budget` tokens together, from the end of the longer one first. When both
     must be cut, the one that was shorter keeps budget // 2 and the other the rest (a counts as shorter on
     a tie), as tokenizers' LongestFirst (Rust) does; HF's older Python loop can differ by one token on ties."""
-    n1, n2 = len(a), len(b)
-    if n1 + n2 <= budget:
+    if len(a) + len(b) <= budget:
         return a, b
-    swap = n1 > n2
-    if swap:
-        n1, n2 = n2, n1
-    n2 = max(n1, budget - n1)
-    if n1 + n2 > budget:
-        n1 = budget // 2
-        n2 = budget - n1
-    if swap:
-        n1, n2 = n2, n1
-    return a[:n1], b[:n2]
+    short = min(len(a), len(b), budget // 2)
+    if len(a) <= len(b):
+        return a[:short], b[:budget - short]
+    return a[:budget - short], b[:short]
 
 
 # A.3 The vocabulary trainer's plumbing: corpus blocks counted in parallel, pair counts updated only
@@ -551,8 +542,17 @@ class PairStats:
         self._update_partners(self.pairs)
 
     def score(self, pair) -> float:
-        """The WordPiece likelihood score freq(ab) / (freq(a) * freq(b)) (the same expression as push_scores)."""
+        """The WordPiece likelihood score freq(ab) / (freq(a) * freq(b)) (the same expression as push)."""
         return self.pairs[pair] / (self.freq[pair[0]] * self.freq[pair[1]])
+
+    def push(self, heap: list, pairs) -> None:
+        """Push (-score, -count, pair) for each pair seen at least min_frequency times (the others can
+        never be merged: a pair's count only falls)."""
+        freq, counts, push, min_frequency = self.freq, self.pairs, heapq.heappush, self.min_frequency
+        for pair in pairs:
+            count = counts.get(pair, 0)
+            if count >= min_frequency:
+                push(heap, (-count / (freq[pair[0]] * freq[pair[1]]), -count, pair))
 
     def merge(self, a: str, b: str) -> set:
         """Merge (a, b) in every word holding it; return the pairs whose score may have changed."""
@@ -589,16 +589,6 @@ class PairStats:
             else:
                 self.partners[pair[0]].discard(pair)
                 self.partners[pair[1]].discard(pair)
-
-
-def push_scores(heap: list, stats: PairStats, pairs, min_frequency: int) -> None:
-    """Push (-score, -count, pair) for each pair seen at least min_frequency times (the others can
-    never be merged: a pair's count only falls)."""
-    freq, counts, push = stats.freq, stats.pairs, heapq.heappush
-    for pair in pairs:
-        count = counts.get(pair, 0)
-        if count >= min_frequency:
-            push(heap, (-count / (freq[pair[0]] * freq[pair[1]]), -count, pair))
 
 
 # A.4 Worker processes: an ordered, streaming map
