@@ -48,11 +48,6 @@ class EvalError(ValueError):
 #    type changes. For B/I/O these are conlleval's rules; E-/S- (IOBES) follow seqeval's default mode.
 # ---------------------------------------------------------------------------------------------
 
-def split_tag(tag: str) -> tuple[str, str]:
-    """'B-Entity' -> ('B', 'Entity'); 'O' -> ('O', '_'). Parsed as seqeval does: prefix letter, then type."""
-    return tag[:1], tag[1:].split("-", 1)[-1] or "_"
-
-
 def chunk_ends(prev_tag, tag, prev_type, type_) -> bool:
     """True if a chunk ended at the previous token (seqeval end_of_chunk, conlleval endOfChunk)."""
     return (prev_tag in ("E", "S")
@@ -74,7 +69,7 @@ def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
     """
     spans, start, prev_tag, prev_type = [], 0, "O", ""
     for i, label in enumerate(list(tags) + ["O"]):   # the sentinel O closes a chunk at the end
-        tag, type_ = split_tag(label)
+        tag, type_ = label[:1], label[1:].split("-", 1)[-1] or "_"   # as seqeval: 'B-Entity' -> B, Entity; 'O' -> O, _
         if chunk_ends(prev_tag, tag, prev_type, type_):
             spans.append((prev_type, start, i - 1))
         if chunk_starts(prev_tag, tag, prev_type, type_):
@@ -156,12 +151,9 @@ def bioasq_factoid_scores(predictions: dict[str, list[str]], golden: dict[str, l
     """{"strict", "lenient", "mrr", "n", "answered"} over the factoid questions in golden."""
     # CHOICE: a golden question missing from the predictions scores 0 and stays in the denominator;
     # the official EvaluatorTask1b skips it, which would reward leaving hard questions out.
-    totals = [0.0, 0.0, 0.0]
-    for qid, synonym_lists in golden.items():
-        for j, score in enumerate(bioasq_question_scores(predictions.get(qid, []), synonym_lists)):
-            totals[j] += score
-    n = len(golden)
-    strict, lenient, mrr = (t / n if n else 0.0 for t in totals)
+    scores = [bioasq_question_scores(predictions.get(qid, []), synonyms) for qid, synonyms in golden.items()]
+    n = len(scores)
+    strict, lenient, mrr = (sum(column) / n for column in zip(*scores)) if n else (0.0, 0.0, 0.0)
     return {"strict": strict, "lenient": lenient, "mrr": mrr, "n": n,
             "answered": sum(qid in predictions for qid in golden)}
 
