@@ -30,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 from xml.etree import ElementTree
@@ -260,9 +261,9 @@ class PretrainingData:
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. Benchmark readers                                                               (PAPER.md §4)
+# 4. Benchmark readers                                                          (docs/paper.md §4)
 #    The layouts in which the field publishes its data sets (BioBERT's datasets/, BLUE, SQuAD),
-#    each read into one internal form. Counts of every split equal ../shared/data/README.md.
+#    each read into one internal form; `python data.py counts` prints the counts of every split.
 #    NER: CoNLL columns split on TAB (else on spaces), word first and tag last, a blank line between
 #    sentences. Tags BIO, IOB1 (BC5CDR: an entity starts with I-), IOBES/BIOES or BILOU, typed or
 #    bare. IOBES and BILOU become BIO (S, U -> B; E, L -> I); B/I/O tags are kept as they are, IOB1
@@ -272,50 +273,31 @@ class PretrainingData:
 #    `sentence label` or `text label`) or, with no header (BioBERT's train/dev), the last two.
 #    QA: SQuAD v1.1 JSON (question + context pairs) and BioASQ's golden JSON for factoid answers.
 # ---------------------------------------------------------------------------------------------
-NER_FORMATS = ("accepted: one 'word [more columns] tag' line per word, TAB or space separated, a blank line "
-               "between sentences; tags O, B-X, I-X, E-X, S-X, L-X, U-X, or bare O B I E S L U")
-RE_FORMATS = ("accepted: TAB-separated rows 'sentence<TAB>label' or 'index<TAB>sentence<TAB>label', with or "
-              "without a header naming the sentence (sentence|text) and label columns; UTF-8, BOM and CRLF ok")
 TAG_PATTERN = re.compile(r"O|([BIESLU])(?:-(\S+))?")   # prefix, then the type (optional: bare tags)
 TO_BIO = {"B": "B", "I": "I", "S": "B", "U": "B", "E": "I", "L": "I"}
 DEFAULT_ENTITY_TYPE = "Entity"            # the type of bare tags when none is given (BC5CDR's type name)
 
 
-def _tag_scheme(prefixes, iob1) -> str:
-    """The scheme's name from the tag prefixes seen: 'IOBES', 'BILOU', 'IOB1' or 'BIO'."""
-    names = [name for name, marks in (("IOBES", "ES"), ("BILOU", "LU")) if prefixes & set(marks)]
-    return "+".join(names) or ("IOB1" if iob1 else "BIO")
-
-
-def read_conll(path, entity_type=DEFAULT_ENTITY_TYPE, info=None) -> list[tuple[list[str], list[str]]]:
+def read_conll(path, entity_type=None, info=None) -> list[tuple[list[str], list[str]]]:
     """(words, BIO tags) per sentence. Runs of blank lines count as one break; `-DOCSTART-` lines
     (CoNLL-2003's document markers) are skipped. A line with one column or a bad tag is an error.
-
-    `info`, a dict when given, receives what was found: separator, columns, scheme, bare (tags without type).
-    'S-Drug' -> 'B-Drug'; 'L-Drug' -> 'I-Drug'; bare 'U' -> 'B-Entity'; 'I-Drug' after 'O' stays (IOB1)."""
-    sentences, words, tags = [], [], []
-    prefixes, separators, widths, bare, iob1, prev = set(), set(), set(), False, False, ("O", "")
+    'S-Drug' -> 'B-Drug'; 'L-Drug' -> 'I-Drug'; bare 'U' -> 'B-Entity'; 'I-Drug' after 'O' stays (IOB1).
+    `info`, a dict when given, receives the layout found (conll_layout, appendix A.7)."""
+    sentences, words, tags, seen = [], [], [], set()
     for line_no, line in _text_lines(path):
         columns = [c for c in (x.strip() for x in line.split("\t")) if c] if "\t" in line else line.split()
         if not columns or columns[0] == "-DOCSTART-":
             if words:
                 sentences.append((words, tags))
                 words, tags = [], []
-            prev = ("O", "")
             continue
         if len(columns) < 2:
             _fail(path, line_no, f"expected 'word tag', got {line!r} ({NER_FORMATS})")
         match = TAG_PATTERN.fullmatch(columns[-1])
         if not match:
             _fail(path, line_no, f"bad tag {columns[-1]!r} ({NER_FORMATS})")
-        prefix, type_ = match[1] or "O", match[2] or ""
-        bare |= prefix != "O" and not type_
-        type_ = type_ or entity_type
-        iob1 |= prefix == "I" and (prev[0] == "O" or prev[1] != type_)   # an I that starts an entity
-        prefixes.add(prefix)
-        separators.add("TAB" if "\t" in line else "space")
-        widths.add(len(columns))
-        prev = (prefix, type_)
+        prefix, type_ = match[1] or "O", match[2] or entity_type or DEFAULT_ENTITY_TYPE
+        seen.add(("TAB" if "\t" in line else "space", len(columns), prefix, bool(match[2])))
         words.append(columns[0])
         tags.append("O" if prefix == "O" else f"{TO_BIO[prefix]}-{type_}")
     if words:
@@ -323,15 +305,13 @@ def read_conll(path, entity_type=DEFAULT_ENTITY_TYPE, info=None) -> list[tuple[l
     if not sentences:
         raise DataError(f"{path}: no sentences ({NER_FORMATS})")
     if info is not None:
-        info.update(separator="/".join(sorted(separators)), columns="-".join(map(str, sorted({min(widths), max(widths)}))),
-                    scheme=_tag_scheme(prefixes, iob1), bare=bare)
+        info.update(conll_layout(seen, sentences))
     return sentences
 
 
 def read_blue_tsv(path, info=None) -> list[tuple[str, str]]:
     """(sentence, label) rows of a TSV, with or without a header; UTF-8 with or without BOM; LF or
     CRLF line ends; blank lines only at the end. Labels are kept as spelt (finetune.py matches case).
-
     `info`, a dict when given, receives "header": the header's column names, or None."""
     rows, n_columns, where, header, blank = [], None, None, None, None
     for line_no, line in _text_lines(path):
@@ -363,53 +343,21 @@ def read_blue_tsv(path, info=None) -> list[tuple[str, str]]:
     return rows
 
 
-def _load_json(path):
-    path = require_file(path)
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-
-
-SNIPPET_ID = re.compile(r"(.+)_(\d+)")    # BioBERT's BioASQ pair ids: '<question id>_<snippet number>'
-
-
-def question_ids(pairs) -> tuple[list[str], str]:
-    """The question of each pair, and the rule that gave it.
-
-    An explicit id where the file has one: BioBERT numbers the snippets of a BioASQ question
-    '<question id>_000', '_001', ..., so the part before the last '_' is the question's id, provided
-    every id has that form and no such prefix joins two different questions (as 'q_1', 'q_2' would).
-    Otherwise pairs with the same question text form one question, named by its first pair's id."""
-    matches = [SNIPPET_ID.fullmatch(p["id"]) for p in pairs]
-    if all(matches):
-        texts = {}
-        for p, m in zip(pairs, matches):
-            texts.setdefault(m[1], set()).add(p["question"])
-        if all(len(t) == 1 for t in texts.values()):
-            return [m[1] for m in matches], "ids '<question>_<n>'"
-    first = {}
-    for p in pairs:
-        first.setdefault(p["question"], p["id"])
-    return [first[p["question"]] for p in pairs], "question text"
-
-
 def read_squad(path, info=None) -> list[dict]:
     """One dict per question-context pair of a SQuAD v1.1 file: {"id", "question_id", "question",
     "context", "answers": [{"text", "answer_start"}], "texts": every gold answer text} (no answers in
-    BioASQ test files). `question_id` groups the pairs of one question (question_ids).
+    BioASQ test files). `question_id` groups the pairs of one question (question_ids, appendix A.7).
 
     An answer whose text is not at its answer_start is left out of "answers" (kept in "texts", which
     scoring uses) and counted in info["misaligned"]: BERT's run_squad skips such a training example
     ("Could not find answer") and goes on. CHOICE: aligned means the exact characters at answer_start;
     run_squad's test is looser (whitespace-split words containing the answer)."""
-    data, pairs, misaligned = _load_json(path), [], 0
+    pairs, misaligned = [], 0
     try:
-        for i, article in enumerate(data["data"]):
-            for j, paragraph in enumerate(article["paragraphs"]):
+        for article in _load_json(path)["data"]:
+            for paragraph in article["paragraphs"]:
                 context = paragraph["context"]
-                for k, qa in enumerate(paragraph["qas"]):
+                for qa in paragraph["qas"]:
                     gold = [(a["text"], int(a["answer_start"])) for a in qa.get("answers", [])]
                     answers = [{"text": t, "answer_start": s} for t, s in gold if 0 <= s and context[s:s + len(t)] == t]
                     misaligned += len(gold) - len(answers)
@@ -430,19 +378,17 @@ def read_squad(path, info=None) -> list[dict]:
 
 def read_bioasq_golden(path) -> dict[str, list[list[str]]]:
     """Factoid question id -> its golden answers, each a list of synonyms (BioASQ task B JSON).
-    # CHOICE: a flat list of strings (some BioASQ years) is read as ONE answer with those synonyms."""
+    CHOICE: a flat list of strings (some BioASQ years) is read as ONE answer with those synonyms."""
     golden = {}
     try:
-        questions = _load_json(path)["questions"]
-        for i, q in enumerate(questions):
+        for i, q in enumerate(_load_json(path)["questions"]):
             if q["type"] != "factoid":
                 continue
             answer = q.get("exact_answer")
             if isinstance(answer, list) and answer and all(isinstance(a, str) for a in answer):
                 answer = [answer]
             if (not isinstance(answer, list) or not answer
-                    or not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s)
-                               for s in answer)):
+                    or not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s) for s in answer)):
                 raise DataError(f"{path}: questions[{i}] (id {q['id']!r}): exact_answer must be a "
                                 f"non-empty list of synonym lists, got {answer!r}")
             golden[q["id"]] = answer
@@ -451,29 +397,12 @@ def read_bioasq_golden(path) -> dict[str, list[list[str]]]:
     return golden
 
 
-def count_split(path) -> dict:
-    """The counts that ../shared/data/README.md lists, for one file of any benchmark format."""
-    name = Path(path).name
-    if name.endswith(".txt"):
-        sentences = read_conll(path)
-        return {"sentences": len(sentences), "tokens": sum(len(w) for w, _ in sentences)}
-    if name.endswith(".tsv"):
-        rows = read_blue_tsv(path)
-        return {"rows": len(rows), **Counter(label for _, label in rows)}
-    if name.startswith("golden"):
-        return {"factoid questions": len(read_bioasq_golden(path))}
-    pairs = read_squad(path)
-    return {"pairs": len(pairs), "questions": len({p["question_id"] for p in pairs})}
-
-
 # A fine-tuning data set is one folder: train, dev (or devel) and test files of one kind, or for QA
 # BioASQ's train.json + test-*.json + golden-*.json. read_task finds the files, reads them, draws dev
 # from train when there is no dev file, and says in one line what it read.
 SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "devel"), "test": ("test",)}   # devel: BioBERT's NER files
 EXTENSIONS = {"ner": (".txt", ".tsv", ".conll"), "re": (".tsv", ".csv", ".txt"), "qa": (".json",)}
-NEGATIVE_NAMES = {"false", "negative", "none", "other", "0"}   # how data sets spell RE's no-relation class
-RE_LAYOUTS = {None: "BioBERT layout (no header)",
-              ("index", "sentence", "label"): "BLUE layout (header index, sentence, label)"}
+READERS = {"ner": read_conll, "re": read_blue_tsv, "qa": read_squad}
 
 
 def read_task(kind, folder, entity_type=None, negative=None, dev_fraction=0.1, test_batches=None) -> tuple[dict, str]:
@@ -484,122 +413,51 @@ def read_task(kind, folder, entity_type=None, negative=None, dev_fraction=0.1, t
     folder = Path(folder)
     if kind == "qa" and (any(folder.glob("golden-*.json")) or not (folder / "test.json").is_file()):
         return read_bioasq_task(folder, dev_fraction, test_batches)
+    read = partial(read_conll, entity_type=entity_type) if kind == "ner" else READERS[kind]
     splits, infos = {"files": {}}, {}
     for split in SPLIT_NAMES:
-        if split != "dev" or split_file(kind, folder, "dev"):
+        path = split_file(kind, folder, split, required=split != "dev")
+        if path:
             infos[split] = {}
-            splits[split] = read_split(kind, folder, split, entity_type, infos[split])
-            splits["files"][split] = split_file(kind, folder, split)
+            splits[split], splits["files"][split] = read(path, info=infos[split]), path
     dev_note = "dev file"
     if "dev" not in splits:
         group = (lambda pair: pair["question_id"]) if kind == "qa" else None
-        splits["train"], splits["dev"] = split_off_dev(splits["train"], dev_fraction, splits["files"]["train"], group)
-        n = len({group(e) for e in splits["dev"]}) if group else len(splits["dev"])
-        total = n + (len({group(e) for e in splits["train"]}) if group else len(splits["train"]))
-        dev_note = (f"no dev file: dev is {n} of train's {total} {'questions' if group else 'examples'} "
-                    f"({dev_fraction:.0%}, seed 0)")
-    finish = {"ner": _conll_task, "re": _tsv_task, "qa": _squad_task}[kind]
+        train_file = splits["files"]["train"]
+        splits["train"], splits["dev"], drawn = split_off_dev(splits["train"], dev_fraction, train_file, group)
+        dev_note = f"no dev file: dev is {drawn}"
+    # appendix A.7: RE's negative class and label spelling, QA's answers, and what the line says
+    finish = {"ner": finish_conll, "re": finish_tsv, "qa": finish_squad}[kind]
     return splits, finish(splits, infos, entity_type, negative) + "; " + dev_note
 
 
-def split_file(kind, folder, split) -> Path | None:
-    """The file of one split (train, dev|devel, test with the kind's extensions), None if absent."""
-    found = [folder / f"{name}{ext}" for name in SPLIT_NAMES[split] for ext in EXTENSIONS[kind]
-             if (folder / f"{name}{ext}").is_file()]
+def split_file(kind, folder, split, required=True) -> Path | None:
+    """The file of one split (train, dev|devel, test with the kind's extensions); a missing file is an
+    error naming what was looked for, unless not `required` (then None)."""
+    names = [f"{name}{ext}" for name in SPLIT_NAMES[split] for ext in EXTENSIONS[kind]]
+    found = [folder / name for name in names if (folder / name).is_file()]
     if len(found) > 1:
         raise DataError(f"{folder}: {len(found)} files for the {split} split "
                         f"({', '.join(p.name for p in found)}): keep one")
+    if not found and required:
+        raise DataError(f"{folder / names[0]}: missing {split} split for task kind {kind!r} "
+                        f"(looked for {', '.join(names)})")
     return found[0] if found else None
 
 
-def read_split(kind, folder, split, entity_type=None, info=None) -> list:
-    """The examples of one split, read by the kind's reader; a missing file is an error naming it."""
-    path = split_file(kind, Path(folder), split)
-    if path is None:
-        names = [f"{name}{ext}" for name in SPLIT_NAMES[split] for ext in EXTENSIONS[kind]]
-        raise DataError(f"{Path(folder) / names[0]}: missing {split} split for task kind {kind!r} "
-                        f"(looked for {', '.join(names)})")
-    if kind == "ner":
-        return read_conll(path, entity_type or DEFAULT_ENTITY_TYPE, info)
-    return (read_blue_tsv if kind == "re" else read_squad)(path, info=info)
-
-
-def split_off_dev(examples, fraction, path, group=None) -> tuple[list, list]:
-    """(train, dev): a fixed share of the examples held out as dev, drawn with seed 0 whatever the run
-    seed, both kept in file order. `group(example)` keeps a group (a question's snippets) on one side.
-    A set too small to keep a training example is an error naming the file and its counts."""
+def split_off_dev(examples, fraction, path, group=None) -> tuple[list, list, str]:
+    """(train, dev, what was drawn): a fixed share of the examples held out as dev, drawn with seed 0
+    whatever the run seed, both kept in file order. `group(example)` keeps a group (a question's
+    snippets) on one side. A set too small to keep a training example is an error naming the file."""
     keys = sorted({group(e) for e in examples}) if group else list(range(len(examples)))
     held = set(random.Random(0).sample(keys, min(len(keys), max(1, round(fraction * len(keys))))))
     side = [(group(e) if group else i) in held for i, e in enumerate(examples)]
     train, dev = [e for e, s in zip(examples, side) if not s], [e for e, s in zip(examples, side) if s]
+    unit = "questions" if group else "examples"
     if not train:
-        unit = "questions" if group else "examples"
         raise DataError(f"{path}: too few {unit} to train on ({len(keys)}, of which {len(held)} held out as dev "
                         f"since there is no dev file): add a dev file or more {unit}")
-    return train, dev
-
-
-def _conll_task(splits, infos, entity_type, negative) -> str:
-    found, labels = infos["train"], {t for _, tags in splits["train"] for t in tags}
-    splits["layout"] = "conll"
-    bare = f" without types (type {entity_type or DEFAULT_ENTITY_TYPE!r})" if found["bare"] else ""
-    scheme = found["scheme"] + (" -> BIO" if found["scheme"] not in ("BIO", "IOB1") else "")
-    return (f"NER, CoNLL {found['columns']} columns ({found['separator']} separated), {scheme} tags{bare}, "
-            f"{len(labels)} labels")
-
-
-def _tsv_task(splits, infos, entity_type, negative) -> str:
-    """RE: the negative class found, dev/test labels spelt as train spells them (any case)."""
-    labels = sorted({label for _, label in splits["train"]})
-    splits.update(layout="tsv", negative=negative_label(labels, negative, splits["files"]["train"]))
-    spelling = {label.lower(): label for label in labels}
-    for split in ("dev", "test"):
-        splits[split] = [(s, spelling.get(label.lower(), label)) for s, label in splits[split]]
-    layouts = {}                                  # layout -> its splits (BioBERT: only test has a header)
-    for split, info in infos.items():
-        header = info["header"] and tuple(info["header"])
-        layouts.setdefault(RE_LAYOUTS.get(header, f"header {', '.join(header or [])}"), []).append(split)
-    layout = (next(iter(layouts)) if len(layouts) == 1 else
-              ", ".join(f"{'/'.join(names)}: {layout}" for layout, names in layouts.items()))
-    return f"RE, {layout}, {len(labels)} classes, negative: {splits['negative']}"
-
-
-def negative_label(labels, negative, path) -> str:
-    """The RE class that micro-F1 leaves out: `negative` in any case (BLUE's ChemProt spells it 'false',
-    bio_electra's 'False'), else the one label spelt like a negative."""
-    if negative is not None:
-        found = [x for x in labels if x.lower() == negative.lower()]
-        if len(found) != 1:
-            raise DataError(f"{path}: negative label {negative!r} not among the train labels {labels}")
-        return found[0]
-    found = [x for x in labels if x.lower() in NEGATIVE_NAMES or x.lower().endswith("-false")]
-    if len(found) != 1:
-        raise DataError(f"{path}: cannot tell the negative class among {labels}: pass --negative-label")
-    return found[0]
-
-
-def _squad_task(splits, infos, entity_type, negative) -> str:
-    """SQuAD v1.1 train/dev/test.json: every dev and test pair must have gold answers to score."""
-    splits["layout"] = "squad"
-    for split in ("dev", "test"):
-        if not all(p["texts"] for p in splits[split]):
-            raise DataError(f"{splits['files'].get(split, splits['files']['train'])}: "
-                            f"{sum(not p['texts'] for p in splits[split])} questions without gold answers: "
-                            f"a SQuAD-style {split} split is scored against them")
-    splits["train"], note = qa_train_pairs(splits["train"], infos.values(), splits["files"]["train"])
-    return (f"QA, SQuAD v1.1 JSON (train/dev/test.json), scored by SQuAD EM/F1, {len(splits['test'])} test "
-            f"questions{note}")
-
-
-def qa_train_pairs(pairs, infos, path) -> tuple[list[dict], str]:
-    """Training pairs without those whose every answer is misaligned (BERT's run_squad skips such an
-    example and goes on), and a note counting both for the description line."""
-    kept = [p for p in pairs if p["answers"] or not p["texts"]]
-    if not kept:
-        raise DataError(f"{path}: none of its {len(pairs)} training pairs has an answer at its answer_start")
-    misaligned = sum(info.get("misaligned", 0) for info in infos)
-    return kept, (f"; {misaligned} answers not at their answer_start ({len(pairs) - len(kept)} training pairs "
-                  "dropped, as BERT's run_squad; dev/test keep them as gold texts)" if misaligned else "")
+    return train, dev, f"{len(held)} of train's {len(keys)} {unit} ({fraction:.0%}, seed 0)"
 
 
 def read_bioasq_task(folder, dev_fraction=0.1, test_batches=None) -> tuple[dict, str]:
@@ -607,30 +465,23 @@ def read_bioasq_task(folder, dev_fraction=0.1, test_batches=None) -> tuple[dict,
     test-*.json ({batch: {"examples", "golden"}}) with the factoid questions of its golden-*.json.
     `test_batches`: e.g. "1,3" keeps test-7b-1.json and test-7b-3.json."""
     info = {}
-    pairs = read_split("qa", folder, "train", info=info)
-    train, dev = split_off_dev(pairs, dev_fraction, folder / "train.json", group=lambda p: p["question_id"])
+    pairs = read_squad(split_file("qa", folder, "train"), info)
+    train, dev, _ = split_off_dev(pairs, dev_fraction, folder / "train.json", group=lambda p: p["question_id"])
     dev_golden = {}
     for p in dev:
         dev_golden.setdefault(p["question_id"], set()).update(p["texts"])
-    tests, unscored = {}, 0
+    tests = {}
     for path in sorted(folder.glob("test-*.json")):
         name = path.stem[len("test-"):]
-        if test_batches and name.rsplit("-", 1)[-1] not in str(test_batches).split(","):
-            continue
-        golden = read_bioasq_golden(require_file(folder / f"golden-{name}.json", f"golden answers of {path}"))
-        tests[name] = {"examples": read_squad(path), "golden": golden}
-        unscored += len({p["question_id"] for p in tests[name]["examples"]} - set(golden))
+        if not test_batches or name.rsplit("-", 1)[-1] in str(test_batches).split(","):
+            golden = read_bioasq_golden(require_file(folder / f"golden-{name}.json", f"golden answers of {path}"))
+            tests[name] = {"examples": read_squad(path), "golden": golden}
     if not tests:
         raise DataError(f"{folder}: no test-*.json batches (with golden-*.json answers) selected")
-    train, note = qa_train_pairs(train, [info], folder / "train.json")
-    dev_batch = {"examples": dev, "golden": {q: [sorted(s)] for q, s in dev_golden.items()}}
-    splits = {"train": train, "dev": {"dev": dev_batch}, "test": tests, "files": {"train": folder / "train.json"},
-              "layout": "bioasq"}
-    unscored_note = f"; {unscored} test questions not in golden-*.json (not scored)" if unscored else ""
-    return splits, (f"QA, BioASQ layout (train.json + {len(tests)} test-*.json batches with golden-*.json), "
-                    f"{info['questions']} train questions grouped by {info['question_ids']}; dev: "
-                    f"{len(dev_golden)} of them ({dev_fraction:.0%}, seed 0){note}{unscored_note}")
-
+    train, note = qa_train_pairs(train, [info], folder / "train.json")       # appendix A.7: misaligned answers
+    dev = {"dev": {"examples": dev, "golden": {q: [sorted(s)] for q, s in dev_golden.items()}}}
+    splits = {"train": train, "dev": dev, "test": tests, "files": {"train": folder / "train.json"}, "layout": "bioasq"}
+    return splits, describe_bioasq(splits, info, dev_fraction, note)             # appendix A.7
 
 # ---------------------------------------------------------------------------------------------
 # Command line
@@ -724,6 +575,15 @@ def _text_lines(path):
             except UnicodeDecodeError as e:
                 _fail(path, line_no, f"not UTF-8 ({e.reason} at byte {e.start})")
             yield line_no, line.rstrip("\n").rstrip("\r")
+
+
+def _load_json(path):
+    path = require_file(path)
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
 
 
 # A.2 Writing shards: per-process temporary files, renamed when complete, meta.json last; reused when current
@@ -1142,6 +1002,21 @@ def run_data_command(args) -> None:
         print_counts(args.data_dir)
 
 
+def count_split(path) -> dict:
+    """The counts `python data.py counts` prints, for one file of any benchmark format."""
+    name = Path(path).name
+    if name.endswith(".txt"):
+        sentences = read_conll(path)
+        return {"sentences": len(sentences), "tokens": sum(len(w) for w, _ in sentences)}
+    if name.endswith(".tsv"):
+        rows = read_blue_tsv(path)
+        return {"rows": len(rows), **Counter(label for _, label in rows)}
+    if name.startswith("golden"):
+        return {"factoid questions": len(read_bioasq_golden(path))}
+    pairs = read_squad(path)
+    return {"pairs": len(pairs), "questions": len({p["question_id"] for p in pairs})}
+
+
 def print_counts(data_dir):
     for task, files in BENCHMARKS.items():
         for name, *_ in files if task != "vocab" else []:
@@ -1152,7 +1027,127 @@ def print_counts(data_dir):
                 print(f"{task}/{name}: missing (python data.py download {task})")
 
 
-# A.7 Run records: the git commit the code comes from
+# A.7 Reading benchmarks: the formats' help, what read_task checks, and its line saying what it read
+
+NER_FORMATS = ("accepted: one 'word [more columns] tag' line per word, TAB or space separated, a blank line "
+               "between sentences; tags O, B-X, I-X, E-X, S-X, L-X, U-X, or bare O B I E S L U")
+RE_FORMATS = ("accepted: TAB-separated rows 'sentence<TAB>label' or 'index<TAB>sentence<TAB>label', with or "
+              "without a header naming the sentence (sentence|text) and label columns; UTF-8, BOM and CRLF ok")
+NEGATIVE_NAMES = {"false", "negative", "none", "other", "0"}   # how data sets spell RE's no-relation class
+RE_LAYOUTS = {None: "BioBERT layout (no header)",
+              ("index", "sentence", "label"): "BLUE layout (header index, sentence, label)"}
+SNIPPET_ID = re.compile(r"(.+)_(\d+)")    # BioBERT's BioASQ pair ids: '<question id>_<snippet number>'
+
+
+def conll_layout(seen, sentences) -> dict:
+    """read_conll's info from what it saw, {(separator, columns, tag prefix, typed)}, and the tags it
+    read: separator(s), column count(s), tag scheme ('IOBES', 'BILOU', 'IOB1' or 'BIO'), bare tags.
+    IOB1: an I- tag starts an entity (first in its sentence, or after O or another type)."""
+    separators, widths, prefixes = ({s[i] for s in seen} for i in range(3))
+    schemes = [name for name, marks in (("IOBES", "ES"), ("BILOU", "LU")) if prefixes & set(marks)]
+    iob1 = any(t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:])
+               for _, tags in sentences for i, t in enumerate(tags))
+    return {"separator": "/".join(sorted(separators)),
+            "columns": "-".join(map(str, sorted({min(widths), max(widths)}))),
+            "scheme": "+".join(schemes) or ("IOB1" if iob1 else "BIO"),
+            "bare": any(prefix != "O" and not typed for _, _, prefix, typed in seen)}
+
+
+def question_ids(pairs) -> tuple[list[str], str]:
+    """The question of each pair, and the rule that gave it.
+
+    An explicit id where the file has one: BioBERT numbers the snippets of a BioASQ question
+    '<question id>_000', '_001', ..., so the part before the last '_' is the question's id, provided
+    every id has that form and no such prefix joins two different questions (as 'q_1', 'q_2' would).
+    Otherwise pairs with the same question text form one question, named by its first pair's id."""
+    matches = [SNIPPET_ID.fullmatch(p["id"]) for p in pairs]
+    if all(matches):
+        texts = {}
+        for p, m in zip(pairs, matches):
+            texts.setdefault(m[1], set()).add(p["question"])
+        if all(len(t) == 1 for t in texts.values()):
+            return [m[1] for m in matches], "ids '<question>_<n>'"
+    first = {}
+    for p in pairs:
+        first.setdefault(p["question"], p["id"])
+    return [first[p["question"]] for p in pairs], "question text"
+
+
+def finish_conll(splits, infos, entity_type, negative) -> str:
+    """NER: the description (columns, separator, tag scheme, bare tags, label count)."""
+    found, labels = infos["train"], {t for _, tags in splits["train"] for t in tags}
+    splits["layout"] = "conll"
+    bare = f" without types (type {entity_type or DEFAULT_ENTITY_TYPE!r})" if found["bare"] else ""
+    scheme = found["scheme"] + (" -> BIO" if found["scheme"] not in ("BIO", "IOB1") else "")
+    return (f"NER, CoNLL {found['columns']} columns ({found['separator']} separated), {scheme} tags{bare}, "
+            f"{len(labels)} labels")
+
+
+def finish_tsv(splits, infos, entity_type, negative) -> str:
+    """RE: the negative class found, dev/test labels spelt as train spells them (any case); the description."""
+    labels = sorted({label for _, label in splits["train"]})
+    splits.update(layout="tsv", negative=negative_label(labels, negative, splits["files"]["train"]))
+    spelling = {label.lower(): label for label in labels}
+    for split in ("dev", "test"):
+        splits[split] = [(s, spelling.get(label.lower(), label)) for s, label in splits[split]]
+    layouts = {}                                  # layout -> its splits (BioBERT: only test has a header)
+    for split, info in infos.items():
+        header = info["header"] and tuple(info["header"])
+        layouts.setdefault(RE_LAYOUTS.get(header, f"header {', '.join(header or [])}"), []).append(split)
+    layout = (next(iter(layouts)) if len(layouts) == 1 else
+              ", ".join(f"{'/'.join(names)}: {layout}" for layout, names in layouts.items()))
+    return f"RE, {layout}, {len(labels)} classes, negative: {splits['negative']}"
+
+
+def negative_label(labels, negative, path) -> str:
+    """The RE class that micro-F1 leaves out: `negative` in any case (BLUE's ChemProt spells it 'false',
+    bio_electra's 'False'), else the one label spelt like a negative."""
+    if negative is None:
+        found = [x for x in labels if x.lower() in NEGATIVE_NAMES or x.lower().endswith("-false")]
+        if len(found) != 1:
+            raise DataError(f"{path}: cannot tell the negative class among {labels}: pass --negative-label")
+    else:
+        found = [x for x in labels if x.lower() == negative.lower()]
+        if len(found) != 1:
+            raise DataError(f"{path}: negative label {negative!r} not among the train labels {labels}")
+    return found[0]
+
+
+def finish_squad(splits, infos, entity_type, negative) -> str:
+    """SQuAD v1.1 train/dev/test.json: every dev and test pair must have gold answers to score."""
+    splits["layout"] = "squad"
+    for split in ("dev", "test"):
+        if not all(p["texts"] for p in splits[split]):
+            raise DataError(f"{splits['files'].get(split, splits['files']['train'])}: "
+                            f"{sum(not p['texts'] for p in splits[split])} questions without gold answers: "
+                            f"a SQuAD-style {split} split is scored against them")
+    splits["train"], note = qa_train_pairs(splits["train"], infos.values(), splits["files"]["train"])
+    return (f"QA, SQuAD v1.1 JSON (train/dev/test.json), scored by SQuAD EM/F1, {len(splits['test'])} test "
+            f"questions{note}")
+
+
+def qa_train_pairs(pairs, infos, path) -> tuple[list[dict], str]:
+    """Training pairs without those whose every answer is misaligned (BERT's run_squad skips such an
+    example and goes on), and a note counting both for the description line."""
+    kept = [p for p in pairs if p["answers"] or not p["texts"]]
+    if not kept:
+        raise DataError(f"{path}: none of its {len(pairs)} training pairs has an answer at its answer_start")
+    misaligned = sum(info.get("misaligned", 0) for info in infos)
+    return kept, (f"; {misaligned} answers not at their answer_start ({len(pairs) - len(kept)} training pairs "
+                  "dropped, as BERT's run_squad; dev/test keep them as gold texts)" if misaligned else "")
+
+
+def describe_bioasq(splits, info, dev_fraction, note) -> str:
+    """BioASQ: the description line, with the test questions that golden-*.json does not score."""
+    tests = splits["test"]
+    unscored = sum(len({p["question_id"] for p in t["examples"]} - set(t["golden"])) for t in tests.values())
+    return (f"QA, BioASQ layout (train.json + {len(tests)} test-*.json batches with golden-*.json), "
+            f"{info['questions']} train questions grouped by {info['question_ids']}; dev: "
+            f"{len(splits['dev']['dev']['golden'])} of them ({dev_fraction:.0%}, seed 0){note}"
+            + (f"; {unscored} test questions not in golden-*.json (not scored)" if unscored else ""))
+
+
+# A.8 Run records: the git commit the code comes from
 
 def git_state() -> dict:
     """The commit this code comes from and whether the tree has local changes, for a run's records:
