@@ -197,6 +197,8 @@ class Encoder(nn.Module):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """input_ids, token_type_ids: (B, L) long; attention_mask: None (no padding) or (B, L),
         True/1 = real token. Returns the last hidden states (B, L, D)."""
+        if isinstance(attention_mask, Unpadded):          # train_pretrain --unpad: real tokens only (Appendix A.1)
+            return encoder_forward_unpadded(self, input_ids, token_type_ids, attention_mask)
         x = self.embeddings(input_ids, token_type_ids)                     # (B, L, E)
         mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
         if self.embeddings_project is not None:
@@ -281,8 +283,6 @@ class Discriminator(nn.Module):
         self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        if isinstance(attention_mask, Unpadded):          # train_pretrain --unpad: real tokens only (Appendix A.1)
-            return discriminator_forward_unpadded(self, input_ids, token_type_ids, attention_mask)
         return self.head(self.encoder(input_ids, token_type_ids, attention_mask))   # (B, L) logits
 
 
@@ -444,7 +444,7 @@ def save_hf_checkpoint(model, directory, vocab_file=None, lowercase=True, dtype=
 
 # A.1 Unpadded batches (train_pretrain --unpad; ModernBERT's and MosaicBERT's way, docs/paper.md §5)
 #     The T real tokens of a padded (B, L) batch go through every layer as one (T, D) row; attention runs
-#     per sequence (PyTorch's variable-length flash kernel on CUDA). Generator and Discriminator send an
+#     per sequence (PyTorch's variable-length flash kernel on CUDA). Encoder and Generator hand an
 #     Unpadded attention_mask here; the results are the padded path's at the real tokens, minus its waste.
 #     Shapes: T real tokens in the batch, P masked positions among them.
 try:
@@ -531,15 +531,10 @@ def encoder_forward_unpadded(encoder: Encoder, input_ids, token_type_ids, unpadd
 
 def generator_forward_unpadded(generator: Generator, input_ids, token_type_ids, unpadded: Unpadded, positions=None):
     """Generator.forward on the T real tokens: positions (P,) index them -> logits (P, V); None -> (T, V)."""
-    h = encoder_forward_unpadded(generator.encoder, input_ids, token_type_ids, unpadded)   # (T, D)
+    h = generator.encoder(input_ids, token_type_ids, unpadded)                          # (T, D)
     if positions is not None:
         h = h[positions]                                                                # (P, D)
     return generator.head(h, generator.encoder.embeddings.word_embeddings.weight)
-
-
-def discriminator_forward_unpadded(discriminator: Discriminator, input_ids, token_type_ids, unpadded: Unpadded):
-    """Discriminator.forward on the T real tokens: logits (T,)."""
-    return discriminator.head(encoder_forward_unpadded(discriminator.encoder, input_ids, token_type_ids, unpadded))
 
 
 # A.2 Reading checkpoint files, and the tokenizer files transformers reads beside vocab.txt
