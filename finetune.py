@@ -347,7 +347,6 @@ def build_encoder(args, tokenizer):
     if args.init == "random":
         encoder = electramed.Encoder(electramed.model_config(args.size, vocab_size=len(tokenizer)))
     else:
-        check_init(args, tokenizer)
         encoder = reinit_top_layers(electramed.load_hf_encoder(args.init), args.reinit_layers)
     return set_dropout(encoder, args.dropout)
 
@@ -716,8 +715,7 @@ def main(args) -> dict:
     print(f"out dir: {out_dir}")
     tokenizer = load_tokenizer(args, folder)
     data.note_if_sample(folder)
-    check_init(args, tokenizer)
-    fill_defaults(args, spec, init_hidden_size(args))
+    fill_defaults(args, spec, init_hidden_size(args, tokenizer))
     prep = prepare(args, spec, folder, tokenizer)
     args.pad_id, args.n_train = tokenizer.pad_id, len(prep["train"])
     if prep["markers"]:
@@ -972,21 +970,16 @@ def resolve_init(args) -> str:
     return args.init
 
 
-def check_init(args, tokenizer):
-    """Fail early, before any data work, if --init's vocabulary size differs from the tokenizer's."""
-    if args.init == "random":
-        return
-    config, _ = electramed.read_hf_config(args.init)
-    if config.vocab_size != len(tokenizer):
-        raise FinetuneError(f"{args.init}/config.json: checkpoint vocabulary has {config.vocab_size} entries but "
-                            f"{args.vocab} has {len(tokenizer)}: pass the checkpoint's own vocab.txt with --vocab")
-
-
-def init_hidden_size(args) -> int:
-    """Hidden size of the encoder --init will build (it picks the recipe and the default lr)."""
+def init_hidden_size(args, tokenizer=None) -> int:
+    """Hidden size of the encoder --init will build (it picks the recipe and the default lr). Fails early,
+    before any data work, if the checkpoint's vocabulary size differs from the tokenizer's."""
     if args.init == "random":
         return electramed.SIZES[args.size]["hidden_size"]
-    return electramed.read_hf_config(args.init)[0].hidden_size
+    config, _ = electramed.read_hf_config(args.init)
+    if tokenizer is not None and config.vocab_size != len(tokenizer):
+        raise FinetuneError(f"{args.init}/config.json: checkpoint vocabulary has {config.vocab_size} entries but "
+                            f"{args.vocab} has {len(tokenizer)}: pass the checkpoint's own vocab.txt with --vocab")
+    return config.hidden_size
 
 
 def set_dropout(encoder, p):
@@ -1276,16 +1269,9 @@ def load_finetuned(directory) -> tuple[nn.Module, Tokenizer, list[str], dict]:
 
 # A.5 The predict command: a saved model on new input ----------------------------------------------
 
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-
-
 def split_sentences(text) -> list[str]:
-    """Sentences of raw text: each line, cut after . ! or ? followed by space and a capital letter.
-    "Loss of BRCA1 (ref. 3) is rare. It ..." -> ["Loss of BRCA1 (ref. 3) is rare.", "It ..."]
-
-    CHOICE: a plain rule, not a trained splitter (scispaCy, NLTK), to keep the requirements as they are:
-    an abbreviation before a capitalised word ("et al. Smith") is cut in two; one sentence a line avoids it."""
-    return [s for line in text.splitlines() for s in SENTENCE_END.split(line.strip()) if s]
+    """Sentences of raw text: each line cut by data.split_sentences, the rule-based splitter of PubMed abstracts."""
+    return [s for line in text.splitlines() for s in data.split_sentences(line)]
 
 
 def question_pairs(texts, question) -> list[dict]:
@@ -1302,7 +1288,6 @@ RAW_TEXT = {   # raw texts -> examples with gold None, as each kind's reader giv
     "re": lambda texts, question: [(t.strip(), None) for t in texts],             # a sentence with its markers
     "qa": question_pairs,
 }
-READERS = {"ner": data.read_conll, "re": data.read_blue_tsv, "qa": data.read_squad}
 
 
 def predict_input(args, kind) -> tuple[str, list]:
@@ -1310,7 +1295,7 @@ def predict_input(args, kind) -> tuple[str, list]:
     kept), or raw --text / --text-file lines with gold None (RAW_TEXT)."""
     if args.input:
         path = data.require_file(args.input, "predict --input takes a file in the task's format")
-        return Path(path).stem, READERS[kind](path)
+        return Path(path).stem, data.READERS[kind](path)
     name, texts = "text", args.text
     if args.text_file:
         path = data.require_file(args.text_file, "predict --text-file takes a text file")
