@@ -322,8 +322,7 @@ def resume(args, dist, raw, optimizer, data) -> int:
     checkpoint = latest_checkpoint(args.out_dir) if args.resume else None
     if checkpoint is None:
         return 0
-    state = load_checkpoint(checkpoint, args.vocab)
-    check_fits(state, checkpoint, args, raw)                    # Appendix A.8
+    state = load_checkpoint(checkpoint, args, raw)              # Appendix A.8: refuses one that does not fit
     raw.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     data.load_state_dict(state["data"])
@@ -513,7 +512,7 @@ def resolve_defaults(args):
     args.generator_fraction = em.GENERATOR_FRACTION[args.size]
     args.corpus = args.corpus or [os.path.join(args.data_dir, "pubmed", "corpus.txt")]
     if args.learn_vocab:
-        args.vocab = os.path.join(args.out_dir, "vocab.txt")            # written by learn_run_vocab
+        args.vocab = os.path.join(args.out_dir, "vocab.txt")            # learned by main
     args.vocab = args.vocab or os.path.join(args.data_dir, "vocab", "scivocab_uncased.txt")
     note_if_sample(*args.corpus, args.vocab)
     if args.warmup_steps is None:         # CHOICE: min(10k, 10% of the steps), so short runs warm up too
@@ -536,8 +535,10 @@ def main(args):
     if args.export:
         return export_checkpoint(args.export, Path(args.export).with_suffix(""))      # Appendix A.8
     args = resolve_defaults(args)
-    if args.learn_vocab:
-        learn_run_vocab(args)
+    if args.learn_vocab:     # the paper's vocabulary step (docs/paper.md §1), on the whole corpus; deterministic
+        print(f"=> learning a {args.learn_vocab:,}-piece vocabulary from {', '.join(args.corpus)} -> {args.vocab}")
+        train_vocab_file(args.corpus, args.learn_vocab, args.vocab, workers=args.data_workers)
+
     return start_processes(args)          # Appendix A.7: train() here, in N spawned processes, or under torchrun
 
 
@@ -883,14 +884,6 @@ def record_run(args, dist, raw):
            + f", together {em.count_parameters(raw):,}; {args.flops_per_step:.4g} FLOPs/step")
 
 
-def learn_run_vocab(args) -> list[str]:
-    """Learn args.learn_vocab WordPiece pieces from the corpus (held-out documents too: a vocabulary is a word
-    count, not a model) into args.vocab (docs/paper.md §1); deterministic, so a resumed run learns it again."""
-    print(f"=> learning a {args.learn_vocab:,}-piece vocabulary from {', '.join(map(str, args.corpus))} "
-          f"-> {args.vocab}")
-    return train_vocab_file(args.corpus, args.learn_vocab, args.vocab, workers=args.data_workers)
-
-
 # A.6 The deferred NaN check. CHOICE: a non-finite loss stops the run at the next log or checkpoint step,
 #     not at once (that would read the loss back every micro-batch, a host sync that stalls the GPU's
 #     queue); the error names the first bad step, and no checkpoint ever holds its update.
@@ -925,7 +918,7 @@ def start_processes(args):
     prepare_corpus(args.corpus, args.vocab, Path(args.out_dir) / "shards", max_len=args.seq_len,
                    workers=args.data_workers, seed=args.seed, progress=True, heldout_every=args.heldout_every)
     if args.resume and (found := latest_checkpoint(args.out_dir)) is not None:
-        load_checkpoint(found, args.vocab)                    # fail early on a vocab mismatch
+        load_checkpoint(found, args)                          # fail early on a vocab or objective mismatch
     if args.world_size == 1:
         return worker(0, args, None)
     with socket.socket() as s:                                # a free port for the process group
@@ -1114,26 +1107,21 @@ def latest_checkpoint(out_dir):
     return found[-1] if found else None
 
 
-def load_checkpoint(path, vocab) -> dict:
-    """Read a training checkpoint (our own trusted file: it holds RNG tuples, so weights_only=False)
-    and check that it was trained with the same vocabulary."""
+def load_checkpoint(path, args, raw=None) -> dict:
+    """Read a training checkpoint (our own trusted file: it holds RNG tuples, so weights_only=False); refuse
+    one of another vocabulary, objective or (given the model) shape, with the option to fix."""
     state = torch.load(path, map_location="cpu", weights_only=False)
-    saved, now = state["vocab"], vocab_fingerprint(vocab)
+    saved, now = state["vocab"], vocab_fingerprint(args.vocab)
     if saved["sha256"] != now["sha256"]:
         raise PretrainError(f"{path}: trained with vocab {saved['path']} ({saved['size']} entries), but "
-                            f"--vocab {vocab} ({now['size']} entries) differs: resume with the same vocab")
-    return state
-
-
-def check_fits(state, checkpoint, args, raw):
-    """Refuse a checkpoint of another objective or model shape, with the option to fix."""
+                            f"--vocab {args.vocab} ({now['size']} entries) differs: resume with the same vocab")
     objective = state["args"].get("objective", "rtd")
     if objective != args.objective:
-        raise PretrainError(f"{checkpoint}: saved by an --objective {objective} run; resume it with the same "
-                            "--objective")
-    if state["model_config"] != asdict(list(raw.networks().values())[0].config):
-        raise PretrainError(f"{checkpoint}: saved for model {state['model_config']}, this run builds "
+        raise PretrainError(f"{path}: saved by an --objective {objective} run; resume it with the same --objective")
+    if raw is not None and state["model_config"] != asdict(list(raw.networks().values())[0].config):
+        raise PretrainError(f"{path}: saved for model {state['model_config']}, this run builds "
                             f"another: resume with the same --size/--seq-len")
+    return state
 
 
 def vocab_fingerprint(path) -> dict:
