@@ -62,7 +62,8 @@ def forbidden_mentions() -> list[str]:
     """git grep hits of FORBIDDEN in *.py and README.md."""
     run = subprocess.run(["git", "grep", "-nE", FORBIDDEN, "--", "*.py", "README.md"], cwd=REPO,
                          capture_output=True, text=True)
-    return [line for line in run.stdout.splitlines() if not line.startswith("bench/budgets.py")]
+    own = ("bench/budgets.py", "tests/test_docs.py")      # the pattern itself, and the test that uses it
+    return [line for line in run.stdout.splitlines() if not line.startswith(own)]
 
 
 def report() -> tuple[list[str], bool, int]:

@@ -9,13 +9,15 @@ discriminator then thinks of every token. The README's worked example is this sc
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
-import electramed as em
-import train_pretrain as tp
-from tokenizer import Tokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from anywhere, as bench/ scripts do
+import electramed as em  # noqa: E402
+import train_pretrain as tp  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 
 DEFAULT_TEXT = "Mutations in the BRCA1 gene increase the risk of breast and ovarian cancer."
 
