@@ -509,11 +509,12 @@ def test_profiler_records_the_asked_steps(small_corpus, scivocab, tmp_path):
     assert tp.learning_rate is learning_rate and "zero_grad" not in vars(tp.AdamWeightDecay)
 
 
-@pytest.mark.parametrize("objective, atol", [("rtd", 5e-7), ("mlm", 1e-6)])
+@pytest.mark.parametrize("objective, atol", [("rtd", 5e-7), ("mlm", 2.5e-6)])
 def test_unpadded_training_equals_padded(small_corpus, scivocab, tmp_path, monkeypatch, objective, atol):
     """--unpad (the encoders on the real tokens only) trains the same weights as the padded step:
     3 steps of the tiny preset, batch 16, on real packed PubMed examples (padded tails), dropout 0.
-    Only the summation order differs (max seen: 5.6e-7 for mlm, one of its 1M word-embedding entries)."""
+    Only the summation order differs (max seen for mlm: 5.6e-7 at 1 thread, 1.25e-6 at 2, in one of 1M
+    word-embedding entries)."""
     common = ("--steps", "3", "--dropout", "0", "--warmup-steps", "0", "--save-every", "3", "--log-every", "1",
               "--batch-size", "16", "--heldout-every", "0", "--objective", objective)
     tp.main(tiny_args(small_corpus, scivocab, tmp_path / "padded", *common))
