@@ -125,7 +125,7 @@ class Embeddings(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. Self-attention (SDPA)                                               (docs/paper.md §5; BERT)
+# 3. Self-attention (SDPA)                                          (docs/paper.md §2, §5; BERT)
 #    One fused q/k/v projection and one scaled_dot_product_attention call. The mask hides padded
 #    keys only; with no padding the caller passes None, so the flash kernel can run on GPU.
 # ---------------------------------------------------------------------------------------------

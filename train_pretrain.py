@@ -6,8 +6,8 @@ it is the original or a generator sample. Both are trained together with one los
 and only the discriminator is kept for fine-tuning. `--objective mlm` trains BERT's masked-LM
 instead: the baseline ELECTRA is compared with at equal compute (docs/paper.md §7).
 
-    python train_pretrain.py --size tiny                # CPU, minutes (bench/results_pretrain.md §3)
-    python train_pretrain.py --size base --corpus pubmed/*.txt --gpus 8                 # the paper's run
+    python train_pretrain.py --size tiny                # CPU, minutes (bench/results_pretrain.md §4)
+    python train_pretrain.py --size base --corpus data/pubmed/corpus.txt --gpus 8                # the paper's run
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 train_pretrain.py --size base ...
 
 Writes to --out-dir: args.json (with the git commit and the FLOPs per step), log.jsonl, shards/ (the
@@ -535,7 +535,7 @@ def main(args):
     if args.export:
         return export_checkpoint(args.export, Path(args.export).with_suffix(""))      # Appendix A.8
     args = resolve_defaults(args)
-    if args.learn_vocab:     # the paper's vocabulary step (docs/paper.md §1), on the whole corpus; deterministic
+    if args.learn_vocab:     # learn a WordPiece vocabulary first (docs/paper.md §6); deterministic
         print(f"=> learning a {args.learn_vocab:,}-piece vocabulary from {', '.join(args.corpus)} -> {args.vocab}")
         train_vocab_file(args.corpus, args.learn_vocab, args.vocab, workers=args.data_workers)
 
