@@ -40,21 +40,22 @@ export_step() {   # export_step RUN STEP: Hugging Face directories of a kept che
   [ -d "${ckpt%.pt}" ] || python train_pretrain.py --export "$ckpt"
 }
 
+curve_points() {   # curve_points RUN NETWORK STEP...: dev F1 of both NER sets from each kept checkpoint
+  local run=$1 network=$2; shift 2
+  for step in "$@"; do
+    export_step "$run" "$step"
+    for task in ncbi_disease bc5cdr; do
+      job "curve/${run}_$step/$task" --task $task --init "$(printf 'runs/%s/checkpoints/step_%07d' "$run" "$step")/$network" \
+        --lr 1e-3 $NER --seeds 1
+    done
+  done
+}
+
 mkdir -p "$OUT"
 case "${1:-}" in
   curve)   # quarter, half, three quarters and all of each run's FLOPs (MLM steps x 1.3344 = RTD steps)
-    for step in 1500 3000 4500 6000; do
-      export_step rtd10m $step
-      for task in ncbi_disease bc5cdr; do
-        job "curve/rtd10m_$step/$task" --task $task --init "$(printf 'runs/rtd10m/checkpoints/step_%07d' $step)/discriminator" --lr 1e-3 $NER --seeds 1
-      done
-    done
-    for step in 2000 4000 6000 8006; do
-      export_step mlm10m $step
-      for task in ncbi_disease bc5cdr; do
-        job "curve/mlm10m_$step/$task" --task $task --init "$(printf 'runs/mlm10m/checkpoints/step_%07d' $step)/mlm" --lr 1e-3 $NER --seeds 1
-      done
-    done
+    curve_points rtd10m discriminator 1500 3000 4500 6000
+    curve_points mlm10m mlm 2000 4000 6000 8006
     for task in ncbi_disease bc5cdr; do
       job "curve/random/$task" --task $task ${INIT[random]} --lr 1e-3 $NER --seeds 1
     done ;;
