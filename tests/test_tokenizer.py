@@ -16,6 +16,7 @@ import json
 import random
 import subprocess
 import sys
+import unicodedata
 from collections import Counter
 
 import pytest
@@ -125,17 +126,25 @@ def sci_legacy(scivocab):
 # ---------------------------------------------------------------------------------------------
 
 
+def normalisation_order_matters(text) -> bool:
+    """Where the legacy Python tokenizer may differ from the Rust one (and so from ours, tokenizer.py §1
+    CHOICE): text that NFC changes (e.g. U+212B ANGSTROM SIGN) or that holds a Greek capital/final sigma."""
+    return unicodedata.normalize("NFC", text) != text or "Σ" in text or "ς" in text
+
+
 def check_parity(ours, hf, legacy, data_dir, per_file, legacy_per_file):
     total = 0
     for path in data_files(data_dir):
         texts = read_texts(path)[:per_file]
         bad_ids, bad_offsets, first = count_mismatches(ours, hf, texts)
         some = texts[:legacy_per_file]
-        bad_legacy, _, first_legacy = count_mismatches(ours, legacy, some)
+        legacy_ids, _ = oracle_ids_and_offsets(legacy, some)
+        off_legacy = [t for t, ids in zip(some, legacy_ids) if ours.encode_text(t) != ids]
+        unexplained = [t for t in off_legacy if not normalisation_order_matters(t)]
         print(f"{path.relative_to(data_dir)}: {len(texts)} texts, {bad_ids} id and {bad_offsets} offset "
-              f"mismatches; legacy: {len(some)} texts, {bad_legacy} mismatches")
+              f"mismatches; legacy: {len(some)} texts, {len(off_legacy)} mismatches (normalisation order)")
         assert bad_ids == bad_offsets == 0, f"{path}: differs from BertTokenizer; first {first}"
-        assert bad_legacy == 0, f"{path}: differs from BertTokenizerLegacy; first {first_legacy}"
+        assert not unexplained, f"{path}: differs from BertTokenizerLegacy; first {unexplained[0]!r}"
         total += len(texts)
     return total
 
