@@ -43,7 +43,7 @@ def test_every_named_test_exists():
 
 def test_nothing_points_outside_the_repository():
     hits = load_budgets().forbidden_mentions()
-    assert not hits, f"{len(hits)} mentions of PAPER.md/STYLE/issue numbers, first: {hits[:3]}"
+    assert not hits, f"{len(hits)} pointers outside the repository or to project history, first: {hits[:3]}"
 
 
 def test_chapters_keep_their_reading_budgets():
