@@ -24,7 +24,6 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -40,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import electramed as em
-from data import DataError, PretrainingData, default_data_dir, note_if_sample, prepare_corpus
+from data import DataError, PretrainingData, default_data_dir, git_state, note_if_sample, prepare_corpus
 from tokenizer import Tokenizer, TokenizerError, train_vocab_file
 
 # Shapes in comments: B batch (per process), L sequence length, N masked slots per example,
@@ -873,10 +872,7 @@ def record_run(args, dist, raw):
     device and git commit (+ dirty flag); the model's size on the screen."""
     args.flops_per_step = args.batch_size * flops_per_sequence(*flop_configs(raw), args.seq_len, args.num_predictions)
     if dist.is_main:
-        here = Path(__file__).resolve().parent
-        git = lambda *cmd: subprocess.run(["git", *cmd], cwd=here, capture_output=True, text=True).stdout.strip()
-        info = {**vars(args), "torch": torch.__version__, "git_commit": git("rev-parse", "HEAD") or None,
-                "git_dirty": bool(git("status", "--porcelain")), "device": str(dist.device),
+        info = {**vars(args), "torch": torch.__version__, **git_state(), "device": str(dist.device),
                 "device_name": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else "cpu"}
         (Path(args.out_dir) / "args.json").write_text(json.dumps(info, indent=1))
     print0(dist, "=> parameters: " + ", ".join(f"{name} {em.count_parameters(network):,}"
