@@ -6,12 +6,14 @@ against pre-training steps, and the results side by side. matplotlib is needed b
     python bench/plots.py --log runs/mini/log.jsonl --reference runs/refcurve/reference.jsonl
     python bench/plots.py --downstream steps.csv --results results.json --out-dir docs/figures
     python bench/plots.py --label-efficiency bench/mini_runs/label_efficiency.csv
+    python bench/plots.py --compute records/electra_claim/compute.csv
 
 Writes to --out-dir (default docs/figures), one PNG per input kind given:
   pretrain.png    from --log (one or more) and --reference
   downstream.png  from --downstream
   results.png     from --results
   label_efficiency.png  from --label-efficiency
+  compute.png     from --compute
 
 Input formats (all small text files the caller writes or a run already wrote):
 
@@ -37,6 +39,10 @@ Input formats (all small text files the caller writes or a run already wrote):
   --label-efficiency PATH  test scores against the number of labelled training sentences: a CSV
       with the header `task,train_sentences,init,test_f1`, one row per fine-tuning seed. One panel
       per task, one line per init (mean over the seeds, std as an error bar), log-scaled x.
+
+  --compute PATH  dev F1 against pre-training FLOPs (ELECTRA's Figure 3 at small scale): a CSV with the
+      header `task,objective,pretrain_flops,dev_f1`. One panel per task, one line per objective (e.g.
+      rtd, mlm); the objective "random" (pretrain_flops 0) is drawn as a dashed horizontal line.
 
 Scores may be fractions (eval.py's summary.json) or percentages: a score of at most 1 is read as a
 fraction and shown in % (with its std).
@@ -148,6 +154,17 @@ def read_label_efficiency(path) -> list[dict]:
         sys.exit(f"{path}: each row needs task, train_sentences (int), init and test_f1 (number): {e!r}")
 
 
+def read_compute(path) -> list[dict]:
+    """Rows {task, objective, pretrain_flops, dev_f1} from a CSV with that header."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return [{"task": r["task"], "objective": r["objective"], "pretrain_flops": float(r["pretrain_flops"]),
+                 "dev_f1": float(r["dev_f1"])} for r in rows]
+    except (KeyError, ValueError, TypeError) as e:
+        sys.exit(f"{path}: each row needs task, objective, pretrain_flops and dev_f1 (numbers): {e!r}")
+
+
 def mean_std(value, where) -> tuple[float, float]:
     """(mean, std) of one --results cell: a number, {"mean", "std"}, [mean, std], or a run directory."""
     if isinstance(value, (int, float)):
@@ -243,6 +260,27 @@ def plot_downstream(rows, out_path):
     save(fig, out_path)
 
 
+def plot_compute(rows, out_path):
+    """Dev F1 (%) against pre-training FLOPs: a panel per task, a line per objective, random init dashed."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.0 * len(tasks), 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for objective in dict.fromkeys(r["objective"] for r in rows if r["task"] == task):
+            points = sorted((r["pretrain_flops"], as_percent(r["dev_f1"])[0]) for r in rows
+                            if (r["task"], r["objective"]) == (task, objective))
+            if objective == "random":
+                ax.axhline(points[0][1], ls="--", color="grey", label="random init")
+            else:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=objective)
+        ax.set_xlabel("pre-training FLOPs")
+        ax.set_ylabel("dev entity F1 (%)")
+        ax.set_title(task, fontsize=11)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Downstream dev F1 against pre-training compute", fontsize=11)
+    save(fig, out_path)
+
+
 def plot_label_efficiency(rows, out_path):
     """Test F1 (%) against labelled training sentences: a panel per task, a line per initialisation."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
@@ -310,6 +348,7 @@ def parse_args(argv=None):
     p.add_argument("--label-efficiency", help="CSV rows task, train_sentences, init, test_f1 (one per seed)")
     p.add_argument("--smooth", type=int, default=1,
                    help="moving average over this many log lines for the training-interval curves")
+    p.add_argument("--compute", help="CSV rows task, objective, pretrain_flops, dev_f1")
     p.add_argument("--out-dir", default=str(REPO / "docs" / "figures"))
     args = p.parse_args(argv)
     if not (args.log or args.reference or args.downstream or args.results or args.label_efficiency):
@@ -334,6 +373,8 @@ def main(args):
         plot_results(json.loads(Path(args.results).read_text()), out_dir / "results.png")
     if args.label_efficiency:
         plot_label_efficiency(read_label_efficiency(args.label_efficiency), out_dir / "label_efficiency.png")
+    if args.compute:
+        plot_compute(read_compute(args.compute), out_dir / "compute.png")
 
 
 if __name__ == "__main__":

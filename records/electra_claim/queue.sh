@@ -8,6 +8,10 @@
 #   bash records/electra_claim/queue.sh curve     # dev F1 against pre-training FLOPs (1 seed)
 #   bash records/electra_claim/queue.sh full      # full training data, 3 seeds, test
 #   bash records/electra_claim/queue.sh few       # 250 / 500 / 1,000 labelled sentences, 3 seeds, test
+#   bash records/electra_claim/queue.sh full random mini1m   # only these inits (the others need their runs)
+#
+# Two queues may run side by side (one per core): a job is claimed by creating its .lock directory, and a
+# lock whose process has died (a session that ended) is taken over.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${ELECTRAMED_DATA:-../shared/data}
@@ -27,12 +31,30 @@ NER="--epochs 20 --patience 3 --length-buckets"
 RE="--epochs 10 --patience 3 --length-buckets"
 LRS="--lr 5e-4,1e-3,2e-3"
 
-job() {   # job NAME ARGS...: run finetune.py unless NAME already has a summary
+wanted() {   # wanted INIT: true when no init filter was given, or INIT is in it
+  [ ${#ONLY[@]} -eq 0 ] && return 0
+  local i; for i in "${ONLY[@]}"; do [ "$i" = "$1" ] && return 0; done
+  return 1
+}
+
+claim() {   # claim NAME: take the job's lock, or fail when a live process holds it
+  local lock="$OUT/$1.lock"
+  mkdir -p "$(dirname "$lock")"
+  if ! mkdir "$lock" 2>/dev/null; then
+    kill -0 "$(cat "$lock/pid" 2>/dev/null || echo 0)" 2>/dev/null && return 1
+    echo "=> $1: taking over the lock of a finished process"
+  fi
+  echo $$ > "$lock/pid"
+}
+
+job() {   # job NAME ARGS...: run finetune.py unless NAME already has a summary or another queue runs it
   local name=$1; shift
   [ -f "$OUT/$name/summary.json" ] && return 0
+  claim "$name" || return 0
   echo "=> $name: python finetune.py $*"
-  mkdir -p "$(dirname "$OUT/$name")"
-  python finetune.py --data-dir "$DATA" --out-dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
+  python finetune.py --data-dir "$DATA" --out-dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1 \
+    || echo "!! $name failed: see $OUT/$name.log"
+  rm -rf "$OUT/$name.lock"
 }
 
 export_step() {   # export_step RUN STEP: Hugging Face directories of a kept checkpoint
@@ -42,7 +64,9 @@ export_step() {   # export_step RUN STEP: Hugging Face directories of a kept che
 
 curve_points() {   # curve_points RUN NETWORK STEP...: dev F1 of both NER sets from each kept checkpoint
   local run=$1 network=$2; shift 2
+  wanted $run || return 0
   for step in "$@"; do
+    [ -f "$(printf "runs/%s/checkpoints/step_%07d.pt" "$run" "$step")" ] || { echo "-- $run step $step: not yet"; continue; }
     export_step "$run" "$step"
     for task in ncbi_disease bc5cdr; do
       job "curve/${run}_$step/$task" --task $task --init "$(printf 'runs/%s/checkpoints/step_%07d' "$run" "$step")/$network" \
@@ -52,24 +76,29 @@ curve_points() {   # curve_points RUN NETWORK STEP...: dev F1 of both NER sets f
 }
 
 mkdir -p "$OUT"
-case "${1:-}" in
+WHAT=${1:-}
+ONLY=("${@:2}")
+case "$WHAT" in
   curve)   # quarter, half, three quarters and all of each run's FLOPs (MLM steps x 1.3344 = RTD steps)
     curve_points rtd10m discriminator 1500 3000 4500 6000
     curve_points mlm10m mlm 2000 4000 6000 8006
-    for task in ncbi_disease bc5cdr; do
+    wanted random && for task in ncbi_disease bc5cdr; do
       job "curve/random/$task" --task $task ${INIT[random]} --lr 1e-3 $NER --seeds 1
     done ;;
   full)
     for init in random rtd10m mlm10m mini1m; do
+      wanted $init || continue
       for task in ncbi_disease bc5cdr; do job "full/$init/$task" --task $task ${INIT[$init]} $LRS $NER --seeds 1,2,3; done
       for task in chemprot ddi; do job "full/$init/$task" --task $task ${INIT[$init]} $LRS $RE --seeds 1,2,3; done
     done
     for init in random rtd10m; do
+      wanted $init || continue
       job "full/$init/bioasq" --task bioasq ${INIT[$init]} $LRS $RE --seeds 1,2,3
     done ;;
   few)
     for n in 250 500 1000; do
       for init in random rtd10m mlm10m; do
+        wanted $init || continue
         for task in bc5cdr ncbi_disease; do
           job "few/$init/${task}_$n" --task $task ${INIT[$init]} --max-train-examples $n $LRS \
             --epochs 30 --patience 5 --length-buckets --seeds 1,2,3

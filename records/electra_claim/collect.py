@@ -1,0 +1,182 @@
+"""
+Collect the evidence for ELECTRA's claim at CPU scale (RESULTS.md section 2) from runs/ into this folder.
+
+    python records/electra_claim/collect.py            # tables on stdout, files written beside this script
+
+Reads the two pre-training logs (runs/rtd10m, runs/mlm10m) and every fine-tuning summary that
+records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this script:
+  rtd10m/, mlm10m/            log.jsonl and args.json of each pre-training run
+  finetune/<job>/summary.json every finished fine-tuning job's summary
+  heldout.md                  the held-out curves of both runs at every 500 steps
+  compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
+  label_efficiency.csv        test F1 per seed against labelled sentences (bench/plots.py --label-efficiency)
+  full.md                     the full-data table, test set, mean ± std over 3 seeds
+"""
+import csv
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+RUNS = REPO / "runs"
+CLAIM = RUNS / "claim"
+sys.path.insert(0, str(REPO))
+import eval as scoring  # noqa: E402
+
+INITS = {"random": "random init", "mini1m": "mini, 1.33M words (RTD)", "rtd10m": "RTD-10M", "mlm10m": "MLM-10M"}
+TASKS = ["bc5cdr", "ncbi_disease", "chemprot", "ddi", "bioasq"]
+CURVE_RUNS = {"rtd10m": "rtd", "mlm10m": "mlm"}
+FULL_SENTENCES = {"bc5cdr": "all", "ncbi_disease": "all"}
+
+
+def read_log(run: str) -> list[dict]:
+    """One row per logged step (a resumed run logs some steps twice: the last one wins)."""
+    rows = {}
+    for line in (RUNS / run / "log.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        rows[row["step"]] = {**rows.get(row["step"], {}), **row}
+    return [rows[s] for s in sorted(rows)]
+
+
+def flops_per_step(run: str) -> float:
+    return json.loads((RUNS / run / "args.json").read_text())["flops_per_step"]
+
+
+def copy_logs():
+    for run in CURVE_RUNS:
+        if (RUNS / run / "log.jsonl").exists():
+            (HERE / run).mkdir(exist_ok=True)
+            for name in ("log.jsonl", "args.json"):
+                shutil.copy(RUNS / run / name, HERE / run / name)
+
+
+def heldout_tables() -> str:
+    """Markdown: both runs' held-out measures every 500 steps and at the last evaluated step."""
+    out = []
+    for run, columns in (("rtd10m", ["heldout_disc_auc", "heldout_rtd_loss", "heldout_gen_acc"]),
+                         ("mlm10m", ["heldout_mlm_loss", "heldout_mlm_acc"])):
+        if not (RUNS / run / "log.jsonl").exists():
+            continue
+        rows = [r for r in read_log(run) if columns[0] in r]
+        keep = [r for r in rows if r["step"] % 500 == 0 or r is rows[-1]]
+        per_step = flops_per_step(run)
+        names = [c.removeprefix("heldout_") for c in columns]
+        extra = " | BCE − base-rate entropy" if run == "rtd10m" else ""
+        out += [f"| {run} step | FLOPs | " + " | ".join(names) + extra + " |",
+                "|---" * (2 + len(columns) + bool(extra)) + "|"]
+        for r in keep:
+            cells = [f"{r[c]:.4f}" for c in columns]
+            if extra:
+                cells.append(f"{r['heldout_rtd_loss'] - r['heldout_rtd_base_entropy']:+.4f}")
+            out.append(f"| {r['step']:,} | {r['step'] * per_step:.3e} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def summaries(kind: str) -> dict[str, dict]:
+    """Every finished job under runs/claim/<kind>: {job path: summary}; copied beside this script."""
+    found = {}
+    for path in sorted((CLAIM / kind).glob("**/summary.json")):
+        job = str(path.parent.relative_to(CLAIM))
+        found[job] = json.loads(path.read_text())
+        target = HERE / "finetune" / job
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / "summary.json")
+    return found
+
+
+def compute_rows(curve: dict) -> list[dict]:
+    """Rows task, objective, pretrain_flops, dev_f1 (seed 1's best dev F1)."""
+    rows = []
+    for job, s in curve.items():
+        point, task = job.split("/")[1:3]
+        dev = s["dev"]["1"]
+        if point == "random":
+            rows.append({"task": task, "objective": "random", "pretrain_flops": 0, "dev_f1": dev})
+            continue
+        run, step = point.rsplit("_", 1)
+        rows.append({"task": task, "objective": CURVE_RUNS[run],
+                     "pretrain_flops": int(step) * flops_per_step(run), "dev_f1": dev})
+    return rows
+
+
+def label_rows(few: dict, full: dict) -> list[dict]:
+    """Rows task, train_sentences, init, test_f1: one per seed, the full-data runs as the last point."""
+    rows = []
+    for job, s in few.items():
+        init, task_n = job.split("/")[1:3]
+        task, n = task_n.rsplit("_", 1)
+        rows += [{"task": task, "train_sentences": int(n), "init": INITS[init], "test_f1": v}
+                 for v in s["seeds"].values()]
+    for job, s in full.items():
+        init, task = job.split("/")[1:3]
+        if task in FULL_SENTENCES and init != "mini1m" and len(s["seeds"]) > 1:
+            rows += [{"task": task, "train_sentences": s["train_features"], "init": INITS[init], "test_f1": v}
+                     for v in s["seeds"].values()]
+    return rows
+
+
+def mean_std(s: dict) -> tuple[float, float]:
+    v = [100 * x for x in s["seeds"].values()]
+    return statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0
+
+
+def full_table(full: dict) -> str:
+    """Markdown: task rows, init columns, test mean ± std (the lr chosen on dev), paper and baseline."""
+    baselines = json.loads((REPO / "bench" / "baselines.json").read_text())["results"]
+    head = "| task | metric | " + " | ".join(INITS.values()) + " | simple baseline | ELECTRAMed (paper) |"
+    out = [head, "|---" * (len(INITS) + 4) + "|"]
+    for task in TASKS:
+        cells, metric = [], "–"
+        random = full.get(f"full/random/{task}")
+        for init in INITS:
+            s = full.get(f"full/{init}/{task}")
+            if s is None:
+                cells.append("–")
+                continue
+            metric = s["metric"]
+            m, sd = mean_std(s)
+            lr = s["lr"].get("1")
+            mark = ""
+            if random is not None and init != "random":
+                rm, rsd = mean_std(random)
+                mark = " **>**" if m - rm > sd + rsd else (" <" if rm - m > sd + rsd else "")
+            cells.append(f"{m:.2f} ± {sd:.2f} (lr {lr:g}){mark}")
+        base = baselines.get(task, {}).get("f1")
+        base = f"{100 * base:.2f}" if base is not None else "–"
+        paper = scoring.PAPER_RESULTS.get(task, {}).get("scores", {}).get("ELECTRAMed")
+        paper = f"{100 * paper:.2f}" if paper is not None else "–"
+        out.append(f"| {task} | {metric} | " + " | ".join(cells) + f" | {base} | {paper} |")
+    out.append("")
+    out.append("**>** / <: above / below random init by more than the two standard deviations added.")
+    return "\n".join(out) + "\n"
+
+
+def write_csv(path: Path, rows: list[dict]):
+    if rows:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"=> wrote {path} ({len(rows)} rows)")
+
+
+def main():
+    copy_logs()
+    heldout = heldout_tables()
+    (HERE / "heldout.md").write_text(heldout)
+    print(heldout)
+    curve, few, full = summaries("curve"), summaries("few"), summaries("full")
+    write_csv(HERE / "compute.csv", compute_rows(curve))
+    write_csv(HERE / "label_efficiency.csv", label_rows(few, full))
+    if full:
+        table = full_table(full)
+        (HERE / "full.md").write_text(table)
+        print(table)
+
+
+if __name__ == "__main__":
+    main()
