@@ -168,8 +168,9 @@ def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, se
     into out_dir/heldout/ (read it with PretrainingData(out_dir / "heldout", ...))."""
     paths = [require_file(p) for p in ([corpus_paths] if isinstance(corpus_paths, (str, Path)) else corpus_paths)]
     vocab_file, out_dir = require_file(vocab_file, "a WordPiece vocab, one token a line"), Path(out_dir)
-    key = shard_key(paths, vocab_file, max_len, seed, lowercase, heldout_every)
-    if shards_are_current(out_dir, key):                            # appendix A.2: same inputs, same shards
+    key = shard_key(paths, vocab_file, max_len, seed, lowercase, heldout_every)   # appendix A.2: the cache key
+    meta = out_dir / "meta.json"
+    if meta.is_file() and json.loads(meta.read_text()).get("key") == key:       # same inputs: reuse the shards
         return out_dir
     tokenizer = Tokenizer.from_vocab_file(vocab_file, lowercase=lowercase)
     counts, heldout_counts, heldout = Counter(), Counter(), []
@@ -190,6 +191,7 @@ def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, se
     with ShardWriter(out_dir, tokenizer, max_len, key) as shards:          # appendix A.2: meta.json last
         if shards.write(pack(training_documents(documents)), counts) == 0:
             raise DataError(f"{paths[0]}: no examples (the corpus has no tokens)")
+        counts["heldout_documents"] = heldout_counts["documents"]        # all counted once training streamed
         if heldout:                                                       # filled as the training part streamed
             shards.write(pack(heldout), heldout_counts, heldout=True)
     return out_dir
@@ -547,12 +549,9 @@ def require_file(path, hint="") -> Path:
 
 
 def file_digest(path, algorithm) -> str:
-    """Hex digest ("md5", "sha256", ...) of a file, read 1 MB at a time."""
-    digest = hashlib.new(algorithm)
+    """Hex digest ("md5", "sha256", ...) of a file."""
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def _fail(path, line_no, message):
@@ -597,12 +596,6 @@ def shard_key(corpus_paths, vocab_file, max_len, seed, lowercase, heldout_every)
     inputs = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in corpus_paths]
     return {"format": SHARD_FORMAT, "inputs": inputs, "vocab_sha256": file_digest(vocab_file, "sha256"),
             "max_len": max_len, "seed": seed, "lowercase": lowercase, "heldout_every": heldout_every}
-
-
-def shards_are_current(out_dir, key) -> bool:
-    """True if out_dir holds complete shards made from the same inputs (its meta.json has this key)."""
-    meta = Path(out_dir) / "meta.json"
-    return meta.is_file() and json.loads(meta.read_text()).get("key") == key
 
 
 class ShardWriter:
@@ -650,25 +643,16 @@ class ShardWriter:
     def __exit__(self, error_type, *_):
         try:
             if error_type is None:
-                self._complete()
+                for part, (n, counts) in sorted(self.parts.items(), reverse=True):   # out_dir last: complete
+                    if n:
+                        for name in SHARD_FILES:
+                            os.replace(self._temporary(part, name), self.out_dir / part / name)   # atomic
+                        meta = {"num_examples": n, **self.common, **counts, "key": self.key}
+                        (self.out_dir / part / "meta.json").write_text(json.dumps(meta, indent=1))
         finally:
             for part in ("", "heldout"):
                 for name in SHARD_FILES:
                     self._temporary(part, name).unlink(missing_ok=True)
-
-    def _complete(self):
-        for part, (n, _) in self.parts.items():
-            if n:
-                for name in SHARD_FILES:
-                    os.replace(self._temporary(part, name), self.out_dir / part / name)   # atomic, per process
-        n, counts = self.parts[""]
-        held_n, held_counts = self.parts.get("heldout", (0, {}))
-        if held_n:
-            meta = {"num_examples": held_n, **self.common, **held_counts, "key": self.key}
-            (self.out_dir / "heldout" / "meta.json").write_text(json.dumps(meta, indent=1))
-        meta = {"num_examples": n, **self.common, **counts, "heldout_documents": held_counts.get("documents", 0),
-                "key": self.key}
-        (self.out_dir / "meta.json").write_text(json.dumps(meta, indent=1))   # last: marks the shards complete
 
 
 def padding_share(shard_dir) -> float:
@@ -834,10 +818,6 @@ BIOASQ_TERMS = ("BioASQ data needs registration: register at https://participant
                 "and golden-7b-N.json (N = 1..5)")
 
 
-class _Retry(Exception):
-    """A transient failure: try again (resuming what was already written)."""
-
-
 def _retrying(action, what, retries, backoff):
     for attempt in range(retries + 1):
         try:
@@ -846,7 +826,7 @@ def _retrying(action, what, retries, backoff):
             if e.code < 500 and e.code not in (408, 429):
                 raise DataError(f"{what}: HTTP {e.code} {e.reason}") from None
             error = e
-        except (_Retry, urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        except (http.client.HTTPException, OSError) as e:   # URLError and ConnectionError are OSErrors
             error = e
         if attempt < retries:
             time.sleep(backoff * 2 ** attempt)
@@ -862,36 +842,37 @@ def _download_once(url, part, progress):
     except urllib.error.HTTPError as e:
         if e.code == 416:   # nothing left past `have`: the partial file is suspect, start over
             part.unlink()
-            raise _Retry("range not satisfiable") from None
+            raise ConnectionError("range not satisfiable") from None
         raise
+    mode = "ab" if have and response.status == 206 else "wb"   # a server that ignored the range: from byte 0
     with response, tqdm(unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress) as bar:
-        if response.status != 206:   # server ignored the range: start from byte 0
-            have = 0
-        expected = int(response.headers.get("Content-Length", -1))
-        written = 0
-        with open(part, "ab" if have else "wb") as f:
+        expected, written = int(response.headers.get("Content-Length", -1)), 0
+        with open(part, mode) as f:
             while block := response.read(1 << 20):
-                f.write(block)
-                written += len(block)
+                written += f.write(block)
                 bar.update(len(block))
         if expected >= 0 and written < expected:
-            raise _Retry(f"connection closed after {written} of {expected} bytes")
+            raise ConnectionError(f"connection closed after {written} of {expected} bytes")
 
 
-def fetch(url, dest, algorithm, checksum, retries=4, backoff=1.0, progress=False) -> Path:
-    """Download url to dest (kept as dest.part until complete) and check its md5/sha256 digest.
-    A dest that already has the right digest is not fetched again."""
+def fetch(source, dest, algorithm, checksum, retries=4, backoff=1.0, progress=False) -> Path:
+    """Download url `source`, or copy it if it is a Path, to dest (kept as dest.part until complete) and
+    check its md5/sha256 digest. A dest that already has the right digest is not fetched again."""
     dest = Path(dest)
     if dest.is_file() and file_digest(dest, algorithm) == checksum:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    _retrying(lambda: _download_once(url, part, progress), url, retries, backoff)
+    if isinstance(source, Path):
+        shutil.copyfile(source, part)
+    else:
+        _retrying(lambda: _download_once(source, part, progress), source, retries, backoff)
     got = file_digest(part, algorithm)
     if got != checksum:
         part.unlink()
-        raise DataError(f"{url}: {algorithm} checksum mismatch (got {got}, expected {checksum}); "
-                        f"the download was deleted")
+        detail = (": not the file ELECTRAMed used" if isinstance(source, Path)
+                  else f" (got {got}, expected {checksum}); the download was deleted")
+        raise DataError(f"{source}: {algorithm} checksum mismatch{detail}")
     os.replace(part, dest)
     return dest
 
@@ -923,16 +904,6 @@ def download_pubmed(numbers, out_dir, year=PUBMED_YEAR, base_url=PUBMED_BASE_URL
     return paths
 
 
-def _copy_checked(source, dest, checksum):
-    source, part = require_file(source), Path(f"{dest}.part")
-    part.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, part)
-    if file_digest(part, "sha256") != checksum:
-        part.unlink()
-        raise DataError(f"{source}: sha256 checksum mismatch: not the file ELECTRAMed used")
-    os.replace(part, dest)
-
-
 def download_benchmark(task, out_dir, mirror=None, base_url=GITHUB_RAW_URL, bioasq_dir=None,
                        accept_bioasq_terms=False, retries=4, backoff=1.0) -> list[str]:
     """Fetch (or copy from `mirror`, a directory laid out like the data directory) every file of
@@ -940,10 +911,10 @@ def download_benchmark(task, out_dir, mirror=None, base_url=GITHUB_RAW_URL, bioa
     missing = []
     for name, repo, path, checksum in BENCHMARKS[task]:
         dest = Path(out_dir) / task / name
-        if mirror:
-            _copy_checked(Path(mirror) / task / name, dest, checksum)
+        if mirror:                                               # a local copy, checked alike
+            fetch(require_file(Path(mirror) / task / name), dest, "sha256", checksum)
         elif task == "bioasq" and bioasq_dir:
-            _copy_checked(Path(bioasq_dir) / name, dest, checksum)
+            fetch(require_file(Path(bioasq_dir) / name), dest, "sha256", checksum)
         elif task == "bioasq" and not accept_bioasq_terms:
             return [f"{task}: {BIOASQ_TERMS}"]
         elif repo is None:
