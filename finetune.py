@@ -25,6 +25,7 @@ References: google-research/electra finetune/ (tagging, classification, qa) and 
 """
 import argparse
 import copy
+import inspect
 import json
 import math
 import random
@@ -187,9 +188,8 @@ def tagging_chunk(example, words, pieces, tags, label_ids, tokenizer):
 
 def classification_features(rows, tokenizer, label_ids, max_len, markers=None, window=True):
     """One feature per sentence: [CLS] sentence [SEP], its label id (IGNORE if unseen in train) and
-    `entity`: the positions of the two pair markers' first pieces (one marker twice when the pair is
-    one mention, as @CHEM-GENE$; [CLS] twice when there is none). markers: marker -> id (marker_ids,
-    Appendix A.1), {} for WordPiece markers; window=False cuts the tail, as the paper."""
+    `entity`, the two pair markers' first pieces (one twice for a one-mention pair as @CHEM-GENE$, [CLS]
+    twice for none). markers: marker_ids's map, {} for WordPiece (A.1); window=False: the paper's tail cut."""
     features = []
     for i, (sentence, label) in enumerate(rows):
         ids, spans = encode_relation(sentence, tokenizer, markers or {})
@@ -207,13 +207,8 @@ def classification_features(rows, tokenizer, label_ids, max_len, markers=None, w
 
 def window_starts(n, room, stride):
     """Piece index where each window starts, as BERT's run_squad: step `stride`, last one reaches n."""
-    starts, start = [], 0
-    while start < n:
-        starts.append(start)
-        if start + room >= n:
-            break
-        start += min(room, stride)
-    return starts
+    step = min(room, stride)
+    return list(range(0, max(n - room, 0) + step, step)) if n else []
 
 
 def answer_pieces(example, offsets):
@@ -292,15 +287,11 @@ class TaggingHead(nn.Module):
         return self.out(self.dropout(h))               # (B, L, C)
 
 
-class SequenceClassifierHead(nn.Module):
+class SequenceClassifierHead(TaggingHead):
     """[CLS] -> dropout -> linear: the paper's and Google's ELECTRA classifier (--pooling cls)."""
 
-    def __init__(self, hidden, num_labels, dropout):
-        super().__init__()
-        self.dropout, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_labels)
-
     def forward(self, h, entity=None):                 # (B, L, D)
-        return self.out(self.dropout(h[:, 0]))         # (B, C) from [CLS]
+        return super().forward(h[:, 0])                # (B, C) from [CLS]
 
 
 class SpanHead(nn.Module):
@@ -320,10 +311,7 @@ class FineTuner(nn.Module):
         D, p = encoder.config.hidden_size, encoder.config.hidden_dropout_prob
         self.encoder, self.kind = encoder, kind
         self.head = KINDS[kind].head(D, num_labels, p, pooling)
-        for m in self.head.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=encoder.config.initializer_range)
-                nn.init.zeros_(m.bias)
+        self.head.apply(partial(electramed.init_weights, std=encoder.config.initializer_range))
 
     def forward(self, batch):
         h = self.encoder(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])   # (B, L, D)
@@ -393,8 +381,7 @@ def evaluate_tags(model, split, prep, args, device, bias=0.0):
 
 def relation_predictions(logits, labels, negative, bias) -> list[str]:
     """argmax over the classes after adding `bias` to the negative class's logit (0: plain argmax)."""
-    shift = torch.zeros(len(labels))
-    shift[labels.index(negative)] = bias
+    shift = F.one_hot(torch.tensor(labels.index(negative)), len(labels)) * bias
     return [labels[i] for i in (torch.stack(logits) + shift).argmax(-1).tolist()]
 
 
@@ -792,10 +779,8 @@ UNUSED_PATTERN = re.compile(r"\[unused\d+\]")
 
 
 def encode_relation(text, tokenizer, markers) -> tuple[list[int], list[tuple[int, int]]]:
-    """Piece ids of one RE sentence and the [start, end) pieces of each pair marker.
-
-    A marker in `markers` becomes its one id; any other marker (or all, with markers={}) goes through
-    WordPiece like the words around it. BC6OTHER is a marker but not a pair member, so not listed."""
+    """Piece ids of one RE sentence and the [start, end) pieces of each pair marker (BC6OTHER is not a
+    pair member). A marker in `markers` becomes its one id; any other goes through WordPiece."""
     ids, spans, pos = [], [], 0
     for m in MARKER_PATTERN.finditer(text):
         ids += tokenizer.encode_text(text[pos:m.start()])
@@ -861,14 +846,11 @@ def marker_windows(n, spans, room) -> list[tuple[int, int]]:
 
 def tune_negative_bias(logits, gold, labels, negative, grid=200) -> float:
     """The bias on the negative logit that maximises micro-F1 on (dev) logits; ties: the smallest |bias|.
-
     A row turns negative once bias exceeds its margin max(positive logits) - negative logit, so the
-    candidates are 0 and the margins' quantiles (grid + 1 of them): exact up to the grid's resolution.
-    """
+    candidates are 0 and the margins' quantiles (grid + 1 of them): exact up to the grid's resolution."""
     lg = torch.stack(logits)                                                   # (N, C)
     neg = labels.index(negative)
-    positive = torch.ones(len(labels), dtype=torch.bool)
-    positive[neg] = False
+    positive = torch.arange(len(labels)) != neg
     margins = lg[:, positive].max(-1).values - lg[:, neg]                      # (N,)
     candidates = torch.cat([torch.zeros(1), margins.quantile(torch.linspace(0, 1, grid + 1)),
                             margins.min().view(1) - 1, margins.max().view(1) + 1])
@@ -877,19 +859,16 @@ def tune_negative_bias(logits, gold, labels, negative, grid=200) -> float:
     best = (-1.0, 0.0)
     for b in sorted(candidates.tolist(), key=abs):
         pred = (lg + F.one_hot(torch.tensor(neg), len(labels)) * b).argmax(-1)
-        n_pred = (pred != neg).sum().item()
-        n_correct = ((pred == gold_ids) & (pred != neg)).sum().item()
-        f1 = 2 * n_correct / (n_pred + n_gold) if n_pred + n_gold else 0.0
+        f1 = scoring.prf(((pred == gold_ids) & (pred != neg)).sum().item(), (pred != neg).sum().item(), n_gold)["f1"]
         if f1 > best[0]:
             best = (f1, b)
     return best[1]
 
 
 def reinit_top_layers(encoder, n):
-    """Draw the top n encoder layers afresh (BERT init), keeping the embeddings and the layers below:
-    the pre-trained top layers fit the pre-training task most closely, and re-drawing them is a known
-    remedy when they hurt a new task (Zhang et al. 2021, "Revisiting few-sample BERT fine-tuning").
-    n = the number of layers keeps only the embeddings. The draw uses the seed set before it."""
+    """Draw the top n encoder layers afresh (BERT init, the seed set before; n = all: embeddings only):
+    a remedy when the top layers, fit to pre-training, hurt a new task (Zhang et al. 2021, "Revisiting
+    few-sample BERT fine-tuning")."""
     if not 0 <= n <= len(encoder.layers):
         raise FinetuneError(f"--reinit-layers {n}: the checkpoint has {len(encoder.layers)} layers")
     for layer in encoder.layers[len(encoder.layers) - n:]:
@@ -899,7 +878,6 @@ def reinit_top_layers(encoder, n):
 
 def patience_exhausted(best_score, best_epoch, epoch, patience) -> bool:
     """--patience: stop once dev has not improved for `patience` epochs.
-
     CHOICE: the count starts only once dev is above 0: a model trained from scratch on few sentences
     predicts no entity (dev F1 0) for its first epochs, and counting those stopped 2 of 3 random-init
     NCBI-disease runs on 250 sentences before they had begun to learn (RESULTS.md)."""
@@ -920,11 +898,8 @@ def parse_lrs(text, hidden_size) -> list[float]:
 
 
 def sweep_lr(args, prep, tokenizer, seed, out_dir) -> tuple[float, nn.Module, dict]:
-    """Train the first seed with each lr of --lr, keep the one with the best dev score.
-
-    Returns the chosen lr, its model and metrics (reused as that seed's run, so the sweep costs
-    len(lrs) - 1 extra runs), and writes sweep.json: {"seed", "dev_metric", "dev": {lr: score}, "best_lr"}.
-    Test is never looked at here: only the chosen run is scored on test, by the caller."""
+    """Train the first seed with each lr of --lr; (lr, model, metrics) of the best dev score, reused as
+    that seed's run (test is never looked at here). Writes sweep.json."""
     key, table, best = prep["dev_metric"], {}, None
     for lr in args.lrs:
         model, metrics = train_seed(args, prep, tokenizer, seed, lr)
@@ -943,9 +918,8 @@ BUCKET_BATCHES = 50                      # --length-buckets: batches per sorted 
 
 
 def length_bucketed_batches(order, lengths, batch_size, rng) -> list[list[int]]:
-    """The permutation `order` cut into chunks of BUCKET_BATCHES batches, each chunk sorted by length
-    and sliced into batches, the batches shuffled: similar lengths share a batch, so less padding is
-    computed, while every batch still draws from a random 50-batch slice of the data."""
+    """The permutation `order` cut into chunks of BUCKET_BATCHES batches, each sorted by length and sliced
+    into batches, the batches shuffled: less padding, each batch still drawn from a random slice."""
     batches, chunk = [], batch_size * BUCKET_BATCHES
     for i in range(0, len(order), chunk):
         part = sorted(order[i:i + chunk], key=lambda j: lengths[j])
@@ -983,9 +957,7 @@ def init_hidden_size(args, tokenizer=None) -> int:
 
 
 def set_dropout(encoder, p):
-    """Hidden and attention dropout p everywhere in the encoder (and in its config, so an exported
-    model says what it was trained with).
-
+    """Hidden and attention dropout p everywhere in the encoder and in its config (for the export).
     CHOICE: --dropout (0.1, ELECTRA's fine-tuning value) replaces the checkpoint's: our CPU presets
     pre-train without dropout, and with 0 the NCBI-disease dev F1 was 0.485, with 0.1 0.512
     (bench/results_pretrain.md §4)."""
@@ -1053,7 +1025,6 @@ def limit_questions(batch, n):
 
 def warn_unseen_labels(labels, parts, files, kind):
     """Warn about gold labels of dev/test never seen in train.
-
     CHOICE: such a label stays gold (the model cannot predict it, so it counts as a miss); it is
     neither an error nor mapped to O/negative, which would hide the misses and inflate the score."""
     for name in ("dev", "test"):
@@ -1128,67 +1099,54 @@ def parse_args(argv=None):
                    help="a named benchmark, or ner|re|qa for any data set in those formats (data.py §4)")
     g.add_argument("--data-dir", default=data.default_data_dir(),
                    help="named tasks: the folder holding bc5cdr/ ...; ner|re|qa: the data set's own folder")
-    g.add_argument("--negative-label", default=None, help="generic re: the no-relation class (default: guessed)")
-    g.add_argument("--entity-type", default=None,
-                   help=f"ner: the type of bare B/I/O tags (BioBERT's NER files; default {data.DEFAULT_ENTITY_TYPE!r})")
-    g.add_argument("--max-train-examples", type=int, default=None, help="a seeded random subset of train")
-    g.add_argument("--max-eval-examples", type=int, default=None, help="subset of dev/test (QA: questions per batch)")
-    g.add_argument("--test-batches", default=None, help="BioASQ: e.g. 1,3 (default: every test-*.json)")
-    g.add_argument("--dev-fraction", type=float, default=0.1,
-                   help="share of train held out as dev (seed 0) when the set has no dev file; QA: of its questions")
+    g.add_argument("--negative-label", help="generic re: the no-relation class (default: guessed)")
+    g.add_argument("--entity-type", help=f"ner: the type of bare B/I/O tags (default {data.DEFAULT_ENTITY_TYPE!r})")
+    g.add_argument("--max-train-examples", type=int, help="a seeded random subset of train")
+    g.add_argument("--max-eval-examples", type=int, help="subset of dev/test (QA: questions per batch)")
+    g.add_argument("--test-batches", help="BioASQ: e.g. 1,3 (default: every test-*.json)")
+    g.add_argument("--dev-fraction", type=float, default=0.1, help="share of train (QA: questions) held out as "
+                   "dev with seed 0 when the set has no dev file")
     g = p.add_argument_group("model (docs/paper.md §2)")
-    g.add_argument("--init", default=None,
-                   help=f"'random' or an HF-layout ELECTRA directory (default: {PRETRAINED_DEFAULT} if it exists, "
-                        "else random)")
+    g.add_argument("--init", help=f"'random' or an HF-layout ELECTRA directory (default: {PRETRAINED_DEFAULT} "
+                   "if it exists, else random)")
     g.add_argument("--size", choices=list(electramed.SIZES), default="small", help="with --init random")
-    g.add_argument("--vocab", default=None, help="default: the checkpoint's vocab.txt, else scivocab in --data-dir")
-    g.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--vocab", help="default: the checkpoint's vocab.txt, else scivocab in --data-dir")
+    g.add_argument("--lowercase", action=argparse.BooleanOptionalAction,
                    help="default: the checkpoint's tokenizer_config.json do_lower_case, else lowercase")
-    g.add_argument("--max-seq-len", type=int, default=None, help="default 128 (NER, RE), 384 (QA)")
+    g.add_argument("--max-seq-len", type=int, help="default 128 (NER, RE), 384 (QA)")
     g = p.add_argument_group("the recipe (docs/paper.md §4); unset values come from --recipe")
-    g.add_argument("--recipe", choices=list(RECIPES), default=None,
-                   help="paper: [CLS], lr 1e-4 (Base; 3e-4 up to hidden 256), layer-wise decay 0.8, plain argmax; "
-                        "small: lr 1e-3, decay 1.0, RE entity pooling and a tuned negative bias (RESULTS.md, 'The "
-                        "fine-tuning recipe, old against new'). Default: paper for a pre-trained Base-size model "
-                        "(hidden >= 768), else small")
-    g.add_argument("--lr", default=None,
-                   help="one value, or a comma-separated list swept on dev with the first seed (the best dev "
-                        "score's lr then runs every seed; sweep.json)")
-    g.add_argument("--layerwise-decay", type=float, default=None, help="per-layer lr factor (paper 0.8; small 1.0)")
-    g.add_argument("--epochs", type=int, default=None,
-                   help="default: 10 for NER, 3 otherwise (paper); --init random: NER 20, RE 10, QA 3")
+    g.add_argument("--recipe", choices=list(RECIPES),
+                   help="paper: [CLS], lr 1e-4 (3e-4 up to hidden 256), layer-wise decay 0.8, plain argmax; small: "
+                        "lr 1e-3, decay 1.0, RE entity pooling, tuned negative bias. Default: paper for a pre-trained "
+                        "model of hidden >= 768, else small (RESULTS.md, 'The fine-tuning recipe, old against new')")
+    g.add_argument("--lr", help="one value, or a comma-separated list swept on dev with the first seed (sweep.json)")
+    g.add_argument("--layerwise-decay", type=float, help="per-layer lr factor (paper 0.8; small 1.0)")
+    g.add_argument("--epochs", type=int, help="default: 10 for NER, 3 otherwise (paper); --init random: NER 20, "
+                   "RE 10, QA 3")
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--dropout", type=float, default=0.1,
                    help="hidden and attention dropout while fine-tuning, whatever the checkpoint's config says")
     g = p.add_argument_group("variants the paper does not use (each says where its effect is measured)")
-    g.add_argument("--pooling", choices=list(POOLING), default=None,
-                   help="RE head. cls: [CLS] -> linear (paper); head: HF's ElectraClassificationHead; entity: the "
-                        "two entity-start markers' states -> linear (small; RESULTS.md, recipe old against new)")
-    g.add_argument("--negative-bias", type=negative_bias, default=None,
-                   help="RE: added to the no-relation logit before the argmax: 0 (paper), a number, or 'tune' "
-                        "(small): after each epoch the bias maximising dev micro-F1, kept with that epoch and "
-                        "applied to test (RESULTS.md, recipe old against new)")
-    g.add_argument("--entity-markers", choices=["unused", "text"], default="unused",
-                   help="RE. unused: each marker string (@DRUG$, BC6ENTC, ...) is one [unusedN] id (markers.json); "
-                        "text: WordPiece splits them, as the paper's runs did (RESULTS.md, recipe old against new)")
-    g.add_argument("--marker-window", action=argparse.BooleanOptionalAction, default=True,
-                   help="RE: a sentence longer than --max-seq-len keeps a window around its pair instead of its "
-                        "first pieces (the lost pair markers are counted at start; RESULTS.md)")
-    g.add_argument("--reinit-layers", type=int, default=0,
-                   help="draw the top N layers of --init afresh (0: keep all; the layer count: embeddings only; "
-                        "bench/results_pretrain.md §4)")
-    g.add_argument("--patience", type=int, default=None,
-                   help="stop when dev has not improved for this many epochs, counted once dev is above 0; 0 = "
-                        f"off (default: off; {SCRATCH_PATIENCE} with --init random; RESULTS.md)")
+    g.add_argument("--pooling", choices=list(POOLING), help="RE head. cls: [CLS] -> linear (paper); head: HF's "
+                   "ElectraClassificationHead; entity: the entity-start markers' states (small; RESULTS.md)")
+    g.add_argument("--negative-bias", type=negative_bias, help="RE: added to the no-relation logit: 0 (paper), a "
+                   "number, or 'tune' (small): the dev micro-F1 maximiser of the kept epoch (RESULTS.md)")
+    g.add_argument("--entity-markers", choices=["unused", "text"], default="unused", help="RE. unused: each marker "
+                   "(@DRUG$, BC6ENTC, ...) is one [unusedN] id; text: WordPiece splits them, as the paper's runs")
+    g.add_argument("--marker-window", action=argparse.BooleanOptionalAction, default=True, help="RE: a sentence "
+                   "longer than --max-seq-len keeps a window around its pair, not its first pieces (RESULTS.md)")
+    g.add_argument("--reinit-layers", type=int, default=0, help="draw the top N layers of --init afresh "
+                   "(0: none; the layer count: all, keeping the embeddings; bench/results_pretrain.md §4)")
+    g.add_argument("--patience", type=int, help="stop when dev has not improved for this many epochs, once above "
+                   f"0; 0 = off (default: off; {SCRATCH_PATIENCE} with --init random; RESULTS.md)")
     g.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=False,
                    help="batch similar lengths together: about 2x faster on CPU (bench/results_finetune.md)")
     g = p.add_argument_group("system")
     g.add_argument("--seeds", default="1", help="comma-separated, e.g. 1,2,3")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    g.add_argument("--out-dir", default=None, help="default: runs/finetune/<task>")
-    g.add_argument("--save-model", action=argparse.BooleanOptionalAction, default=True,
-                   help=f"save each seed's best dev epoch in <out-dir>/seed_<s>/{MODEL_DIR}/ (Hugging Face layout; "
-                        "`python finetune.py predict --help` runs it on new input)")
+    g.add_argument("--out-dir", help="default: runs/finetune/<task>")
+    g.add_argument("--save-model", action=argparse.BooleanOptionalAction, default=True, help="save each seed's "
+                   f"best dev epoch in <out-dir>/seed_<s>/{MODEL_DIR}/ (`finetune.py predict --help`)")
     return p.parse_args(argv)
 
 
@@ -1232,9 +1190,8 @@ def predict_settings(args, prep, bias) -> dict:
 
 
 def save_finetuned(model, directory, labels, settings, vocab_file, lowercase, markers=None):
-    """Write a FineTuner in the Hugging Face layout (this section's banner). transformers'
-    from_pretrained loads the whole model for the tagging, --pooling head and span heads; for --pooling
-    cls and entity it loads the encoder only (their head keys are ours), and load_finetuned the whole."""
+    """Write a FineTuner in the Hugging Face layout: transformers loads the whole model for the tagging,
+    --pooling head and span heads, the encoder only for cls and entity (load_finetuned: the whole)."""
     name = HEAD_NAMES[type(model.head)]
     architecture, keys = HF_TASK_HEADS[(model.kind, name)]
     labels = labels or ["start", "end"]                      # QA: the two columns of qa_outputs
@@ -1269,30 +1226,11 @@ def load_finetuned(directory) -> tuple[nn.Module, Tokenizer, list[str], dict]:
 
 # A.5 The predict command: a saved model on new input ----------------------------------------------
 
-def split_sentences(text) -> list[str]:
-    """Sentences of raw text: each line cut by data.split_sentences, the rule-based splitter of PubMed abstracts."""
-    return [s for line in text.splitlines() for s in data.split_sentences(line)]
-
-
-def question_pairs(texts, question) -> list[dict]:
-    """QA: each text a context of one question "text" (a BioASQ-style model pools over the texts)."""
-    if not question:
-        raise FinetuneError("predict: a QA model answers --question over each --text (or --text-file line)")
-    return [{"id": f"text_{i:03d}", "question_id": "text", "question": question, "context": t,
-             "answers": [], "texts": []} for i, t in enumerate(texts)]
-
-
-RAW_TEXT = {   # raw texts -> examples with gold None, as each kind's reader gives them
-    "ner": lambda texts, question: [(words, None) for t in texts for s in split_sentences(t)
-                                    if (words := basic_tokenize(s, False))],     # case kept
-    "re": lambda texts, question: [(t.strip(), None) for t in texts],             # a sentence with its markers
-    "qa": question_pairs,
-}
-
-
 def predict_input(args, kind) -> tuple[str, list]:
     """The predictions file's name and the examples: --input read by the kind's reader (gold labels
-    kept), or raw --text / --text-file lines with gold None (RAW_TEXT)."""
+    kept), or raw --text / --text-file lines with gold None. NER: each line cut into sentences
+    (data.split_sentences, PubMed's splitter) and words, case kept; RE: a sentence with its markers;
+    QA: a context of --question, all of one question "text" (a BioASQ-style model pools over them)."""
     if args.input:
         path = data.require_file(args.input, "predict --input takes a file in the task's format")
         return Path(path).stem, data.READERS[kind](path)
@@ -1301,26 +1239,26 @@ def predict_input(args, kind) -> tuple[str, list]:
         path = data.require_file(args.text_file, "predict --text-file takes a text file")
         lines = Path(path).read_text(encoding="utf-8").splitlines()
         name, texts = Path(path).stem, [line for line in lines if line.strip()]
-    return name, RAW_TEXT[kind](texts, args.question)
+    if kind == "ner":
+        sentences = [s for t in texts for line in t.splitlines() for s in data.split_sentences(line)]
+        return name, [(words, None) for s in sentences if (words := basic_tokenize(s, False))]
+    if kind == "re":
+        return name, [(t.strip(), None) for t in texts]
+    if not args.question:
+        raise FinetuneError("predict: a QA model answers --question over each --text (or --text-file line)")
+    return name, [{"id": f"text_{i:03d}", "question_id": "text", "question": args.question, "context": t,
+                   "answers": [], "texts": []} for i, t in enumerate(texts)]
 
 
 def parse_predict_args(argv=None):
-    p = argparse.ArgumentParser(
-        prog="finetune.py predict", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=f"Run a fine-tuned model that finetune.py saved (<out-dir>/seed_<s>/{MODEL_DIR}/) on new input\n"
-                    "and write its predictions in the formats of the run's test predictions: <name>.conll (NER),\n"
-                    "<name>.tsv (RE), bioasq_<name>.json or <name>_predictions.json (QA, BioASQ- or SQuAD-style),\n"
-                    "<name> being the input file's stem, or 'text' for --text.\n\n"
-                    "    python finetune.py predict runs/finetune/ncbi/seed_1/model --input test.txt --out-dir preds\n"
-                    "    python finetune.py predict runs/finetune/ncbi/seed_1/model --text 'BRCA1 carriers "
-                    "develop breast cancer.' --out-dir preds")
+    p = argparse.ArgumentParser(prog="finetune.py predict", description=inspect.cleandoc(predict_main.__doc__),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help=f"the saved model directory, <out-dir>/seed_<s>/{MODEL_DIR}")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", help="a file in the task's format (CoNLL, BLUE TSV, SQuAD JSON); its gold "
                                         "labels are written beside the predictions, as in test.conll/test.tsv")
-    source.add_argument("--text", action="append", help="raw text, repeatable. NER: a passage (cut into "
-                        "sentences and words); RE: one sentence with its entity markers (@GENE$ ...); QA: a context "
-                        "of --question")
+    source.add_argument("--text", action="append", help="raw text, repeatable. NER: a passage; RE: one sentence "
+                        "with its entity markers (@GENE$ ...); QA: a context of --question")
     source.add_argument("--text-file", help="raw text, one --text per non-empty line")
     p.add_argument("--question", help="qa: the question asked of every --text")
     p.add_argument("--out-dir", required=True, help="where the predictions file goes")
@@ -1329,8 +1267,14 @@ def parse_predict_args(argv=None):
 
 
 def predict_main(args) -> Path:
-    """`python finetune.py predict`: a saved model's predictions on new input; returns the file written.
-    Inputs are built and outputs read with the run's settings (config.json "electramed_predict")."""
+    """Run a model finetune.py saved (<out-dir>/seed_<s>/model/) on new input, building inputs and reading
+    outputs with the run's settings (config.json "electramed_predict"); write (and return) the file of its
+    predictions in the run's test formats: <name>.conll (NER), <name>.tsv (RE), bioasq_<name>.json or
+    <name>_predictions.json (QA, BioASQ- or SQuAD-style), <name> being the input file's stem, or 'text'.
+
+        python finetune.py predict runs/finetune/ncbi/seed_1/model --input test.txt --out-dir preds
+        python finetune.py predict runs/finetune/ncbi/seed_1/model --text 'BRCA1 causes cancer.' --out-dir preds
+    """
     model, tokenizer, labels, settings = load_finetuned(args.model)
     kind = KINDS[model.kind]
     name, examples = predict_input(args, model.kind)

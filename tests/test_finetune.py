@@ -1019,7 +1019,7 @@ def test_predict_on_ncbi_equals_the_runs_test_predictions_and_reads_raw_text(tmp
     assert any(line.split()[2] != "O" for b in rows for line in b), "the model learned nothing: a weak test"
     path = predict(out / "seed_1" / "model", "--input", folder / "test.txt", "--out-dir", tmp_path / "pred")
     assert path == tmp_path / "pred" / "test.conll" and path.read_text() == written
-    one_sentence = lambda t: finetune.split_sentences(t) == [t] and basic_tokenize(t, False) == t.split()
+    one_sentence = lambda t: data.split_sentences(t) == [t] and basic_tokenize(t, False) == t.split()
     chosen = [b for b in rows if any(line.split()[2] != "O" for line in b)
               and one_sentence(" ".join(line.split()[0] for line in b))][:4]
     text = [" ".join(line.split()[0] for line in b) for b in chosen]
@@ -1031,10 +1031,10 @@ def test_predict_on_ncbi_equals_the_runs_test_predictions_and_reads_raw_text(tmp
 
 def test_raw_text_is_cut_into_sentences_and_words():
     text = "Loss of BRCA1 (ref. 3) is rare. It causes breast-cancer!\n  A second line"
-    assert finetune.split_sentences(text) == ["Loss of BRCA1 (ref. 3) is rare.", "It causes breast-cancer!",
-                                              "A second line"]
     args = finetune.parse_predict_args(["m", "--text", text, "--out-dir", "o"])
     _, examples = finetune.predict_input(args, "ner")
+    sentences = ["Loss of BRCA1 (ref. 3) is rare.", "It causes breast-cancer!", "A second line"]
+    assert [words for words, _ in examples] == [basic_tokenize(s, False) for s in sentences]
     assert examples[1] == (["It", "causes", "breast", "-", "cancer", "!"], None)
 
 
