@@ -10,10 +10,10 @@ instead: the baseline ELECTRA is compared with at equal compute (docs/paper.md ย
     python train_pretrain.py --size base --corpus data/pubmed/corpus.txt --gpus 8                # the paper's run
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 train_pretrain.py --size base ...
 
-Writes to --out-dir: args.json (with the git commit and the FLOPs per step), log.jsonl, shards/ (the
-packed corpus), checkpoints/step_XXXXXXX.pt, and final/discriminator/ and final/generator/ (final/mlm/)
-in the Hugging Face layout. References: google-research/electra run_pretraining.py,
-pretrain/pretrain_helpers.py, model/optimization.py, configure_pretraining.py.
+Writes to --out-dir: args.json (with the git commit and the FLOPs per step), log.jsonl, shards/ (the packed
+corpus), checkpoints/step_XXXXXXX.pt, and final/discriminator/ and final/generator/ (final/mlm/) in the Hugging
+Face layout. References: google-research/electra run_pretraining.py, pretrain/pretrain_helpers.py,
+model/optimization.py, configure_pretraining.py.
 """
 import argparse
 import contextlib
@@ -42,8 +42,7 @@ import electramed as em
 from data import DataError, PretrainingData, default_data_dir, git_state, note_if_sample, prepare_corpus
 from tokenizer import Tokenizer, TokenizerError, train_vocab_file
 
-# Shapes in comments: B batch (per process), L sequence length, N masked slots per example,
-# V vocabulary size.
+# Shapes in comments: B batch (per process), L sequence length, N masked slots per example, V vocabulary size.
 
 
 class PretrainError(ValueError):
@@ -80,10 +79,7 @@ def masking_candidates(input_ids, special_ids, pad_id):
 
 def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_id, mask_id, mask_share=0.85):
     """Returns masked ids (B, L), positions (B, N), weights (B, N) bool, original ids (B, N).
-
-    position_noise: (B, L) uniform; keep_noise: (B, N) uniform; counts: (B,) from count_targets.
-    A chosen position becomes [MASK] where its keep_noise < mask_share (ELECTRA's 85%).
-    """
+    position_noise: (B, L) and keep_noise: (B, N) uniform in [0, 1); counts: (B,) from count_targets."""
     n = keep_noise.shape[1]
     candidates = masking_candidates(input_ids, special_ids, pad_id)
     # CHOICE: positions are drawn without replacement (top-k of uniform noise), BERT's way; ELECTRA's
@@ -190,9 +186,8 @@ BERT_MASK_PROB, BERT_MASK_SHARE, BERT_RANDOM_SHARE = 0.15, 0.8, 0.1     # the re
 
 def mask_tokens_bert(input_ids, counts, position_noise, keep_noise, random_noise, special_ids, pad_id, mask_id,
                      vocab_size):
-    """BERT's masking: mask_tokens with 80% [MASK], then 10% of the chosen positions get a random token.
-
-    random_noise: (B, N) uniform in [0, 1), the random token's draw. Returns what mask_tokens returns."""
+    """BERT's masking: mask_tokens with 80% [MASK], then 10% of the chosen positions get a random token
+    drawn by random_noise: (B, N) uniform in [0, 1). Returns what mask_tokens returns."""
     masked, positions, weights, originals = mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids,
                                                         pad_id, mask_id, mask_share=BERT_MASK_SHARE)
     to_random = weights & (keep_noise >= BERT_MASK_SHARE) & (keep_noise < BERT_MASK_SHARE + BERT_RANDOM_SHARE)
@@ -283,8 +278,7 @@ BIAS_CORRECTION_WARMUP = 5_000
 
 
 def build_optimizer(model, args):
-    """Weight decay on matrices only: every 1-d tensor is a LayerNorm weight or a bias, the
-    names ELECTRA excludes (["LayerNorm", "layer_norm", "bias"])."""
+    """Weight decay on matrices only: every 1-d tensor is a LayerNorm weight or a bias, the names ELECTRA excludes."""
     params = list(model.parameters())                     # a shared tensor appears once
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": WEIGHT_DECAY},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
@@ -304,7 +298,6 @@ def learning_rate(step, peak, total, warmup) -> float:
 def checkpoint_now(args, dist, raw, optimizer, data_position, step):
     """Gather every process's RNG state, then the main process writes the checkpoint."""
     rngs = gather_rng_states(dist)                              # Appendix A.8
-
     if dist.is_main:
         networks = list(raw.networks().values())
         state = {"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
@@ -316,8 +309,7 @@ def checkpoint_now(args, dist, raw, optimizer, data_position, step):
 
 
 def resume(args, dist, raw, optimizer, data) -> int:
-    """With --resume, restore the latest checkpoint's model, optimizer, data position and this process's
-    RNG states; returns the step to continue from (0 without a checkpoint)."""
+    """With --resume, restore the latest checkpoint (model, optimizer, data, this process's RNGs): its step, or 0."""
     checkpoint = latest_checkpoint(args.out_dir) if args.resume else None
     if checkpoint is None:
         return 0
@@ -342,14 +334,12 @@ def build_model(args, tokenizer, objective="rtd"):
     specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
     if objective == "mlm":
         return MaskedLanguageModel(em.Generator(config), specials, tokenizer.pad_id, tokenizer.mask_id)
-    generator = em.Generator(em.generator_config(config, args.generator_fraction))
-    discriminator = em.Discriminator(config)
-    return ReplacedTokenDetection(generator, discriminator, specials, tokenizer.pad_id, tokenizer.mask_id)
+    generator = em.Generator(em.generator_config(config, args.generator_fraction))        # built first: RNG order
+    return ReplacedTokenDetection(generator, em.Discriminator(config), specials, tokenizer.pad_id, tokenizer.mask_id)
 
 
 def prepare_batch(batch, args, step, first_index, device):
-    """Move a data batch (with its "counts") to the device and draw its noise. Whatever is decided
-    from the data (padding or not) is decided on the host, before the copy."""
+    """Move a data batch (with its "counts") to the device, padding decided on the host first; draw its noise."""
     padded = has_padding(batch["attention_mask"])
     layout = unpadded_layout(batch, args, device) if padded and args.unpad else None        # Appendix A.3
     batch = {k: to_device(v, device) for k, v in batch.items()}
@@ -460,8 +450,7 @@ def parse_args(argv=None):
     g.add_argument("--vocab", default=None, help="default: DATA_DIR/vocab/scivocab_uncased.txt (tiny: 4,000 "
                    "pieces learned from the corpus into OUT_DIR/vocab.txt)")
     g.add_argument("--seq-len", type=int, default=None, help="tokens per example")
-    g.add_argument("--mask-prob", type=float, default=None, help="masked share of the tokens (--objective mlm: "
-                   "BERT's 0.15)")
+    g.add_argument("--mask-prob", type=float, help="masked share of the tokens (--objective mlm: BERT's 0.15)")
     g.add_argument("--dropout", type=float, default=None, help="hidden and attention dropout")
     g.add_argument("--steps", type=int, default=None, help="optimizer steps")
     g.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all processes")
@@ -537,7 +526,6 @@ def main(args):
     if args.learn_vocab:     # learn a WordPiece vocabulary first (docs/paper.md ยง6); deterministic
         print(f"=> learning a {args.learn_vocab:,}-piece vocabulary from {', '.join(args.corpus)} -> {args.vocab}")
         train_vocab_file(args.corpus, args.learn_vocab, args.vocab, workers=args.data_workers)
-
     return start_processes(args)          # Appendix A.7: train() here, in N spawned processes, or under torchrun
 
 
@@ -554,8 +542,7 @@ MASK32 = 0xFFFF_FFFF
 
 
 def example_seeds(seed, step, indices: range):
-    """The noise key of (run seed, step), three 32-bit words, with the examples' indices in the global
-    batch (a range: consecutive examples): what draw_noise hashes."""
+    """draw_noise's input: three 32-bit key words of (run seed, step), and the examples' indices in the global batch."""
     keys = [int(k) for k in np.random.SeedSequence([seed, step]).generate_state(3, np.uint32)]
     return keys, indices
 
@@ -738,10 +725,8 @@ class TrainingLog:
                     f", acc {metrics['heldout_mlm_acc']:.3f}" if args.objective == "mlm" else
                     f", gen acc {metrics['heldout_gen_acc']:.3f}, disc AUC {metrics['heldout_disc_auc']:.3f}, "
                     f"RTD BCE {metrics['heldout_rtd_loss']:.4f} (base rate {metrics['heldout_rtd_base_entropy']:.4f})"))
-
             if self.file:
-                self.file.write(json.dumps(metrics) + "\n")
-                self.file.flush()
+                print(json.dumps(metrics), file=self.file, flush=True)
         if logging:
             shown = ("gen_acc", "disc_auc") if args.objective == "rtd" else ("mlm_acc",)
             self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", **{k: f"{metrics[k]:.3f}" for k in shown},
@@ -809,8 +794,7 @@ def roc_auc(scores, labels) -> float:
     if n_pos == 0 or n_neg == 0:
         return float("nan")
     _, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    ranks = (ends - (counts - 1) / 2)[inverse]                  # 1-based average rank of each score
+    ranks = (counts.cumsum(0).double() - (counts - 1) / 2)[inverse]     # 1-based average rank of each score
     return ((ranks[labels].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -838,7 +822,6 @@ def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext
         b = {k: v[first:first + batch_size] for k, v in heldout.items()}
         b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob, args.num_predictions)
         batch = prepare_batch(b, args, HELDOUT_STEP, first, device)
-
         batch.update(mlm_denominator=torch.tensor(1.0, device=device), rtd_denominator=torch.tensor(1.0, device=device))
         with autocast:
             out = raw(batch)
@@ -924,11 +907,25 @@ def start_processes(args):
 
 
 def worker(local_rank, args, port):
-    dist = init_distributed(args, local_rank, port)
+    """One process: join the process group (if there is more than one), pick the device, train()."""
+    if "RANK" in os.environ:                                        # torchrun
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+        world, init = int(os.environ["WORLD_SIZE"]), "env://"
+    else:
+        rank, world, init = local_rank, args.world_size, f"tcp://127.0.0.1:{port}"
+    device = torch.device("cuda", local_rank) if args.gpus else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    host_group = None
+    if world > 1:
+        torch_dist.init_process_group("nccl" if args.gpus else "gloo", init_method=init,
+                                      rank=rank, world_size=world)
+        # the per-step counts are all-reduced on the host, so reading them never waits for the GPU
+        host_group = torch_dist.new_group(backend="gloo") if args.gpus else None
     try:
-        return train(args, dist)
+        return train(args, Dist(rank, local_rank, world, device, rank == 0, host_group))
     finally:
-        if dist.world_size > 1:
+        if world > 1:
             torch_dist.destroy_process_group()
 
 
@@ -943,8 +940,7 @@ class Dist:
 
 
 def open_data(args, dist, out_dir):
-    """This process's training reader and (on the main process) the held-out batch. Local rank 0 packs
-    the corpus, or finds it packed; the others wait for it."""
+    """This process's training reader and (main process) the held-out batch; local rank 0 packs the corpus first."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if dist.local_rank == 0:
         prepare_corpus(args.corpus, args.vocab, out_dir / "shards", max_len=args.seq_len,
@@ -959,8 +955,7 @@ def global_counts(batches, raw, args, dist, stop_requested):
     """Masked slots and non-pad tokens of this step over all processes (the loss denominators), and whether
     any process was asked to stop; stores each batch's "counts" (B,). On the host: no wait on the GPU."""
     for b in batches:
-        b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
-                                    args.num_predictions)
+        b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob, args.num_predictions)
     local = [sum(b["counts"].sum().item() for b in batches),
              sum((b["input_ids"] != raw.pad_id).sum().item() for b in batches), float(stop_requested)]
     return all_reduce(torch.tensor(local, dtype=torch.float64), dist, group=dist.host_group).tolist()
@@ -980,25 +975,6 @@ def check_processes(args):
         raise PretrainError(f"--batch-size {args.batch_size} is not divisible by {args.world_size} "
                             f"processes x {args.grad_accum} accumulation steps")
     args.micro_batch_size = args.batch_size // per_step
-
-
-def init_distributed(args, local_rank=0, port=None) -> Dist:
-    """Join the process group (if there is more than one process) and pick this process's device."""
-    if "RANK" in os.environ:                                        # torchrun
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-        world, init = int(os.environ["WORLD_SIZE"]), "env://"
-    else:
-        rank, world, init = local_rank, args.world_size, f"tcp://127.0.0.1:{port}"
-    device = torch.device("cuda", local_rank) if args.gpus else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    host_group = None
-    if world > 1:
-        torch_dist.init_process_group("nccl" if args.gpus else "gloo", init_method=init,
-                                      rank=rank, world_size=world)
-        # the per-step counts are all-reduced on the host, so reading them never waits for the GPU
-        host_group = torch_dist.new_group(backend="gloo") if args.gpus else None
-    return Dist(rank, local_rank, world, device, rank == 0, host_group)
 
 
 def setup_torch(args, dist):
@@ -1022,8 +998,7 @@ def wrap_model(raw, args, dist):
 
 
 def to_device(tensor, device):
-    """Host -> device without a host sync: a plain (blocking) copy to CUDA waits for the GPU's queue,
-    a non-blocking one from pinned memory does not."""
+    """Host -> device without a host sync: non-blocking from pinned memory (a blocking copy waits for the GPU)."""
     if device.type == "cuda":
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
@@ -1046,8 +1021,7 @@ def print0(dist, *a):
 
 
 class StopRequest:
-    """SIGTERM or Ctrl-C sets a flag; the loop checkpoints at the end of the step and stops.
-    A second Ctrl-C interrupts at once."""
+    """SIGTERM or Ctrl-C sets a flag: the loop checkpoints after the step and stops (a second Ctrl-C: at once)."""
 
     def __init__(self):
         self.requested, self.previous = False, {}
@@ -1065,7 +1039,7 @@ class StopRequest:
 
 # A.8 Checkpoint files: written atomically (a temporary name, fsynced, renamed), with the vocabulary's
 #     fingerprint and every RNG state; exported in the Hugging Face layout.
-def save_checkpoint(out_dir, step, state, keep) -> Path:
+def save_checkpoint(out_dir, step, state, keep):
     """Write checkpoints/step_{step}.pt atomically; keep the newest `keep` checkpoints."""
     directory = Path(out_dir) / "checkpoints"
     directory.mkdir(parents=True, exist_ok=True)
@@ -1077,7 +1051,6 @@ def save_checkpoint(out_dir, step, state, keep) -> Path:
     os.replace(tmp, path)
     for old in sorted(directory.glob("step_*.pt"))[:-keep]:
         old.unlink()
-    return path
 
 
 def export_checkpoint(path, out_dir) -> Path:
