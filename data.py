@@ -162,10 +162,9 @@ def pack_examples(documents_ids, max_len, rng, cls_id, sep_id) -> Iterator[tuple
 
 def prepare_corpus(corpus_paths, vocab_file, out_dir, max_len=128, workers=2, seed=0, lowercase=True,
                    progress=False, heldout_every=0) -> Path:
-    """Tokenize, pack and write the corpus to out_dir; return out_dir. Reuses out_dir when its
-    meta.json was written from the same inputs (paths, sizes, mtimes), vocab, max_len, seed and
-    held-out rule. heldout_every=k > 0 keeps documents 0, k, 2k, ... out of training and packs them
-    into out_dir/heldout/ (read it with PretrainingData(out_dir / "heldout", ...))."""
+    """Tokenize, pack and write the corpus to out_dir; return out_dir, reused when its meta.json has the
+    same cache key (shard_key). heldout_every=k > 0 keeps documents 0, k, 2k, ... out of training and
+    packs them into out_dir/heldout/ (read it with PretrainingData(out_dir / "heldout", ...))."""
     paths = [require_file(p) for p in ([corpus_paths] if isinstance(corpus_paths, (str, Path)) else corpus_paths)]
     vocab_file, out_dir = require_file(vocab_file, "a WordPiece vocab, one token a line"), Path(out_dir)
     key = shard_key(paths, vocab_file, max_len, seed, lowercase, heldout_every)   # appendix A.2: the cache key
@@ -212,8 +211,6 @@ class PretrainingData:
         self.examples = np.memmap(shard_dir / "examples.bin", dtype=meta["dtype"], mode="r",
                                   shape=(self.num_examples, self.max_len))
         self.index = np.memmap(shard_dir / "index.bin", dtype=np.int32, mode="r", shape=(self.num_examples, 2))
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world size {world_size}")
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.global_batch = batch_size * world_size
         if self.num_examples < self.global_batch:
@@ -346,14 +343,11 @@ def read_blue_tsv(path, info=None) -> list[tuple[str, str]]:
 
 
 def read_squad(path, info=None) -> list[dict]:
-    """One dict per question-context pair of a SQuAD v1.1 file: {"id", "question_id", "question",
-    "context", "answers": [{"text", "answer_start"}], "texts": every gold answer text} (no answers in
-    BioASQ test files). `question_id` groups the pairs of one question (question_ids, appendix A.7).
-
-    An answer whose text is not at its answer_start is left out of "answers" (kept in "texts", which
-    scoring uses) and counted in info["misaligned"]: BERT's run_squad skips such a training example
-    ("Could not find answer") and goes on. CHOICE: aligned means the exact characters at answer_start;
-    run_squad's test is looser (whitespace-split words containing the answer)."""
+    """One dict per question-context pair of a SQuAD v1.1 file: {"id", "question_id" (question_ids,
+    appendix A.7), "question", "context", "answers": [{"text", "answer_start"}], "texts": all gold texts}.
+    An answer not at its answer_start is left out of "answers" (kept in "texts", which scoring uses) and
+    counted in info["misaligned"], as BERT's run_squad skips such an example ("Could not find answer").
+    CHOICE: aligned means the exact characters at answer_start; run_squad's test is looser."""
     pairs, misaligned = [], 0
     try:
         for article in _load_json(path)["data"]:
@@ -399,9 +393,7 @@ def read_bioasq_golden(path) -> dict[str, list[list[str]]]:
     return golden
 
 
-# A fine-tuning data set is one folder: train, dev (or devel) and test files of one kind, or for QA
-# BioASQ's train.json + test-*.json + golden-*.json. read_task finds the files, reads them, draws dev
-# from train when there is no dev file, and says in one line what it read.
+# A fine-tuning data set is one folder, read by read_task: train, dev (or devel) and test files of one kind.
 SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "devel"), "test": ("test",)}   # devel: BioBERT's NER files
 EXTENSIONS = {"ner": (".txt", ".tsv", ".conll"), "re": (".tsv", ".csv", ".txt"), "qa": (".json",)}
 READERS = {"ner": read_conll, "re": read_blue_tsv, "qa": read_squad}
@@ -656,22 +648,18 @@ class ShardWriter:
 
 
 def padding_share(shard_dir) -> float:
-    """The share of the shards' (N, L) positions that are padding, from index.bin's real lengths.
-    ELECTRA's examples never cross a document, so short documents leave long padded tails: this is
-    the work --unpad saves (train_pretrain.py)."""
-    shard_dir = Path(shard_dir)
-    meta = json.loads(require_file(shard_dir / "meta.json").read_text())
-    lengths = np.memmap(shard_dir / "index.bin", dtype=np.int32, mode="r", shape=(meta["num_examples"], 2))[:, 0]
-    return 1 - float(lengths.sum(dtype=np.int64)) / (meta["num_examples"] * meta["max_len"])
+    """The share of the shards' (N, L) positions that are padding: the work --unpad saves (train_pretrain.py),
+    large since ELECTRA's examples never cross a document and short documents leave long padded tails."""
+    shards = PretrainingData(shard_dir, batch_size=1)
+    return 1 - float(shards.index[:, 0].sum(dtype=np.int64)) / shards.examples.size
 
 
 # A.3 Tokenizing in worker processes, in order, in bounded memory
 
 def tokenized_documents(tokenizer, paths, workers, progress) -> Iterator[list[list[int]]]:
-    """read_documents with every sentence as token ids. All lines go to tokenizer.encode_lines as one
-    stream (one pool of `workers` processes for the whole corpus, which holds only a few thousand lines
-    at a time: tokenizer.parallel_map; bench/results_data.md §2); each document's sentence count rides
-    alongside to regroup them."""
+    """read_documents with every sentence as token ids. All lines go to one pool of `workers` processes
+    as one stream, a few thousand lines at a time (tokenizer.encode_lines; bench/results_data.md §2);
+    each document's sentence count rides alongside to regroup them."""
     sizes = deque()
 
     def lines():
@@ -698,10 +686,9 @@ SENTENCE_END = regex.compile(r"""[.?!]['")\]]*\s+(?=['"(\[]?[\p{Lu}\d])""")   # 
 
 
 def split_sentences(text) -> list[str]:
-    """Rule-based sentence splitter for abstracts: split after . ? ! (and closing quotes or
-    brackets) when whitespace and then an upper-case letter, a digit or an opening bracket follow,
-    unless the period ends an abbreviation ("e.g.", "et al.", "Fig.", "vs."), a single initial
-    ("J. Smith") or a dotted acronym ("U.S."). Decimals ("0.5 mg") have no space after the period.
+    """Sentences of an abstract: split after . ? ! (and closing quotes or brackets) followed by whitespace
+    and an upper-case letter, a digit or an opening bracket, unless the period ends an abbreviation
+    ("e.g.", "et al.", "Fig.", "vs."), a single initial ("J. Smith") or a dotted acronym ("U.S.").
     "Doses were 5 mg vs. 10 mg. Fig. 2 shows it." -> ["Doses were 5 mg vs. 10 mg.", "Fig. 2 shows it."]"""
     text = " ".join(text.split())
     sentences, start = [], 0
@@ -751,16 +738,12 @@ def write_corpus(xml_paths, out_path, progress=False) -> dict:
     return dict(counts)
 
 
-# A.5 Downloads (docs/paper.md §1, §4). Every file is checked against a published or recorded checksum
-#     before it is kept. Network errors are retried with exponential backoff; a partial file (dest.part)
-#     resumes with an HTTP Range request. PubMed: NCBI's baseline, BASE/pubmedYYnNNNN.xml.gz beside NCBI's
-#     pubmedYYnNNNN.xml.gz.md5 ("MD5(pubmedYYnNNNN.xml.gz)= <hex>"). Benchmarks: the public GitHub commits
-#     named in each data folder's SOURCE.md, as raw.githubusercontent.com URLs (BASE/owner/repo/commit/path),
-#     with the sha256 of the files ELECTRAMed evaluated on.
+# A.5 Downloads (docs/paper.md §1, §4), each checked against a published or recorded checksum before it
+#     is kept; network errors retried with exponential backoff; a partial dest.part resumed by an HTTP Range
+#     request. PubMed: NCBI's baseline files, each beside its .md5 ("MD5(pubmedYYnNNNN.xml.gz)= <hex>").
+#     Benchmarks: the GitHub commits named in each data folder's SOURCE.md (BASE/owner/repo/commit/path).
 PUBMED_BASE_URL = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline"
-# The baseline of production year 20YY is released each December before it and replaces the previous
-# one entirely (NLM, "PubMed 2022 Baseline Released", Dec 12 2021: pubmed22n0001 - pubmed22n1114).
-PUBMED_YEAR = "26"
+PUBMED_YEAR = "26"   # each December's baseline replaces the last one (NLM, "PubMed 2022 Baseline Released")
 GITHUB_RAW_URL = "https://raw.githubusercontent.com"
 REPOS = {
     "electramed": "gmpoli/electramed/674c6151001cae52d2abba7b4d0c0677a7c5f01a",
@@ -970,7 +953,13 @@ def run_data_command(args) -> None:
             raise DataError("not downloaded:\n  " + "\n  ".join(missing))
     elif args.command == "counts":
         note_if_sample(args.data_dir)
-        print_counts(args.data_dir)
+        for task, files in BENCHMARKS.items():
+            for name, *_ in files if task != "vocab" else []:
+                path = Path(args.data_dir) / task / name
+                if path.is_file():
+                    print(f"{task}/{name}: {count_split(path)}")
+                else:
+                    print(f"{task}/{name}: missing (python data.py download {task})")
 
 
 def count_split(path) -> dict:
@@ -986,16 +975,6 @@ def count_split(path) -> dict:
         return {"factoid questions": len(read_bioasq_golden(path))}
     pairs = read_squad(path)
     return {"pairs": len(pairs), "questions": len({p["question_id"] for p in pairs})}
-
-
-def print_counts(data_dir):
-    for task, files in BENCHMARKS.items():
-        for name, *_ in files if task != "vocab" else []:
-            path = Path(data_dir) / task / name
-            if path.is_file():
-                print(f"{task}/{name}: {count_split(path)}")
-            else:
-                print(f"{task}/{name}: missing (python data.py download {task})")
 
 
 # A.7 Reading benchmarks: the formats' help, what read_task checks, and its line saying what it read
@@ -1032,15 +1011,9 @@ def question_ids(pairs) -> tuple[list[str], str]:
     every id has that form and no such prefix joins two different questions (as 'q_1', 'q_2' would).
     Otherwise pairs with the same question text form one question, named by its first pair's id."""
     matches = [SNIPPET_ID.fullmatch(p["id"]) for p in pairs]
-    if all(matches):
-        texts = {}
-        for p, m in zip(pairs, matches):
-            texts.setdefault(m[1], set()).add(p["question"])
-        if all(len(t) == 1 for t in texts.values()):
-            return [m[1] for m in matches], "ids '<question>_<n>'"
-    first = {}
-    for p in pairs:
-        first.setdefault(p["question"], p["id"])
+    if all(matches) and len({m[1] for m in matches}) == len({(m[1], p["question"]) for m, p in zip(matches, pairs)}):
+        return [m[1] for m in matches], "ids '<question>_<n>'"
+    first = {p["question"]: p["id"] for p in reversed(pairs)}   # reversed: the first pair's id wins
     return [first[p["question"]] for p in pairs], "question text"
 
 
@@ -1055,9 +1028,19 @@ def finish_conll(splits, infos, entity_type, negative) -> str:
 
 
 def finish_tsv(splits, infos, entity_type, negative) -> str:
-    """RE: the negative class found, dev/test labels spelt as train spells them (any case); the description."""
+    """RE: the negative class that micro-F1 leaves out (`negative` in any case: BLUE's ChemProt spells it
+    'false', bio_electra's 'False'; else the one label spelt like a negative), dev/test labels spelt as
+    train spells them (any case); the description."""
     labels = sorted({label for _, label in splits["train"]})
-    splits.update(layout="tsv", negative=negative_label(labels, negative, splits["files"]["train"]))
+    if negative is None:
+        found = [x for x in labels if x.lower() in NEGATIVE_NAMES or x.lower().endswith("-false")]
+        problem = f"cannot tell the negative class among {labels}: pass --negative-label"
+    else:
+        found = [x for x in labels if x.lower() == negative.lower()]
+        problem = f"negative label {negative!r} not among the train labels {labels}"
+    if len(found) != 1:
+        raise DataError(f"{splits['files']['train']}: {problem}")
+    splits.update(layout="tsv", negative=found[0])
     spelling = {label.lower(): label for label in labels}
     for split in ("dev", "test"):
         splits[split] = [(s, spelling.get(label.lower(), label)) for s, label in splits[split]]
@@ -1068,20 +1051,6 @@ def finish_tsv(splits, infos, entity_type, negative) -> str:
     layout = (next(iter(layouts)) if len(layouts) == 1 else
               ", ".join(f"{'/'.join(names)}: {layout}" for layout, names in layouts.items()))
     return f"RE, {layout}, {len(labels)} classes, negative: {splits['negative']}"
-
-
-def negative_label(labels, negative, path) -> str:
-    """The RE class that micro-F1 leaves out: `negative` in any case (BLUE's ChemProt spells it 'false',
-    bio_electra's 'False'), else the one label spelt like a negative."""
-    if negative is None:
-        found = [x for x in labels if x.lower() in NEGATIVE_NAMES or x.lower().endswith("-false")]
-        if len(found) != 1:
-            raise DataError(f"{path}: cannot tell the negative class among {labels}: pass --negative-label")
-    else:
-        found = [x for x in labels if x.lower() == negative.lower()]
-        if len(found) != 1:
-            raise DataError(f"{path}: negative label {negative!r} not among the train labels {labels}")
-    return found[0]
 
 
 def finish_squad(splits, infos, entity_type, negative) -> str:
