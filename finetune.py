@@ -15,9 +15,7 @@ clipping; the best dev epoch is kept and scored on test, for every seed of --see
 Writes to --out-dir: args.json, sweep.json (several --lr), markers.json (RE), seed_<s>/metrics.json,
 seed_<s>/test.conll | test.tsv | bioasq_<batch>.json | test_predictions.json (predictions, with gold),
 seed_<s>/model/ (the best dev epoch in the Hugging Face layout, Appendix A.4) and summary.json (read
-by `python eval.py table`). A saved model predicts on new input (Appendix A.5):
-
-    python finetune.py predict runs/finetune/ncbi_disease/seed_1/model --text "BRCA1 causes cancer." --out-dir preds
+by `python eval.py table`). A saved model predicts on new input: `finetune.py predict --help` (A.5).
 
 References: google-research/electra finetune/ (tagging, classification, qa) and model/optimization.py
 (layer-wise decay); BERT run_squad.py (sliding windows, n-best); BioBERT's transform_n2b_factoid
@@ -57,6 +55,7 @@ MAX_QUERY_LEN = 64             # QA: question pieces kept (BERT's run_squad)
 N_BEST, MAX_ANSWER_LEN = 20, 30          # QA: spans kept per snippet, at most 30 pieces each (BioBERT)
 TOP_K, MAX_ANSWER_CHARS = 5, 100         # QA: answers kept per question, at most 100 characters (BioBERT)
 EVAL_BATCH_SIZE = 64
+BUCKET_BATCHES = 50                      # --length-buckets: batches per sorted chunk (Appendix A.1)
 
 
 class FinetuneError(ValueError):
@@ -205,12 +204,6 @@ def classification_features(rows, tokenizer, label_ids, max_len, markers=None, w
     return features
 
 
-def window_starts(n, room, stride):
-    """Piece index where each window starts, as BERT's run_squad: step `stride`, last one reaches n."""
-    step = min(room, stride)
-    return list(range(0, max(n - room, 0) + step, step)) if n else []
-
-
 def answer_pieces(example, offsets):
     """(first, last) piece of the first gold answer, or None (no answer, or it covers no piece)."""
     if not example.get("answers"):
@@ -231,7 +224,8 @@ def qa_features(examples, tokenizer, max_len, stride=DOC_STRIDE, max_query_len=M
         answer, room = answer_pieces(ex, offsets), max_len - len(question) - 3
         if room < 1:
             raise FinetuneError(f"--max-seq-len {max_len}: no room for a snippet after {len(question)} question pieces")
-        starts = window_starts(len(ids), room, stride)
+        step = min(room, stride)                       # window starts as BERT's run_squad: the last reaches the end
+        starts = list(range(0, max(len(ids) - room, 0) + step, step)) if ids else []
         best = best_window(len(ids), starts, room)
         for w, start in enumerate(starts):
             end = min(start + room, len(ids))
@@ -330,8 +324,7 @@ def span_loss(logits, labels):
 
 
 def build_encoder(args, tokenizer):
-    """A random encoder of --size (BERT init), or the encoder weights of the checkpoint in --init,
-    with --dropout in every layer whatever the checkpoint's config says."""
+    """A random encoder of --size (BERT init) or the encoder of --init, with --dropout in every layer."""
     if args.init == "random":
         encoder = electramed.Encoder(electramed.model_config(args.size, vocab_size=len(tokenizer)))
     else:
@@ -428,12 +421,10 @@ def nbest_by_text(candidates, n_best) -> list[tuple[str, float]]:
     """The n_best highest-scoring (text, score) candidates, one per distinct text, as BERT's run_squad
     skips a final_text already in seen_predictions: a string repeated in the snippet takes one slot.
     [("EGFR", 5), ("KRAS", 4), ("EGFR", 3), ("egfr", 2)], n_best 3 -> [("EGFR", 5), ("KRAS", 4), ("egfr", 2)]"""
-    seen, top = set(), []
+    top = {}
     for text, score in sorted(candidates, key=lambda c: -c[1]):
-        if text not in seen and len(top) < n_best:
-            seen.add(text)
-            top.append((text, score))
-    return top
+        top.setdefault(text, score)
+    return list(top.items())[:n_best]
 
 
 def aggregate_bioasq_answers(snippet_answers, top_k=TOP_K, max_chars=MAX_ANSWER_CHARS) -> dict[str, list[str]]:
@@ -452,19 +443,14 @@ def aggregate_bioasq_answers(snippet_answers, top_k=TOP_K, max_chars=MAX_ANSWER_
     return {q: [e[2] for e in sorted(d.values(), key=lambda e: -e[0])[:top_k]] for q, d in pooled.items()}
 
 
-def snippet_answers(model, part, args, device) -> list[list[tuple[str, float]]]:
-    """The n-best (text, probability) answers of every snippet (pair) of `part`, in order."""
-    by_example = defaultdict(list)
-    for f, lg in zip(part["features"], predict_logits(model, part["features"], args, device)):
-        by_example[f["example"]].append((f, lg))
-    return [snippet_nbest(ex, [f for f, _ in by_example[i]], [lg for _, lg in by_example[i]])
-            for i, ex in enumerate(part["examples"])]
-
-
 def decode_answers(model, part, prep, args, device, bias=0.0) -> dict:
     """SQuAD-style: pair id -> its best span's text ("" if none). BioASQ-style: question id -> its
     ranked answers, for every question of part["golden"] (else of its pairs), [] for one without snippets."""
-    answers = snippet_answers(model, part, args, device)
+    by_example = defaultdict(list)                      # snippet (pair) -> its windows' (feature, logits)
+    for f, lg in zip(part["features"], predict_logits(model, part["features"], args, device)):
+        by_example[f["example"]].append((f, lg))
+    answers = [snippet_nbest(ex, [f for f, _ in by_example[i]], [lg for _, lg in by_example[i]])
+               for i, ex in enumerate(part["examples"])]
     if prep.get("squad"):
         return {ex["id"]: best[0][0] if best else "" for ex, best in zip(part["examples"], answers)}
     pooled = aggregate_bioasq_answers({(ex["question_id"], i): a for i, (ex, a) in enumerate(zip(part["examples"],
@@ -530,15 +516,6 @@ KINDS = {
 #    multiplied by a linear decay to 0 (Google's optimization.py), gradient norm clipped at 1.0.
 # ---------------------------------------------------------------------------------------------
 
-def layer_depth(name) -> int:
-    """0 for the embeddings (and their projection), i + 1 for encoder layer i."""
-    if name.startswith("embeddings"):
-        return 0
-    if name.startswith("layers."):
-        return int(name.split(".")[1]) + 1
-    raise FinetuneError(f"encoder parameter {name!r} is neither embeddings nor a layer")
-
-
 def layerwise_param_groups(model, lr, decay, weight_decay) -> list[dict]:
     """Optimizer groups with per-depth learning rates. With L layers, the head gets lr, encoder layer i
     (0-based) lr * decay**(L - i), so the top layer lr * decay, and the embeddings lr * decay**(L + 1).
@@ -548,7 +525,8 @@ def layerwise_param_groups(model, lr, decay, weight_decay) -> list[dict]:
     L = len(model.encoder.layers)
     groups = {}
     for name, p in model.named_parameters():
-        scale = decay ** (L + 1 - layer_depth(name[len("encoder."):])) if name.startswith("encoder.") else 1.0
+        depth = int(name.split(".")[2]) + 1 if name.startswith("encoder.layers.") else 0   # 0: the embeddings
+        scale = decay ** (L + 1 - depth) if name.startswith("encoder.") else 1.0
         wd = 0.0 if p.ndim < 2 else weight_decay
         group = groups.setdefault((scale, wd), {"params": [], "names": [], "lr": lr * scale, "weight_decay": wd})
         group["params"].append(p)
@@ -567,8 +545,7 @@ def lr_factor(step, total, warmup) -> float:
 # ---------------------------------------------------------------------------------------------
 
 def batch_indices(lengths, batch_size, rng, buckets=False) -> list[list[int]]:
-    """The epoch's batches as lists of feature indices: consecutive slices of one seeded random
-    permutation (the paper's plain shuffle); buckets=True groups similar lengths (Appendix A.1)."""
+    """The epoch's batches of feature indices: slices of one seeded permutation; buckets=True: by length (A.1)."""
     order = torch.randperm(len(lengths), generator=rng).tolist()
     if buckets:
         return length_bucketed_batches(order, lengths, batch_size, rng)
@@ -914,9 +891,6 @@ def sweep_lr(args, prep, tokenizer, seed, out_dir) -> tuple[float, nn.Module, di
     return best
 
 
-BUCKET_BATCHES = 50                      # --length-buckets: batches per sorted chunk
-
-
 def length_bucketed_batches(order, lengths, batch_size, rng) -> list[list[int]]:
     """The permutation `order` cut into chunks of BUCKET_BATCHES batches, each sorted by length and sliced
     into batches, the batches shuffled: less padding, each batch still drawn from a random slice."""
@@ -930,6 +904,7 @@ def length_bucketed_batches(order, lengths, batch_size, rng) -> list[list[int]]:
 # A.2 A run's plumbing: initial weights, vocabulary, subsets, lost markers, prediction files -------
 
 PRETRAINED_DEFAULT = Path("runs/pretrain/final/discriminator")   # train_pretrain.py's default output
+SCIVOCAB = Path("vocab") / "scivocab_uncased.txt"
 
 
 def resolve_init(args) -> str:
@@ -968,9 +943,6 @@ def set_dropout(encoder, p):
             module.dropout_p = p
     encoder.config.hidden_dropout_prob = encoder.config.attention_probs_dropout_prob = p
     return encoder
-
-
-SCIVOCAB = Path("vocab") / "scivocab_uncased.txt"
 
 
 def load_tokenizer(args, folder):
