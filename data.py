@@ -1,10 +1,9 @@
 """
 The data of ELECTRAMed (docs/paper.md §1, §3, §4): PubMed text -> packed pre-training examples, and the
-readers of the fine-tuning benchmarks. Pre-training text is one sentence per line, a blank line between
-documents (BlueBERT's PubMed corpus, or NCBI's baseline XML turned into that format). It is tokenized,
-packed into `[CLS] A [SEP] B [SEP]` examples as ELECTRA's build_pretraining_dataset.py does, and written
-to memory-mapped shards that `PretrainingData` reads, each process its own part, from a position saved
-in the training checkpoint.
+readers of the fine-tuning benchmarks. Pre-training text (one sentence a line, a blank line between
+documents: BlueBERT's PubMed corpus, or NCBI's baseline XML turned into it) is tokenized, packed into
+`[CLS] A [SEP] B [SEP]` examples as ELECTRA's build_pretraining_dataset.py does, and written to memory-mapped
+shards that `PretrainingData` reads, each process its own part, from a position saved in the checkpoint.
 
     python data.py prepare --corpus data/pubmed/corpus.txt --out-dir data/shards
     python data.py pubmed --files 1-10 --out-dir data/pubmed            # NCBI baseline XML, md5-checked
@@ -13,8 +12,7 @@ in the training checkpoint.
     python data.py counts --data-dir data                                # counts of every split
 
 Writes: shards (examples.bin, index.bin, meta.json), corpus text, downloaded files.
-References: google-research/electra build_pretraining_dataset.py (ExampleBuilder); conlleval; BLUE TSV
-files; SQuAD v1.1 JSON; BioASQ task B JSON.
+References: google-research/electra build_pretraining_dataset.py; conlleval; BLUE; SQuAD v1.1; BioASQ task B.
 """
 import argparse
 import gzip
@@ -261,16 +259,14 @@ class PretrainingData:
 
 # ---------------------------------------------------------------------------------------------
 # 4. Benchmark readers                                                          (docs/paper.md §4)
-#    The layouts in which the field publishes its data sets (BioBERT's datasets/, BLUE, SQuAD),
-#    each read into one internal form; `python data.py counts` prints the counts of every split.
-#    NER: CoNLL columns split on TAB (else on spaces), word first and tag last, a blank line between
-#    sentences. Tags BIO, IOB1 (BC5CDR: an entity starts with I-), IOBES/BIOES or BILOU, typed or
-#    bare. IOBES and BILOU become BIO (S, U -> B; E, L -> I); B/I/O tags are kept as they are, IOB1
-#    included (eval.py chunks IOB1 as conlleval does, and the paper trained on BC5CDR's own tags).
-#    A bare tag (BioBERT's NER files: B, I, O) gets a type, DEFAULT_ENTITY_TYPE unless one is given.
-#    RE: TSV, the sentence and label columns named by a header (BLUE `index sentence label`, GLUE
-#    `sentence label` or `text label`) or, with no header (BioBERT's train/dev), the last two.
-#    QA: SQuAD v1.1 JSON (question + context pairs) and BioASQ's golden JSON for factoid answers.
+#    The layouts the field publishes its data sets in (BioBERT's datasets/, BLUE, SQuAD), each read into
+#    one internal form. NER: CoNLL columns split on TAB (else on spaces), word first and tag last, a blank
+#    line between sentences; tags BIO, IOB1 (BC5CDR: an entity starts with I-), IOBES/BIOES or BILOU,
+#    typed or bare (BioBERT's B, I, O get DEFAULT_ENTITY_TYPE unless a type is given). IOBES and BILOU
+#    become BIO (S, U -> B; E, L -> I); B/I/O tags are kept as spelt, IOB1 included (eval.py chunks IOB1
+#    as conlleval does; the paper trained on BC5CDR's own tags). RE: TSV, the sentence and label columns
+#    named by a header (BLUE `index sentence label`, GLUE `sentence label` or `text label`), else the
+#    last two (BioBERT's train/dev). QA: SQuAD v1.1 JSON and BioASQ's golden JSON for factoid answers.
 # ---------------------------------------------------------------------------------------------
 TAG_PATTERN = re.compile(r"O|([BIESLU])(?:-(\S+))?")   # prefix, then the type (optional: bare tags)
 TO_BIO = {"B": "B", "I": "I", "S": "B", "U": "B", "E": "I", "L": "I"}
@@ -493,7 +489,26 @@ def parse_args(argv=None):
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
-    add_data_commands(sub)                                 # appendix A.6: pubmed, pubmed-xml, download, counts
+    # the commands that fetch, convert and count data (appendix A.4-A.6)
+    c = sub.add_parser("pubmed", help="download NCBI PubMed baseline XML files, md5-checked")
+    c.add_argument("--files", default="1", help="file numbers, e.g. 1-10,15 (the 2026 baseline has ~1,300)")
+    c.add_argument("--out-dir", default="data/pubmed")
+    c.add_argument("--year", default=PUBMED_YEAR, help="two-digit baseline year in the file names")
+    c.add_argument("--base-url", default=PUBMED_BASE_URL)
+    c.add_argument("--retries", type=int, default=4)
+    c = sub.add_parser("pubmed-xml", help="PubMed XML (.xml or .xml.gz) -> corpus text, abstracts only")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--out", default="data/pubmed/corpus.txt")
+    c = sub.add_parser("download", help="fetch the benchmark files, sha256-checked")
+    c.add_argument("task", choices=[*BENCHMARKS, "all"])
+    c.add_argument("--out-dir", default=default_data_dir(embedded=False))
+    c.add_argument("--mirror", default=None, help="copy from this directory (laid out like the data dir)")
+    c.add_argument("--base-url", default=GITHUB_RAW_URL)
+    c.add_argument("--bioasq-dir", default=None, help="your registered copy of the BioASQ files")
+    c.add_argument("--accept-bioasq-terms", action="store_true", help=BIOASQ_TERMS)
+    c.add_argument("--retries", type=int, default=4)
+    c = sub.add_parser("counts", help="print the counts of every benchmark split")
+    c.add_argument("--data-dir", default=default_data_dir())
     return p.parse_args(argv)
 
 
@@ -558,8 +573,7 @@ def _open_binary(path):
 def _text_lines(path):
     """(line number, line) of a UTF-8 text file, without BOM or line end ("\\r\\n" or "\\n").
     Lines split on "\\n" only, so a stray "\\r" inside a sentence cannot break a row in two."""
-    path = require_file(path)
-    with open(path, "rb") as f:
+    with open(require_file(path), "rb") as f:
         for line_no, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
@@ -909,31 +923,8 @@ def download_benchmark(task, out_dir, mirror=None, base_url=GITHUB_RAW_URL, bioa
 
 # A.6 The commands that fetch, convert and count data (python data.py pubmed / pubmed-xml / download / counts)
 
-def add_data_commands(sub) -> None:
-    """Add the pubmed, pubmed-xml, download and counts subcommands to parse_args's subparsers."""
-    c = sub.add_parser("pubmed", help="download NCBI PubMed baseline XML files, md5-checked")
-    c.add_argument("--files", default="1", help="file numbers, e.g. 1-10,15 (the 2026 baseline has ~1,300)")
-    c.add_argument("--out-dir", default="data/pubmed")
-    c.add_argument("--year", default=PUBMED_YEAR, help="two-digit baseline year in the file names")
-    c.add_argument("--base-url", default=PUBMED_BASE_URL)
-    c.add_argument("--retries", type=int, default=4)
-    c = sub.add_parser("pubmed-xml", help="PubMed XML (.xml or .xml.gz) -> corpus text, abstracts only")
-    c.add_argument("files", nargs="+")
-    c.add_argument("--out", default="data/pubmed/corpus.txt")
-    c = sub.add_parser("download", help="fetch the benchmark files, sha256-checked")
-    c.add_argument("task", choices=[*BENCHMARKS, "all"])
-    c.add_argument("--out-dir", default=default_data_dir(embedded=False))
-    c.add_argument("--mirror", default=None, help="copy from this directory (laid out like the data dir)")
-    c.add_argument("--base-url", default=GITHUB_RAW_URL)
-    c.add_argument("--bioasq-dir", default=None, help="your registered copy of the BioASQ files")
-    c.add_argument("--accept-bioasq-terms", action="store_true", help=BIOASQ_TERMS)
-    c.add_argument("--retries", type=int, default=4)
-    c = sub.add_parser("counts", help="print the counts of every benchmark split")
-    c.add_argument("--data-dir", default=default_data_dir())
-
-
 def run_data_command(args) -> None:
-    """Run one of add_data_commands's subcommands."""
+    """Run one of the pubmed, pubmed-xml, download and counts commands."""
     if args.command == "pubmed":
         print(f"downloading to {args.out_dir}")
         for path in download_pubmed(parse_file_numbers(args.files), args.out_dir, args.year,
@@ -1004,12 +995,9 @@ def conll_layout(seen, sentences) -> dict:
 
 
 def question_ids(pairs) -> tuple[list[str], str]:
-    """The question of each pair, and the rule that gave it.
-
-    An explicit id where the file has one: BioBERT numbers the snippets of a BioASQ question
-    '<question id>_000', '_001', ..., so the part before the last '_' is the question's id, provided
-    every id has that form and no such prefix joins two different questions (as 'q_1', 'q_2' would).
-    Otherwise pairs with the same question text form one question, named by its first pair's id."""
+    """The question of each pair, and the rule that gave it: the id before the last '_' where every id
+    has BioBERT's form '<question id>_000', '_001', ... and no such prefix joins two different questions
+    (as 'q_1', 'q_2' would); otherwise the question text, named by its first pair's id."""
     matches = [SNIPPET_ID.fullmatch(p["id"]) for p in pairs]
     if all(matches) and len({m[1] for m in matches}) == len({(m[1], p["question"]) for m, p in zip(matches, pairs)}):
         return [m[1] for m in matches], "ids '<question>_<n>'"
