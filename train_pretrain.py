@@ -96,9 +96,8 @@ def mask_tokens(input_ids, counts, position_noise, keep_noise, special_ids, pad_
 
 # ---------------------------------------------------------------------------------------------
 # 2. Sampling replacements                                            (docs/paper.md §3; ELECTRA)
-#    One categorical sample per masked slot from the generator's softmax at temperature 1 (fp32
-#    logits, no gradient), written into the ORIGINAL ids. Label = sample != original: a correct guess
-#    counts as original.
+#    One categorical sample per masked slot from the generator's softmax at temperature 1 (fp32 logits, no
+#    gradient), written into the ORIGINAL ids. Label = sample != original: a correct guess counts as original.
 # CHOICE: inverse-CDF sampling (one uniform per slot, searched in the cumulative softmax) instead of
 # ELECTRA's Gumbel-max (one uniform per slot and vocabulary entry): the same distribution at less than
 # half the CPU cost of the noise and sampling (bench/results_pretrain.md §3).
@@ -607,12 +606,10 @@ def inverse_cdf_sample(logits, uniform):
     return (block * SAMPLE_BLOCK + offset).squeeze(-1).clamp_(max=vocab - 1)
 
 
-# A.3 Unpadded batches (--unpad). The encoders see the real tokens only, as one (T, D) row
-#     (electramed.unpad), and the MLM head and the sampling see the P masked tokens only, not N slots
-#     per example. The same results, without the padding's FLOPs.
+# A.3 Unpadded batches (--unpad): the encoders see the real tokens only, as one (T, D) row (electramed.unpad),
+#     the MLM head and the sampling the P masked tokens only, not N slots per example. Same results, fewer FLOPs.
 def mlm_logits(network, masked, types, attn, positions, batch):
-    """An MLM network's fp32 logits at the masked slots: (B*N, V), or with --unpad (P, V) at the used ones,
-    the network then running on the real tokens only."""
+    """An MLM network's fp32 logits at the masked slots: (B*N, V), or with --unpad (P, V) at the used ones."""
     unpadded = batch.get("unpadded")
     if unpadded is None:
         return network(masked, types, attn, positions=positions).float().flatten(0, 1)
@@ -696,8 +693,7 @@ def useful_mfu(metrics, disc, gen, seconds, world_size) -> float:
 
 # A.5 Logging: the statistics since the last log line, the AUC, the held-out slice, log.jsonl.
 class TrainingLog:
-    """What the loop logs: the stats summed since the last log (all processes), the discriminator AUC,
-    the held-out scores, one log.jsonl line per log step and the progress bar (main process)."""
+    """The loop's logs: stats summed since the last log (all processes), AUC, held-out scores, log.jsonl, bar."""
 
     def __init__(self, args, dist, raw, heldout, autocast, step):
         self.args, self.dist, self.raw, self.heldout, self.autocast = args, dist, raw, heldout, autocast
@@ -771,8 +767,7 @@ def summarize(stats, disc_weight=DISC_WEIGHT):
 
 
 def keep_scores(scores: list, out) -> None:
-    """Keep a micro-batch's discriminator logits and labels on the device (no host read per step) for
-    an AUC over the whole log interval; the masked-LM baseline has none."""
+    """Keep a micro-batch's discriminator logits and labels on the device (no host read) for the interval's AUC."""
     if "disc_logits" in out:
         scores.append((out["disc_logits"], out["labels"], out["real"]))
 
@@ -785,9 +780,8 @@ def disc_auc(scores: list) -> float:
 
 
 def roc_auc(scores, labels) -> float:
-    """Area under the ROC curve: P(score of a replaced token > score of an original), ties count
-    half (Mann-Whitney U with average ranks). scores: (T,) float, labels: (T,) bool.
-    Exact, where ELECTRA's tf.metrics.auc interpolates over 200 thresholds."""
+    """Area under the ROC curve: P(score of a replaced token > score of an original), ties count half (Mann-Whitney
+    U, average ranks). scores: (T,) float, labels: (T,) bool. Exact; ELECTRA's tf.metrics.auc uses 200 thresholds."""
     scores, labels = scores.double().flatten(), labels.flatten()
     n_pos = labels.sum().item()
     n_neg = labels.numel() - n_pos
@@ -817,8 +811,7 @@ def evaluate_heldout(raw, heldout, args, device, autocast=contextlib.nullcontext
     was_training = raw.training
     raw.eval()
     stats, scores = torch.zeros(len(STATS), device=device), []
-    total = len(heldout["input_ids"])
-    for first in range(0, total, batch_size):
+    for first in range(0, len(heldout["input_ids"]), batch_size):
         b = {k: v[first:first + batch_size] for k, v in heldout.items()}
         b["counts"] = count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob, args.num_predictions)
         batch = prepare_batch(b, args, HELDOUT_STEP, first, device)
@@ -851,8 +844,7 @@ def print_plan(args):
 
 
 def record_run(args, dist, raw):
-    """args.flops_per_step (ELECTRA's count, A.4); out_dir/args.json: the resolved arguments, versions,
-    device and git commit (+ dirty flag); the model's size on the screen."""
+    """args.flops_per_step (A.4); OUT_DIR/args.json (arguments, versions, device, git commit); the model's size."""
     args.flops_per_step = args.batch_size * flops_per_sequence(*flop_configs(raw), args.seq_len, args.num_predictions)
     if dist.is_main:
         info = {**vars(args), "torch": torch.__version__, **git_state(), "device": str(dist.device),
@@ -883,9 +875,8 @@ def raise_if_not_finite(bad_step, dist, step):
                                  "stopping (lower --lr?)")
 
 
-# A.7 Processes and devices (docs/paper.md §5). One process per GPU (NCCL) or per CPU worker (gloo).
-#     `--gpus N` / `--nproc N` start the processes here; under torchrun (one or many nodes) the
-#     RANK/WORLD_SIZE env vars say who we are.
+# A.7 Processes and devices (docs/paper.md §5). One process per GPU (NCCL) or per CPU worker (gloo). `--gpus N`
+#     / `--nproc N` start the processes here; under torchrun (one or many nodes) RANK/WORLD_SIZE say who we are.
 DDP_BUCKET_MB = 25.0    # DDP's gradient buckets, PyTorch's default size (bench/ddp_overlap.py varies it)
 
 
@@ -1024,9 +1015,8 @@ class StopRequest:
     """SIGTERM or Ctrl-C sets a flag: the loop checkpoints after the step and stops (a second Ctrl-C: at once)."""
 
     def __init__(self):
-        self.requested, self.previous = False, {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.previous[sig] = signal.signal(sig, self.handle)
+        self.requested = False
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def handle(self, sig, frame):
         self.requested = True
@@ -1054,8 +1044,7 @@ def save_checkpoint(out_dir, step, state, keep):
 
 
 def export_checkpoint(path, out_dir) -> Path:
-    """A training checkpoint's networks in the Hugging Face layout, as the final export writes them
-    (out_dir/discriminator and out_dir/generator, or out_dir/mlm), so any step can be fine-tuned."""
+    """A training checkpoint's networks in the Hugging Face layout under out_dir, so any step can be fine-tuned."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = em.ModelConfig(**state["model_config"])
     if state["args"].get("objective", "rtd") == "mlm":
@@ -1077,9 +1066,8 @@ def latest_checkpoint(out_dir):
 
 
 def load_checkpoint(path, args, raw=None) -> dict:
-    """Read a training checkpoint (our own trusted file: it holds RNG tuples, so weights_only=False); refuse
-    one of another vocabulary, objective or (given the model) shape, with the option to fix."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    """Read a training checkpoint; refuse one of another vocabulary, objective or (given the model) shape."""
+    state = torch.load(path, map_location="cpu", weights_only=False)     # our own file, with RNG tuples
     saved, now = state["vocab"], vocab_fingerprint(args.vocab)
     if saved["sha256"] != now["sha256"]:
         raise PretrainError(f"{path}: trained with vocab {saved['path']} ({saved['size']} entries), but "
