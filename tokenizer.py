@@ -19,11 +19,12 @@ import heapq
 import multiprocessing
 import os
 import re
+import string
 import sys
 import unicodedata
 from collections import Counter, defaultdict, deque
 from concurrent.futures import ProcessPoolExecutor
-from itertools import islice
+from itertools import groupby, islice
 
 from tqdm import tqdm
 
@@ -59,17 +60,12 @@ def is_cjk(char: str) -> bool:
 
 def is_punctuation(char: str) -> bool:
     """True for ASCII non-alphanumerics and Unicode P* characters: "-" -> True, "^" -> True."""
-    cp = ord(char)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(char).startswith("P")
+    return char in string.punctuation or unicodedata.category(char).startswith("P")
 
 
 def is_removed(char: str) -> bool:
     """True for the characters cleaning drops: NUL, U+FFFD, control and format chars (not \\t\\n\\r)."""
-    if char in "\t\n\r":
-        return False
-    return char == "\ufffd" or unicodedata.category(char).startswith("C")   # C* includes NUL
+    return char not in "\t\n\r" and (char == "\ufffd" or unicodedata.category(char).startswith("C"))  # C*: NUL too
 
 
 def clean_text(text: str) -> str:
@@ -81,12 +77,9 @@ def strip_accents(chars: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """NFD each (char, origin) and drop nonspacing marks, keeping origins: "é" -> "e". Combining marks are
     first put in canonical order (as whole-string NFD does): a few spacing marks (Mc) survive the stripping."""
     out = [(d, i) for c, i in chars for d in unicodedata.normalize("NFD", c)]
-    start = 0
-    for k in range(len(out) + 1):                 # sort each run of combining chars by class
-        if k == len(out) or unicodedata.combining(out[k][0]) == 0:
-            if k - start > 1:
-                out[start:k] = sorted(out[start:k], key=lambda ci: unicodedata.combining(ci[0]))
-            start = k + 1
+    runs = groupby(out, key=lambda ci: unicodedata.combining(ci[0]) > 0)     # sort each run of marks by class
+    out = [ci for marks, run in runs
+           for ci in (sorted(run, key=lambda ci: unicodedata.combining(ci[0])) if marks else run)]
     return [(c, i) for c, i in out if unicodedata.category(c) != "Mn"]
 
 
@@ -244,9 +237,10 @@ class Tokenizer:
 
     def encode_lines(self, lines, workers: int = 1, progress: bool = False):
         """A generator of encode_text(line) for each line, in order (blank line -> []); workers > 1: processes."""
+        lines = tqdm(lines, unit=" lines", disable=not progress, desc="encode")
         if workers > 1:
-            return encode_lines_in_processes(self, lines, workers, progress)   # appendix A.4
-        return (self.encode_text(line) for line in tqdm(lines, unit=" lines", disable=not progress, desc="encode"))
+            return encode_lines_in_processes(self, lines, workers)              # appendix A.4
+        return (self.encode_text(line) for line in lines)
 
     def decode(self, ids, skip_special: bool = True) -> str:
         """Text from ids, "##" pieces glued to the piece before: [nephro, ##tox] -> "nephrotox"."""
@@ -314,24 +308,22 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, 
                       min_frequency)
     known, heap = set(vocab), []
     stats.push(heap, stats.pairs)
-    bar = tqdm(total=vocab_size, initial=len(vocab), desc="learn vocab", disable=not progress)
-    while len(vocab) < vocab_size and heap:
-        neg_score, neg_count, pair = heapq.heappop(heap)
-        if stats.pairs.get(pair) != -neg_count or stats.score(pair) != -neg_score:
-            continue                                       # a stale entry: a fresher one is in the heap
-        a, b = pair
-        if verbose:
-            print(f"merge {len(vocab) + 1}: {a!r} + {b!r} -> {a + b[2:]!r}  score {-neg_score:.4g} = "
-                  f"{-neg_count} / ({stats.freq[a]} * {stats.freq[b]})")
-        stats.push(heap, stats.merge(a, b))
-        if a + b[2:] not in known:                         # "abc" can come from a+##bc and from ab+##c
-            known.add(a + b[2:])
-            vocab.append(a + b[2:])
-            bar.update()
-        if len(heap) > 4 * len(stats.pairs) + 100_000:     # drop stale entries now and then
-            heap.clear()
-            stats.push(heap, stats.pairs)
-    bar.close()
+    with tqdm(total=vocab_size, initial=len(vocab), desc="learn vocab", disable=not progress) as bar:
+        while len(vocab) < vocab_size and heap:
+            neg_score, neg_count, (a, b) = heapq.heappop(heap)     # neg_score: as push computes it
+            if stats.pairs.get((a, b)) != -neg_count or neg_count / (stats.freq[a] * stats.freq[b]) != neg_score:
+                continue                                   # a stale entry: a fresher one is in the heap
+            if verbose:
+                print(f"merge {len(vocab) + 1}: {a!r} + {b!r} -> {a + b[2:]!r}  score {-neg_score:.4g} = "
+                      f"{-neg_count} / ({stats.freq[a]} * {stats.freq[b]})")
+            stats.push(heap, stats.merge(a, b))
+            if a + b[2:] not in known:                     # "abc" can come from a+##bc and from ab+##c
+                known.add(a + b[2:])
+                vocab.append(a + b[2:])
+                bar.update()
+            if len(heap) > 4 * len(stats.pairs) + 100_000:     # drop stale entries now and then
+                heap.clear()
+                stats.push(heap, stats.pairs)
     if len(vocab) < vocab_size:
         print(f"note: no pair left with frequency >= {min_frequency}; vocabulary has {len(vocab)} tokens")
     return vocab
@@ -442,46 +434,39 @@ BLOCK_BYTES = 1 << 22   # text files are read (and corpora counted) in blocks of
 
 
 def read_blocks(path):
-    """Yield (path, first line number, bytes of whole lines) from a plain or .gz text file."""
+    """Yield the text of a UTF-8 file (plain or .gz) in blocks of whole lines; TokenizerError names the file,
+    and for a bad byte the line."""
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
             line_no = 1
             while block := f.read(BLOCK_BYTES):
                 block += f.readline()
-                yield str(path), line_no, block
+                try:
+                    text = block.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    line = line_no + block.count(b"\n", 0, e.start)
+                    raise TokenizerError(f"{path}:{line}: not valid UTF-8 (byte {block[e.start]:#04x})") from None
+                yield text
                 line_no += block.count(b"\n")
     except (OSError, EOFError) as e:   # missing, unreadable, not gzip, truncated gzip
         raise TokenizerError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
 
 
-def decode_block(path: str, line_no: int, block: bytes) -> str:
-    """UTF-8 text of a block; a bad byte raises TokenizerError naming file and line."""
-    try:
-        return block.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = line_no + block.count(b"\n", 0, e.start)
-        raise TokenizerError(f"{path}:{line}: not valid UTF-8 (byte {block[e.start]:#04x})") from None
-
-
 def read_lines(path) -> list[str]:
     """All lines of a UTF-8 text file (plain or .gz), cut at "\\n" (or "\\r\\n") only: str.splitlines
-    would also cut at U+0085 and U+2028. A bad byte is reported with its line number."""
+    would also cut at U+0085 and U+2028."""
     lines = []
-    for block in read_blocks(path):
-        text = decode_block(*block)
-        lines += (text[:-1] if text.endswith("\n") else text).split("\n")
+    for text in read_blocks(path):
+        lines += text.removesuffix("\n").split("\n")
     return [line.removesuffix("\r") for line in lines]
 
 
 def train_vocab_file(corpus, vocab_size: int, out, lowercase: bool = True, workers: int = 1,
                      min_frequency: int = 10, limit_alphabet: int = 1000, num_unused: int = 100,
                      verbose: bool = False) -> list[str]:
-    """count_words + learn_vocab over the corpus files, saved to `out` (one token a line).
-
-    Written to a temporary name and renamed, so a reader never sees half a file (train_pretrain.py's
-    torchrun processes may each write the same, deterministic, vocabulary at once).
-    """
+    """count_words + learn_vocab over the corpus files, saved to `out` (one token a line). Written under a
+    temporary name and renamed, as train_pretrain.py's torchrun processes may each write the same file at once."""
     words = count_words(corpus, lowercase, workers, progress=True)
     print(f"{sum(words.values()):,} words, {len(words):,} distinct")
     vocab = learn_vocab(words, vocab_size, min_frequency, limit_alphabet, num_unused,
@@ -493,21 +478,20 @@ def train_vocab_file(corpus, vocab_size: int, out, lowercase: bool = True, worke
     return vocab
 
 
-def _count_block(path_line_block) -> tuple[Counter, int]:
-    """Chunk counts of one block, and its size in bytes."""
-    return Counter(split_chunks(decode_block(*path_line_block))), len(path_line_block[2])
+def count_block(text: str) -> tuple[Counter, int]:
+    """Chunk counts of one block of text, and its length."""
+    return Counter(split_chunks(text)), len(text)
 
 
 def count_chunks(paths, workers: int = 1, progress: bool = False) -> Counter:
     """Whitespace chunks of the files and how often each occurs, counted block by block."""
-    blocks = (block for path in paths for block in read_blocks(path))
-    bar = tqdm(unit="B", unit_scale=True, desc="count words", disable=not progress)
+    blocks = (text for path in paths for text in read_blocks(path))
+    counted = parallel_map(count_block, blocks, workers) if workers > 1 else map(count_block, blocks)
     chunks = Counter()
-    counted = parallel_map(_count_block, blocks, workers) if workers > 1 else map(_count_block, blocks)
-    for counts, size in counted:
-        chunks.update(counts)
-        bar.update(size)
-    bar.close()
+    with tqdm(unit=" chars", unit_scale=True, desc="count words", disable=not progress) as bar:
+        for counts, size in counted:
+            chunks.update(counts)
+            bar.update(size)
     return chunks
 
 
@@ -533,21 +517,22 @@ class PairStats:
         self.pairs = Counter()                # (a, b) -> occurrences
         self.where = defaultdict(set)         # (a, b) -> indices of the words that hold it
         self.partners = defaultdict(set)      # symbol -> the pairs it belongs to (if >= min_frequency)
-        for w, (symbols, n) in enumerate(zip(words, counts)):
-            for s in symbols:
-                self.freq[s] += n
-            for pair in zip(symbols, symbols[1:]):
-                self.pairs[pair] += n
-                self.where[pair].add(w)
+        for w in range(len(words)):
+            self._count(w, +1)
         self._update_partners(self.pairs)
 
-    def score(self, pair) -> float:
-        """The WordPiece likelihood score freq(ab) / (freq(a) * freq(b)) (the same expression as push)."""
-        return self.pairs[pair] / (self.freq[pair[0]] * self.freq[pair[1]])
+    def _count(self, w: int, sign: int) -> None:
+        """Add the symbols and pairs of word w to the counts (sign -1: take them away)."""
+        symbols, n = self.words[w], sign * self.counts[w]
+        for s in symbols:
+            self.freq[s] += n
+        for pair in zip(symbols, symbols[1:]):
+            self.pairs[pair] += n
+            (self.where[pair].add if sign > 0 else self.where[pair].discard)(w)
 
     def push(self, heap: list, pairs) -> None:
         """Push (-score, -count, pair) for each pair seen at least min_frequency times (the others can
-        never be merged: a pair's count only falls)."""
+        never be merged: a pair's count only falls). The score is WordPiece's freq(ab) / (freq(a) * freq(b))."""
         freq, counts, push, min_frequency = self.freq, self.pairs, heapq.heappush, self.min_frequency
         for pair in pairs:
             count = counts.get(pair, 0)
@@ -556,24 +541,13 @@ class PairStats:
 
     def merge(self, a: str, b: str) -> set:
         """Merge (a, b) in every word holding it; return the pairs whose score may have changed."""
-        ab, changed = a + b[2:], set()
+        changed = set()
         for w in list(self.where[(a, b)]):
-            old, n = self.words[w], self.counts[w]
-            new = merge_symbols(old, a, b)
-            old_pairs, new_pairs = list(zip(old, old[1:])), list(zip(new, new[1:]))
-            for pair in old_pairs:
-                self.pairs[pair] -= n
-            for pair in new_pairs:
-                self.pairs[pair] += n
-                self.where[pair].add(w)
-            for pair in set(old_pairs) - set(new_pairs):
-                self.where[pair].discard(w)
-            merged = (len(old) - len(new)) * n
-            self.freq[a] -= merged
-            self.freq[b] -= merged
-            self.freq[ab] += merged
-            self.words[w] = new
-            changed.update(old_pairs, new_pairs)
+            old = self.words[w]
+            self._count(w, -1)
+            self.words[w] = new = merge_symbols(old, a, b)
+            self._count(w, +1)
+            changed.update(zip(old, old[1:]), zip(new, new[1:]))
         self._update_partners(changed)
         return changed | self.partners[a] | self.partners[b]   # freq(a), freq(b) changed: their pairs too
 
@@ -583,12 +557,9 @@ class PairStats:
             count = self.pairs[pair]
             if count == 0:
                 del self.pairs[pair], self.where[pair]
-            if count >= self.min_frequency:
-                self.partners[pair[0]].add(pair)
-                self.partners[pair[1]].add(pair)
-            else:
-                self.partners[pair[0]].discard(pair)
-                self.partners[pair[1]].discard(pair)
+            index = set.add if count >= self.min_frequency else set.discard
+            index(self.partners[pair[0]], pair)
+            index(self.partners[pair[1]], pair)
 
 
 # A.4 Worker processes: an ordered, streaming map
@@ -613,16 +584,12 @@ def encode_file(tokenizer: Tokenizer, path, out, workers: int = 1) -> None:
             f.write(" ".join(map(str, ids)) + "\n")
 
 
-def encode_lines_in_processes(tokenizer: Tokenizer, lines, workers: int, progress: bool = False):
+def encode_lines_in_processes(tokenizer: Tokenizer, lines, workers: int):
     """Yield tokenizer.encode_text(line) for each line, in order, computed by `workers` processes."""
-    total = len(lines) if hasattr(lines, "__len__") else None
-    bar = tqdm(total=total, unit=" lines", disable=not progress, desc="encode")
     batches = batched(lines, 1000)   # one task per 1,000 lines: a task costs a round trip
     for batch in parallel_map(_encode_in_worker, batches, workers, _init_worker,
                               (tokenizer.id_to_token, tokenizer.lowercase)):
-        bar.update(len(batch))
         yield from batch
-    bar.close()
 
 
 def batched(items, n: int):
