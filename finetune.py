@@ -772,7 +772,6 @@ def encode_relation(text, tokenizer, markers) -> tuple[list[int], list[tuple[int
 def marker_ids(tokenizer, sentences) -> dict[str, int]:
     """Marker string -> the id of one [unusedN] vocabulary row: the known markers in the order above,
     then any other @NAME$ found in `sentences`, sorted, on [unused0], [unused1], ... in vocabulary order.
-
     CHOICE: one id per marker. Through WordPiece, scivocab cuts BC6ENTC into bc ##6 ##ent ##c and @DRUG$
     into @ drug $, the same as the word "drug". The paper's tokenization stays as --entity-markers text."""
     found = sorted({m for s in sentences for m in MARKER_PATTERN.findall(s)} - set(RELATION_MARKERS))
@@ -1102,7 +1101,7 @@ def parse_args(argv=None):
     g.add_argument("--pooling", choices=list(POOLING), help="RE head. cls: [CLS] -> linear (paper); head: HF's "
                    "ElectraClassificationHead; entity: the entity-start markers' states (small; RESULTS.md)")
     g.add_argument("--negative-bias", type=negative_bias, help="RE: added to the no-relation logit: 0 (paper), a "
-                   "number, or 'tune' (small): the dev micro-F1 maximiser of the kept epoch (RESULTS.md)")
+                   "number, or 'tune' (small): the bias maximising dev micro-F1 at the kept epoch (RESULTS.md)")
     g.add_argument("--entity-markers", choices=["unused", "text"], default="unused", help="RE. unused: each marker "
                    "(@DRUG$, BC6ENTC, ...) is one [unusedN] id; text: WordPiece splits them, as the paper's runs")
     g.add_argument("--marker-window", action=argparse.BooleanOptionalAction, default=True, help="RE: a sentence "
