@@ -1125,9 +1125,8 @@ def parse_args(argv=None):
 
 MODEL_DIR = "model"                      # a seed's saved model: <out-dir>/seed_<s>/model/
 
-# (task kind, head) -> (config.json "architectures", our head's module -> its key prefix in the file).
-# --pooling cls and entity have no transformers class: their keys are our own (electramed_*), config.json
-# names ElectraModel, so transformers loads the encoder only; load_finetuned rebuilds the head.
+# (task kind, head) -> (config.json "architectures", our head's module -> its key prefix in the file);
+# --pooling cls and entity have no transformers class: ElectraModel and keys of our own (electramed_*).
 HF_TASK_HEADS = {
     ("ner", "tagging"): ("ElectraForTokenClassification", {"out": "classifier"}),
     ("re", "head"): ("ElectraForSequenceClassification", {"dense": "classifier.dense", "out": "classifier.out_proj"}),
