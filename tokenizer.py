@@ -88,11 +88,9 @@ def unicode_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str,
     one character at a time: "Nephro-toxicity" -> [("nephro", [0..5]), ("-", [6]), ("toxicity", [7..14])]."""
     chars = []
     for i, c in enumerate(text):
-        if is_removed(c):
-            continue
-        if is_cjk(c):
+        if is_cjk(c):                   # (an ideograph is never removed)
             chars += [(" ", i), (c, i), (" ", i)]
-        else:
+        elif not is_removed(c):
             chars.append((" " if c.isspace() else c, i))
     if lowercase:
         chars = [(low, i) for c, i in strip_accents(chars) for low in c.lower()]
@@ -111,8 +109,9 @@ def unicode_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str,
 
 def basic_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str, list[int]]]:
     """unicode_tokenize_spans, by a regex when the text is plain ASCII (the common case)."""
-    if text.isascii() and not _ASCII_REMOVED.search(text):
-        return ascii_tokenize_spans(text, lowercase)      # appendix A.1: the same words, by a regex in C
+    if text.isascii() and not _ASCII_REMOVED.search(text):   # appendix A.1: the same words, by a regex in C
+        matches = _ASCII_WORD.finditer(text.lower() if lowercase else text)
+        return [(m.group(), list(range(m.start(), m.end()))) for m in matches]
     return unicode_tokenize_spans(text, lowercase)
 
 
@@ -181,15 +180,10 @@ class Tokenizer:
     def _analyse_chunk(self, chunk: str) -> tuple[list[int], list[str], list[tuple[int, int]]]:
         """Ids and pieces of one whitespace-free chunk, and the pieces' [start, end) spans inside it."""
         pieces, spans = [], []
-        for word, origin in basic_tokenize_spans(chunk, self.lowercase):
-            word_pieces = wordpiece(word, self.vocab)
-            if word_pieces == ["[UNK]"]:
-                pieces.append("[UNK]")
-                spans.append((origin[0], origin[-1] + 1))
-                continue
+        for word, origin in basic_tokenize_spans(chunk, self.lowercase):   # origin: one index per char of word
             k = 0
-            for piece in word_pieces:
-                n = len(piece) if k == 0 else len(piece) - 2
+            for piece in wordpiece(word, self.vocab):
+                n = len(word) if piece == "[UNK]" else len(piece) - (2 if k else 0)   # [UNK] is the whole word
                 pieces.append(piece)
                 spans.append((origin[k], origin[k + n - 1] + 1))
                 k += n
@@ -236,11 +230,14 @@ class Tokenizer:
         return {"input_ids": input_ids, "token_type_ids": token_type_ids}
 
     def encode_lines(self, lines, workers: int = 1, progress: bool = False):
-        """A generator of encode_text(line) for each line, in order (blank line -> []); workers > 1: processes."""
+        """A generator of encode_text(line) for each line, in order (blank line -> []); workers > 1: that many
+        processes (appendix A.4), each task 1,000 lines, since a task costs a round trip."""
         lines = tqdm(lines, unit=" lines", disable=not progress, desc="encode")
-        if workers > 1:
-            return encode_lines_in_processes(self, lines, workers)              # appendix A.4
-        return (self.encode_text(line) for line in lines)
+        if workers <= 1:
+            return (self.encode_text(line) for line in lines)
+        batches = parallel_map(_encode_in_worker, batched(lines, 1000), workers, _init_worker,
+                               (self.id_to_token, self.lowercase))
+        return (ids for batch in batches for ids in batch)
 
     def decode(self, ids, skip_special: bool = True) -> str:
         """Text from ids, "##" pieces glued to the piece before: [nephro, ##tox] -> "nephrotox"."""
@@ -270,11 +267,6 @@ def count_words(paths, lowercase: bool = True, workers: int = 1, progress: bool 
     return words
 
 
-def bert_layout(num_unused: int = 100) -> list[str]:
-    """The reserved ids, as in SciBERT's scivocab: [PAD], [unused0..N-1], [UNK], [CLS], [SEP], [MASK]."""
-    return ["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
 def choose_alphabet(word_counts: Counter, limit_alphabet: int) -> list[str]:
     """The `limit_alphabet` most frequent characters (ties: by code point), sorted."""
     chars = Counter()
@@ -297,7 +289,8 @@ def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, 
     """
     min_frequency = max(1, min_frequency)                  # a pair that no longer occurs is never merged
     alphabet = choose_alphabet(word_counts, limit_alphabet)
-    vocab = bert_layout(num_unused) + alphabet + ["##" + c for c in alphabet]
+    reserved = ["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = reserved + alphabet + ["##" + c for c in alphabet]           # reserved ids as in SciBERT's scivocab
     if vocab_size < len(vocab):
         raise TokenizerError(f"vocab size {vocab_size} is smaller than the {num_unused + 5} reserved tokens plus the "
                              f"alphabet ({len(alphabet)} characters, each as 'c' and '##c'): {len(vocab)}; "
@@ -397,12 +390,6 @@ _ASCII_REMOVED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]+|[!-/:-@\[-`{-~]")   # a run of alphanumerics, or one punctuation char
 
 
-def ascii_tokenize_spans(text: str, lowercase: bool = True) -> list[tuple[str, list[int]]]:
-    """unicode_tokenize_spans of ASCII text without the control chars cleaning drops, by one regex."""
-    matches = _ASCII_WORD.finditer(text.lower() if lowercase else text)
-    return [(m.group(), list(range(m.start(), m.end()))) for m in matches]
-
-
 # str.split() splits on exactly BERT's whitespace, except for seven control chars that BERT deletes
 # (so "a\x85b" is one word); a chunk is a run of anything else (checked over all of Unicode in tests).
 _SPLIT_NOT_SPACE = re.compile(r"[\x0b\x0c\x1c-\x1f\x85]")
@@ -434,8 +421,7 @@ BLOCK_BYTES = 1 << 22   # text files are read (and corpora counted) in blocks of
 
 
 def read_blocks(path):
-    """Yield the text of a UTF-8 file (plain or .gz) in blocks of whole lines; TokenizerError names the file,
-    and for a bad byte the line."""
+    """Yield the text of a UTF-8 file (plain or .gz) in blocks of whole lines; errors name the file (and line)."""
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
@@ -582,14 +568,6 @@ def encode_file(tokenizer: Tokenizer, path, out, workers: int = 1) -> None:
     with open(out, "w", encoding="utf-8") as f:
         for ids in tokenizer.encode_lines(lines, workers=workers, progress=True):
             f.write(" ".join(map(str, ids)) + "\n")
-
-
-def encode_lines_in_processes(tokenizer: Tokenizer, lines, workers: int):
-    """Yield tokenizer.encode_text(line) for each line, in order, computed by `workers` processes."""
-    batches = batched(lines, 1000)   # one task per 1,000 lines: a task costs a round trip
-    for batch in parallel_map(_encode_in_worker, batches, workers, _init_worker,
-                              (tokenizer.id_to_token, tokenizer.lowercase)):
-        yield from batch
 
 
 def batched(items, n: int):
