@@ -78,10 +78,8 @@ def model_config(size: str, vocab_size: int, **overrides) -> ModelConfig:
 
 
 def generator_config(config: ModelConfig, fraction: float) -> ModelConfig:
-    """The generator's config: `fraction` of the width, same depth and embedding size.
-
-    Follows google-research/electra:run_pretraining.py, get_generator_config.
-    """
+    """The generator's config: `fraction` of the width, same depth and embedding size
+    (google-research/electra:run_pretraining.py, get_generator_config)."""
     hidden = int(round(config.hidden_size * fraction))
     return ModelConfig(**{**asdict(config), "hidden_size": hidden, "intermediate_size": 4 * hidden,
                           "num_attention_heads": max(1, hidden // 64)})
@@ -239,11 +237,12 @@ class Generator(nn.Module):
         self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, positions=None):
-        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V)."""
-        if isinstance(attention_mask, Unpadded):          # train_pretrain --unpad: real tokens only (Appendix A.1)
-            return generator_forward_unpadded(self, input_ids, token_type_ids, attention_mask, positions)
-        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D)
-        if positions is not None:
+        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V).
+        An Unpadded attention_mask (Appendix A.1): T real tokens in, positions (P,) index them -> (P, V)."""
+        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D); Unpadded: (T, D)
+        if positions is not None and isinstance(attention_mask, Unpadded):
+            h = h[positions]                                                # (P, D)
+        elif positions is not None:
             h = h.gather(1, positions[:, :, None].expand(-1, -1, h.shape[-1]))  # (B, N, D)
         return self.head(h, self.encoder.embeddings.word_embeddings.weight)
 
@@ -465,9 +464,8 @@ class Unpadded:
     batch_size: int
 
     def to(self, device, non_blocking=False) -> "Unpadded":
-        move = lambda t: t.to(device, non_blocking=non_blocking)
-        return Unpadded(move(self.indices), move(self.positions), move(self.cu_seqlens), move(self.slots),
-                        self.max_len, self.batch_size)
+        tensors = (self.indices, self.positions, self.cu_seqlens, self.slots)
+        return Unpadded(*(t.to(device, non_blocking=non_blocking) for t in tensors), self.max_len, self.batch_size)
 
 
 def unpad(attention_mask) -> Unpadded:
@@ -529,14 +527,6 @@ def encoder_forward_unpadded(encoder: Encoder, input_ids, token_type_ids, unpadd
     return x
 
 
-def generator_forward_unpadded(generator: Generator, input_ids, token_type_ids, unpadded: Unpadded, positions=None):
-    """Generator.forward on the T real tokens: positions (P,) index them -> logits (P, V); None -> (T, V)."""
-    h = generator.encoder(input_ids, token_type_ids, unpadded)                          # (T, D)
-    if positions is not None:
-        h = h[positions]                                                                # (P, D)
-    return generator.head(h, generator.encoder.embeddings.word_embeddings.weight)
-
-
 # A.2 Reading checkpoint files, and the tokenizer files transformers reads beside vocab.txt
 def _read_safetensors(path: Path) -> dict:
     """Tensors of a .safetensors file: 8-byte little-endian header size, a JSON header
@@ -552,17 +542,16 @@ def _read_safetensors(path: Path) -> dict:
         header = json.loads(data[8:8 + n])
     except ValueError as e:
         raise CheckpointError(f"{path}: not a safetensors file (bad header: {e})") from None
+    header.pop("__metadata__", None)
     out = {}
     for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in dtypes:
+        dtype = dtypes.get(info["dtype"])
+        if dtype is None:
             raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
         start, end = info["data_offsets"]
-        dtype = dtypes[info["dtype"]]
         count = (end - start) // dtype.itemsize
         t = torch.frombuffer(data, dtype=dtype, count=count, offset=8 + n + start) if count else \
-            torch.empty(0, dtype=dtype)
+            torch.empty(0, dtype=dtype)                           # frombuffer refuses count 0
         out[name] = t.reshape(info["shape"])
     return out
 
