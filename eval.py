@@ -25,9 +25,8 @@ from pathlib import Path
 # The paper's numbers as fractions: ELECTRAMed's results table and the peers it quotes (docs/paper.md §4).
 PAPER_RESULTS = {
     "bc5cdr": {"metric": "entity_f1", "scores": {"ELECTRAMed": 0.9003, "SciBERT": 0.9001}},
-    "ncbi_disease": {"metric": "entity_f1",                                # ELECTRAMed's precision: 85.87
-                     "scores": {"ELECTRAMed": 0.8754, "SciBERT": 0.8645, "BioBERT": 0.8971,
-                                "PubMedBERT": 0.8782}},
+    "ncbi_disease": {"metric": "entity_f1", "scores": {"ELECTRAMed": 0.8754, "SciBERT": 0.8645, "BioBERT": 0.8971,
+                                                       "PubMedBERT": 0.8782}},   # ELECTRAMed's precision: 85.87
     "chemprot": {"metric": "micro_f1",
                  "scores": {"ELECTRAMed": 0.7294, "BlueBERT-base": 0.725, "BlueBERT-large": 0.744}},
     "ddi": {"metric": "micro_f1", "scores": {"ELECTRAMed": 0.7913, "BlueBERT-base": 0.781, "BlueBERT-large": 0.799}},
@@ -63,10 +62,8 @@ def chunk_starts(prev_tag, tag, prev_type, type_) -> bool:
 
 
 def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
-    """The chunks of one sentence as (type, start, end_inclusive).
-
-    ['I-Entity', 'I-Entity', 'O', 'I-Entity', 'B-Entity'] -> [('Entity', 0, 1), ('Entity', 3, 3), ('Entity', 4, 4)]
-    """
+    """The chunks of one sentence as (type, start, end_inclusive):
+    ['I-Entity', 'I-Entity', 'O', 'I-Entity', 'B-Entity'] -> [('Entity', 0, 1), ('Entity', 3, 3), ('Entity', 4, 4)]."""
     spans, start, prev_tag, prev_type = [], 0, "O", ""
     for i, label in enumerate(list(tags) + ["O"]):   # the sentinel O closes a chunk at the end
         tag, type_ = label[:1], label[1:].split("-", 1)[-1] or "_"   # as seqeval: 'B-Entity' -> B, Entity; 'O' -> O, _
@@ -264,56 +261,55 @@ def main(args):
 
 # A.1 Prediction files of NER (CoNLL columns) and RE (BLUE TSV), as finetune.py writes them
 
-def read_columns(path, min_columns: int) -> list[list[list[str]]]:
-    """Sentences of whitespace-split rows of a CoNLL-style file (blank line between sentences)."""
+def read_columns(path, n: int) -> list[list[list[str]]]:
+    """The last n columns of a CoNLL-style file ('token ... tag' rows, a blank line between sentences),
+    each as a list of sentences."""
     sentences, rows = [], []
     with open(path, encoding="utf-8-sig") as f:
         for line_no, line in enumerate(f, 1):
             fields = line.split()
             if not fields or fields[0] == "-DOCSTART-":
-                if rows:
-                    sentences.append(rows)
+                sentences.append(rows)
                 rows = []
-            elif len(fields) < min_columns:
-                raise EvalError(f"{path}:{line_no}: expected at least {min_columns} columns, got {len(fields)}")
+            elif len(fields) <= n:
+                raise EvalError(f"{path}:{line_no}: expected at least {n + 1} columns, got {len(fields)}")
             else:
-                rows.append(fields)
-    return sentences + ([rows] if rows else [])
+                rows.append(fields[-n:])
+    sentences = [s for s in sentences + [rows] if s]
+    return [[[row[k] for row in s] for s in sentences] for k in range(n)]
 
 
 def score_ner(gold_path, pred_path) -> dict:
     """Entity P/R/F1 of a prediction file: 'token gold pred' rows, or 'token ... pred' beside a gold file."""
-    pred_rows = read_columns(pred_path, 2 if gold_path else 3)
-    gold_rows = read_columns(gold_path, 2) if gold_path else pred_rows
-    gold_tags = [[r[-1] if gold_path else r[-2] for r in s] for s in gold_rows]
-    pred_tags = [[r[-1] for r in s] for s in pred_rows]
+    if gold_path:
+        (pred,), (gold,) = read_columns(pred_path, 1), read_columns(gold_path, 1)
+    else:
+        gold, pred = read_columns(pred_path, 2)
     try:
-        return entity_prf(gold_tags, pred_tags)
+        return entity_prf(gold, pred)
     except ValueError as e:
         raise EvalError(f"{pred_path}: does not align with {gold_path}: {e}") from None
 
 
-def read_tsv_labels(path, columns: int) -> list[list[str]]:
-    """The last `columns` fields of each row of a TSV file with a header line (BLUE style, CRLF/BOM ok)."""
+def read_tsv_labels(path, n: int) -> list[list[str]]:
+    """The last n columns of a TSV file with a header line (BLUE style, CRLF/BOM ok), each as a list."""
     with open(path, encoding="utf-8-sig", newline="") as f:
         lines = f.read().splitlines()[1:]
     rows = []
     for line_no, line in enumerate(lines, 2):
         fields = line.split("\t")
-        if len(fields) < columns:
-            raise EvalError(f"{path}:{line_no}: expected at least {columns} tab-separated fields")
-        rows.append(fields[-columns:])
-    return rows
+        if len(fields) < n:
+            raise EvalError(f"{path}:{line_no}: expected at least {n} tab-separated fields")
+        rows.append(fields[-n:])
+    return [[row[k] for row in rows] for k in range(n)]
 
 
 def score_re(gold_path, pred_path, negative) -> dict:
     """Micro P/R/F1 of TSV predictions: last two columns gold, pred; or last column pred beside a gold file."""
     if gold_path:
-        gold = [r[0] for r in read_tsv_labels(gold_path, 1)]
-        pred = [r[0] for r in read_tsv_labels(pred_path, 1)]
+        (gold,), (pred,) = read_tsv_labels(gold_path, 1), read_tsv_labels(pred_path, 1)
     else:
-        rows = read_tsv_labels(pred_path, 2)
-        gold, pred = [r[0] for r in rows], [r[1] for r in rows]
+        gold, pred = read_tsv_labels(pred_path, 2)
     if len(gold) != len(pred):
         raise EvalError(f"{pred_path}: {len(pred)} predictions but {len(gold)} gold rows in {gold_path}")
     if negative is None:   # the BLUE convention: 'false', 'False' or 'DDI-false'
