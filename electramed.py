@@ -381,7 +381,6 @@ def from_hf_state_dict(hf: dict, model: nn.Module, source: str = "checkpoint") -
 
 def load_hf_checkpoint(directory, kind=None):
     """A Discriminator or Generator (in eval mode) with the weights of an HF ELECTRA checkpoint directory.
-
     kind: "discriminator" or "generator"; None reads it from config.json's "architectures"."""
     config, raw = read_hf_config(directory)
     by_arch = {"ElectraForPreTraining": "discriminator", "ElectraForMaskedLM": "generator"}

@@ -257,9 +257,8 @@ class Tokenizer:
 def count_words(paths, lowercase: bool = True, workers: int = 1, progress: bool = False) -> Counter:
     """Word frequencies after basic tokenization over plain/.gz files: {"cancer": 812, ",": 9120, ...}.
     Whitespace chunks are counted first (appendix A.3, in parallel), then each distinct one is tokenized."""
-    chunks = count_chunks(paths, workers, progress)
     words = Counter()
-    for chunk, n in chunks.items():
+    for chunk, n in count_chunks(paths, workers, progress).items():
         for word in basic_tokenize(chunk, lowercase):
             words[word] += n
     if not words:
@@ -282,11 +281,9 @@ def choose_alphabet(word_counts: Counter, limit_alphabet: int) -> list[str]:
 def learn_vocab(word_counts: Counter, vocab_size: int, min_frequency: int = 10, limit_alphabet: int = 1000,
                 num_unused: int = 100, verbose: bool = False, progress: bool = False) -> list[str]:
     """A WordPiece vocabulary in BERT's layout: reserved ids, the alphabet ("c" and "##c"), then merges.
-
-    A pair is merged only if it occurs at least `min_frequency` times. Score ties go to the more
-    frequent pair, then the alphabetically first. Words with a character outside the alphabet are
-    left out (they encode to [UNK]). Pair counts are updated as pairs merge (appendix A.3, PairStats).
-    """
+    A pair is merged only if seen `min_frequency` times; score ties go to the more frequent pair, then the
+    alphabetically first. Words with a character outside the alphabet are left out (they encode to [UNK]).
+    Pair counts are updated as pairs merge (appendix A.3, PairStats)."""
     min_frequency = max(1, min_frequency)                  # a pair that no longer occurs is never merged
     alphabet = choose_alphabet(word_counts, limit_alphabet)
     reserved = ["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -442,10 +439,7 @@ def read_blocks(path):
 def read_lines(path) -> list[str]:
     """All lines of a UTF-8 text file (plain or .gz), cut at "\\n" (or "\\r\\n") only: str.splitlines
     would also cut at U+0085 and U+2028."""
-    lines = []
-    for text in read_blocks(path):
-        lines += text.removesuffix("\n").split("\n")
-    return [line.removesuffix("\r") for line in lines]
+    return [line.removesuffix("\r") for text in read_blocks(path) for line in text.removesuffix("\n").split("\n")]
 
 
 def train_vocab_file(corpus, vocab_size: int, out, lowercase: bool = True, workers: int = 1,
@@ -578,13 +572,11 @@ def batched(items, n: int):
 
 
 def parallel_map(fn, items, workers: int, initializer=None, initargs=()):
-    """Yield fn(item) for each item, in order, computed by `workers` spawned processes.
-
-    At most 2 * workers items are in flight, so a corpus of any size streams through in bounded memory.
+    """Yield fn(item) for each item, in order, computed by `workers` spawned processes; at most 2 * workers
+    items are in flight, so a corpus of any size streams through in bounded memory.
     CHOICE: spawned processes, safe beside torch's threads, under concurrent.futures, whose workers
     finish the tasks they hold: leaving a multiprocessing.Pool calls terminate(), which can deadlock
-    (CPython issues #78178 and #96995).
-    """
+    (CPython issues #78178 and #96995)."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, context, initializer, initargs) as pool:
         pending = deque()
