@@ -632,15 +632,10 @@ def hf_head_key(key, keys) -> str:
 
 def head_state(hf, head, keys, source) -> dict:
     """Our head's state dict from the checkpoint's head tensors; each must be there, and nothing else."""
-    ours, wanted = {}, set()
-    for key in head.state_dict():
-        name = hf_head_key(key, keys)
-        wanted.add(name)
-        if name in hf:
-            ours[key] = hf[name]
-    missing = sorted(wanted - set(hf))
+    wanted = {hf_head_key(key, keys): key for key in head.state_dict()}     # HF name -> ours
+    missing = sorted(set(wanted) - set(hf))
     unexpected = sorted(k for k in hf if not k.startswith("electra.") and k not in wanted)
     if missing or unexpected:
         raise CheckpointError(f"{source}: head tensors missing: {missing or 'none'}; "
                               f"unexpected: {unexpected or 'none'}")
-    return ours
+    return {key: hf[name] for name, key in wanted.items()}
