@@ -237,12 +237,11 @@ class Generator(nn.Module):
         self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, positions=None):
-        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V).
-        An Unpadded attention_mask (Appendix A.1): T real tokens in, positions (P,) index them -> (P, V)."""
-        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D); Unpadded: (T, D)
-        if positions is not None and isinstance(attention_mask, Unpadded):
-            h = h[positions]                                                # (P, D)
-        elif positions is not None:
+        """positions: (B, N) long -> logits (B, N, V) at those positions only; None -> (B, L, V)."""
+        if isinstance(attention_mask, Unpadded):          # train_pretrain --unpad: real tokens only (Appendix A.1)
+            return generator_forward_unpadded(self, input_ids, token_type_ids, attention_mask, positions)
+        h = self.encoder(input_ids, token_type_ids, attention_mask)         # (B, L, D)
+        if positions is not None:
             h = h.gather(1, positions[:, :, None].expand(-1, -1, h.shape[-1]))  # (B, N, D)
         return self.head(h, self.encoder.embeddings.word_embeddings.weight)
 
@@ -524,6 +523,14 @@ def encoder_forward_unpadded(encoder: Encoder, input_ids, token_type_ids, unpadd
         x = block.attention_norm(x + block.dropout(y))
         x = block.ffn_norm(x + block.dropout(block.ffn(x)))
     return x
+
+
+def generator_forward_unpadded(generator: Generator, input_ids, token_type_ids, unpadded: Unpadded, positions=None):
+    """Generator.forward on the T real tokens: positions (P,) index them -> logits (P, V); None -> (T, V)."""
+    h = generator.encoder(input_ids, token_type_ids, unpadded)                          # (T, D)
+    if positions is not None:
+        h = h[positions]                                                                # (P, D)
+    return generator.head(h, generator.encoder.embeddings.word_embeddings.weight)
 
 
 # A.2 Reading checkpoint files, and the tokenizer files transformers reads beside vocab.txt
