@@ -27,7 +27,7 @@ BUDGETS = {
 TOTAL_BUDGET = 4600
 # The six files are above the total budget (every remaining line has a caller and a feature behind it);
 # the tests hold this ceiling so that they can only shrink.
-TOTAL_CEILING = 5450
+TOTAL_CEILING = 5150
 MAX_LINE = 120
 # What a reader of the repository cannot follow, or what is project history rather than method.
 FORBIDDEN = r"PAPER\.md|STYLE|issue [0-9]"

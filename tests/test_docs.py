@@ -52,3 +52,13 @@ def test_chapters_keep_their_reading_budgets():
     rows, ok, total = budgets.report()
     assert ok, "\n".join(rows)
     assert total <= budgets.TOTAL_CEILING, f"the six files grew to {total:,} lines (ceiling {budgets.TOTAL_CEILING:,})"
+
+
+def test_readme_reading_order_states_the_measured_main_paths():
+    """The README's reading-order table gives each chapter's main-path length as bench/budgets.py counts it."""
+    budgets = load_budgets()
+    stated = dict(re.findall(r"^\| \[(\w+\.py)\]\(\w+\.py\) \| (\d+) \|", (REPO / "README.md").read_text(), re.M))
+    assert set(stated) == set(budgets.BUDGETS), f"README's reading order lists {sorted(stated)}"
+    measured = {name: budgets.main_path_lines((REPO / name).read_text().splitlines()) for name in budgets.BUDGETS}
+    wrong = {name: (int(n), measured[name]) for name, n in stated.items() if int(n) != measured[name]}
+    assert not wrong, f"README main-path lines (stated, measured): {wrong}"
