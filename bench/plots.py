@@ -260,6 +260,15 @@ def plot_downstream(rows, out_path):
     save(fig, out_path)
 
 
+def label_panel(ax, xlabel, ylabel, title):
+    """Axis labels, the panel's title, a light grid and a small legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_compute(rows, out_path):
     """Dev F1 (%) against pre-training FLOPs: a panel per task, a line per objective, random init dashed."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
@@ -272,11 +281,7 @@ def plot_compute(rows, out_path):
                 ax.axhline(points[0][1], ls="--", color="grey", label="random init")
             else:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=objective)
-        ax.set_xlabel("pre-training FLOPs")
-        ax.set_ylabel("dev entity F1 (%)")
-        ax.set_title(task, fontsize=11)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        label_panel(ax, "pre-training FLOPs", "dev entity F1 (%)", task)
     fig.suptitle("Downstream dev F1 against pre-training compute", fontsize=11)
     save(fig, out_path)
 
@@ -297,11 +302,7 @@ def plot_label_efficiency(rows, out_path):
         ticks = sorted({r["train_sentences"] for r in rows if r["task"] == task})
         ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
         ax.minorticks_off()
-        ax.set_xlabel("labelled training sentences")
-        ax.set_ylabel("test entity F1 (%)")
-        ax.set_title(task, fontsize=11)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        label_panel(ax, "labelled training sentences", "test entity F1 (%)", task)
     fig.suptitle("Where pre-training pays: fewer labels (error bars: std over seeds)", fontsize=11)
     save(fig, out_path)
 
