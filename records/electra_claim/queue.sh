@@ -21,7 +21,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # init name -> --init arguments
 declare -A INIT=(
   [random]="--init random --size mini"
-  [mini1m]="--init models/electramed-mini-pubmed"
+  [mini1m]="--init runs/claim/mini1m"     # the 1.33M-word model as committed at ab5c8cd (see below)
   [rtd10m]="--init runs/rtd10m/final/discriminator"
   [mlm10m]="--init runs/mlm10m/final/mlm"
 )
@@ -76,6 +76,9 @@ curve_points() {   # curve_points RUN NETWORK STEP...: dev F1 of both NER sets f
 }
 
 mkdir -p "$OUT"
+# models/electramed-mini-pubmed may be replaced by the 10M-word model: the mini1m arm reads the old one from git
+[ -f "$OUT/mini1m/config.json" ] || { mkdir -p "$OUT/mini1m" &&
+  git archive ab5c8cd models/electramed-mini-pubmed | tar -x --strip-components=2 -C "$OUT/mini1m"; }
 WHAT=${1:-}
 ONLY=("${@:2}")
 case "$WHAT" in
