@@ -93,7 +93,7 @@ def compute_rows(curve: dict) -> list[dict]:
     rows = []
     for job, s in curve.items():
         point, task = job.split("/")[1:3]
-        dev = s["dev"]["1"]
+        dev = s["dev"]["1"]["f1"]
         if point == "random":
             rows.append({"task": task, "objective": "random", "pretrain_flops": 0, "dev_f1": dev})
             continue
