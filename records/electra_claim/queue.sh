@@ -22,8 +22,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 declare -A INIT=(
   [random]="--init random --size mini"
   [mini1m]="--init runs/claim/mini1m"     # the 1.33M-word model as committed at ab5c8cd (see below)
-  [rtd10m]="--init runs/rtd10m/final/discriminator"
-  [mlm10m]="--init runs/mlm10m/final/mlm"
+  [rtd10m]="--init records/electra_claim/models/rtd10m"   # the final discriminator, fp16 (models/README.md)
+  [mlm10m]="--init records/electra_claim/models/mlm10m"   # the final MLM encoder, fp16
 )
 # the same epochs and patience for every arm, long enough for dev to stop rising (RESULTS.md §5: NER best
 # epochs 4-9 of 10; RE up to 10)
