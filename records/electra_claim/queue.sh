@@ -66,11 +66,11 @@ curve_points() {   # curve_points RUN NETWORK STEP...: dev F1 of both NER sets f
   local run=$1 network=$2; shift 2
   wanted $run || return 0
   for step in "$@"; do
-    [ -f "$(printf "runs/%s/checkpoints/step_%07d.pt" "$run" "$step")" ] || { echo "-- $run step $step: not yet"; continue; }
+    local ckpt; ckpt=$(printf "runs/%s/checkpoints/step_%07d" "$run" "$step")
+    [ -f "$ckpt.pt" ] || { echo "-- $run step $step: not yet"; continue; }
     export_step "$run" "$step"
     for task in ncbi_disease bc5cdr; do
-      job "curve/${run}_$step/$task" --task $task --init "$(printf 'runs/%s/checkpoints/step_%07d' "$run" "$step")/$network" \
-        --lr 1e-3 $NER --seeds 1
+      job "curve/${run}_$step/$task" --task $task --init "$ckpt/$network" --lr 1e-3 $NER --seeds 1
     done
   done
 }
@@ -91,8 +91,12 @@ case "$WHAT" in
   full)
     for init in random rtd10m mlm10m mini1m; do
       wanted $init || continue
-      for task in ncbi_disease bc5cdr; do job "full/$init/$task" --task $task ${INIT[$init]} $LRS $NER --seeds 1,2,3; done
-      for task in chemprot ddi; do job "full/$init/$task" --task $task ${INIT[$init]} $LRS $RE --seeds 1,2,3; done
+      for task in ncbi_disease bc5cdr; do
+        job "full/$init/$task" --task $task ${INIT[$init]} $LRS $NER --seeds 1,2,3
+      done
+      for task in chemprot ddi; do
+        job "full/$init/$task" --task $task ${INIT[$init]} $LRS $RE --seeds 1,2,3
+      done
     done
     for init in random rtd10m; do
       wanted $init || continue
