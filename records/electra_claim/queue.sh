@@ -8,6 +8,7 @@
 #   bash records/electra_claim/queue.sh curve     # dev F1 against pre-training FLOPs (1 seed)
 #   bash records/electra_claim/queue.sh full      # full training data, 3 seeds, test
 #   bash records/electra_claim/queue.sh few       # 250 / 500 / 1,000 labelled sentences, 3 seeds, test
+#   bash records/electra_claim/queue.sh probe     # the frozen encoder under the task head (dev, 1 seed)
 #   bash records/electra_claim/queue.sh full random mini1m   # only these inits (the others need their runs)
 #
 # Two queues may run side by side (one per core): a job is claimed by creating its .lock directory, and a
@@ -112,5 +113,14 @@ case "$WHAT" in
         done
       done
     done ;;
-  *) echo "usage: bash records/electra_claim/queue.sh curve|full|few" >&2; exit 2 ;;
+  probe)   # what the pre-trained features carry alone: --layerwise-decay 0 gives every encoder weight lr 0, so
+           # only the task head learns (a linear probe of the top layer), the same recipe for every init
+    for init in random mini1m rtd10m mlm10m; do
+      wanted $init || continue
+      for task in ncbi_disease bc5cdr; do
+        job "probe/$init/$task" --task $task ${INIT[$init]} --layerwise-decay 0 --lr 5e-3 --epochs 10 --patience 3 \
+          --length-buckets --seeds 1
+      done
+    done ;;
+  *) echo "usage: bash records/electra_claim/queue.sh curve|full|few|probe" >&2; exit 2 ;;
 esac
