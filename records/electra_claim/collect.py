@@ -11,6 +11,7 @@ records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this scrip
   compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
   label_efficiency.csv        test F1 per seed against labelled sentences (bench/plots.py --label-efficiency)
   full.md                     the full-data table, test set, mean ± std over 3 seeds
+  probe.md                    dev F1 of a task head on each init's frozen encoder (queue.sh probe)
 """
 import csv
 import json
@@ -89,14 +90,18 @@ def summaries(kind: str) -> dict[str, dict]:
 
 
 def compute_rows(curve: dict) -> list[dict]:
-    """Rows task, objective, pretrain_flops, dev_f1 (seed 1's best dev F1)."""
+    """Rows task, objective, pretrain_flops, dev_f1 (seed 1's best dev F1). Random init's point is the
+    full job's seed-1 run at the curve's lr, 1e-3 (the same run, recorded in its sweep.json)."""
     rows = []
+    for task in ("ncbi_disease", "bc5cdr"):
+        sweep = CLAIM / "full" / "random" / task / "sweep.json"
+        if sweep.exists():
+            dev = json.loads(sweep.read_text())["dev"]["0.001"]
+            rows.append({"task": task, "objective": "random", "pretrain_flops": 0, "dev_f1": dev})
+            shutil.copy(sweep, HERE / "finetune" / "full" / "random" / task / "sweep.json")
     for job, s in curve.items():
         point, task = job.split("/")[1:3]
         dev = s["dev"]["1"]["f1"]
-        if point == "random":
-            rows.append({"task": task, "objective": "random", "pretrain_flops": 0, "dev_f1": dev})
-            continue
         run, step = point.rsplit("_", 1)
         rows.append({"task": task, "objective": CURVE_RUNS[run],
                      "pretrain_flops": int(step) * flops_per_step(run), "dev_f1": dev})
@@ -155,6 +160,18 @@ def full_table(full: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def probe_table(probe: dict) -> str:
+    """Markdown: dev F1 (seed 1, best epoch) of the head alone on each init's frozen encoder."""
+    out = ["| task | " + " | ".join(INITS.values()) + " |", "|---" * (len(INITS) + 1) + "|"]
+    for task in ("ncbi_disease", "bc5cdr"):
+        cells = []
+        for init in INITS:
+            s = probe.get(f"probe/{init}/{task}")
+            cells.append(f"{100 * s['dev']['1']['f1']:.2f}" if s else "–")
+        out.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def write_csv(path: Path, rows: list[dict]):
     if rows:
         with open(path, "w", newline="") as f:
@@ -169,12 +186,16 @@ def main():
     heldout = heldout_tables()
     (HERE / "heldout.md").write_text(heldout)
     print(heldout)
-    curve, few, full = summaries("curve"), summaries("few"), summaries("full")
+    full, curve, few, probe = summaries("full"), summaries("curve"), summaries("few"), summaries("probe")
     write_csv(HERE / "compute.csv", compute_rows(curve))
     write_csv(HERE / "label_efficiency.csv", label_rows(few, full))
     if full:
         table = full_table(full)
         (HERE / "full.md").write_text(table)
+        print(table)
+    if probe:
+        table = probe_table(probe)
+        (HERE / "probe.md").write_text(table)
         print(table)
 
 
