@@ -11,7 +11,7 @@ records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this scrip
   compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
   label_efficiency.csv        test F1 per seed against labelled sentences (bench/plots.py --label-efficiency)
   full.md                     the full-data table, test set, mean ± std over 3 seeds
-  probe.md                    dev F1 of a task head on each init's frozen encoder (queue.sh probe)
+  probe.md                    dev F1 of a task head on each init's frozen encoder, and at lr 2e-4 (queue.sh probe)
 """
 import csv
 import json
@@ -169,6 +169,10 @@ def probe_table(probe: dict) -> str:
             s = probe.get(f"probe/{init}/{task}")
             cells.append(f"{100 * s['dev']['1']['f1']:.2f}" if s else "–")
         out.append(f"| {task} | " + " | ".join(cells) + " |")
+    low = {job.split("/")[1]: s for job, s in summaries("lowlr").items()}
+    if low:
+        out += ["", "Fine-tuned at lr 2e-4 (NCBI-disease dev F1, seed 1): " + ", ".join(
+            f"{INITS[init]} {100 * s['dev']['1']['f1']:.2f}" for init, s in low.items())]
     return "\n".join(out) + "\n"
 
 
