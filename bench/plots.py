@@ -352,8 +352,9 @@ def parse_args(argv=None):
     p.add_argument("--compute", help="CSV rows task, objective, pretrain_flops, dev_f1")
     p.add_argument("--out-dir", default=str(REPO / "docs" / "figures"))
     args = p.parse_args(argv)
-    if not (args.log or args.reference or args.downstream or args.results or args.label_efficiency):
-        p.error("nothing to plot: give --log, --reference, --downstream, --results and/or --label-efficiency")
+    if not (args.log or args.reference or args.downstream or args.results or args.label_efficiency or args.compute):
+        p.error("nothing to plot: give --log, --reference, --downstream, --results, --label-efficiency and/or "
+                "--compute")
     return args
 
 
