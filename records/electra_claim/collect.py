@@ -11,7 +11,7 @@ records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this scrip
   compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
   label_efficiency.csv        test F1 per seed against labelled sentences (bench/plots.py --label-efficiency)
   full.md                     the full-data table, test set, mean ± std over 3 seeds
-  probe.md                    dev F1 of a task head on each init's frozen encoder, and at lr 2e-4 (queue.sh probe)
+  probe.md                    dev F1 of a head on each frozen encoder; lr 2e-4; top layers re-drawn (queue.sh probe)
 """
 import csv
 import json
@@ -173,6 +173,10 @@ def probe_table(probe: dict) -> str:
     if low:
         out += ["", "Fine-tuned at lr 2e-4 (NCBI-disease dev F1, seed 1): " + ", ".join(
             f"{INITS[init]} {100 * s['dev']['1']['f1']:.2f}" for init, s in low.items())]
+    redrawn = {job.split("/")[1]: s for job, s in summaries("reinit").items()}
+    if redrawn:
+        out += ["", "RTD-10M with its top layers drawn afresh, lr 1e-3 (NCBI-disease dev F1, seed 1): " + ", ".join(
+            f"{name.removeprefix('rtd10m_')} {100 * s['dev']['1']['f1']:.2f}" for name, s in redrawn.items())]
     return "\n".join(out) + "\n"
 
 

@@ -8,7 +8,7 @@
 #   bash records/electra_claim/queue.sh curve     # dev F1 against pre-training FLOPs (1 seed)
 #   bash records/electra_claim/queue.sh full      # full training data, 3 seeds, test
 #   bash records/electra_claim/queue.sh few       # 250 / 500 / 1,000 labelled sentences, 3 seeds, test
-#   bash records/electra_claim/queue.sh probe     # the frozen encoder under the task head; lr 2e-4 (dev, 1 seed)
+#   bash records/electra_claim/queue.sh probe     # frozen encoders; lr 2e-4; top layers re-drawn (dev, 1 seed)
 #   bash records/electra_claim/queue.sh full random mini1m   # only these inits (the others need their runs)
 #
 # Two queues may run side by side (one per core): a job is claimed by creating its .lock directory, and a
@@ -123,6 +123,11 @@ case "$WHAT" in
     # and whether a gentler lr than the sweep's lowest (5e-4) keeps more of what pre-training learned
     for init in random rtd10m; do
       wanted $init && job "lowlr/$init/ncbi_disease" --task ncbi_disease ${INIT[$init]} --lr 2e-4 $NER --seeds 1
+    done
+    # and whether the RTD encoder's top layers are what holds it back: drawn afresh, the rest kept
+    for n in 1 2; do
+      wanted rtd10m && job "reinit/rtd10m_top$n/ncbi_disease" --task ncbi_disease ${INIT[rtd10m]} \
+        --reinit-layers $n --lr 1e-3 $NER --seeds 1
     done ;;
   *) echo "usage: bash records/electra_claim/queue.sh curve|full|few|probe" >&2; exit 2 ;;
 esac
