@@ -175,8 +175,9 @@ def probe_table(probe: dict) -> str:
             f"{INITS[init]} {100 * s['dev']['1']['f1']:.2f}" for init, s in low.items())]
     redrawn = {job.split("/")[1]: s for job, s in summaries("reinit").items()}
     if redrawn:
-        out += ["", "RTD-10M with its top layers drawn afresh, lr 1e-3 (NCBI-disease dev F1, seed 1): " + ", ".join(
-            f"{name.removeprefix('rtd10m_')} {100 * s['dev']['1']['f1']:.2f}" for name, s in redrawn.items())]
+        out += ["", "Top layers of 4 drawn afresh, lr 1e-3 (NCBI-disease dev F1, seed 1; all 4: only the embeddings "
+                "kept): " + ", ".join(f"{INITS[name.split('_top')[0]]} top {name.split('_top')[1]} "
+                                      f"{100 * s['dev']['1']['f1']:.2f}" for name, s in redrawn.items())]
     return "\n".join(out) + "\n"
 
 

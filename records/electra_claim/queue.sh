@@ -124,10 +124,11 @@ case "$WHAT" in
     for init in random rtd10m; do
       wanted $init && job "lowlr/$init/ncbi_disease" --task ncbi_disease ${INIT[$init]} --lr 2e-4 $NER --seeds 1
     done
-    # and whether the RTD encoder's top layers are what holds it back: drawn afresh, the rest kept
-    for n in 1 2; do
-      wanted rtd10m && job "reinit/rtd10m_top$n/ncbi_disease" --task ncbi_disease ${INIT[rtd10m]} \
-        --reinit-layers $n --lr 1e-3 $NER --seeds 1
+    # and which part holds RTD back: its top layers drawn afresh (1, 2), or all 4 (only the embeddings kept)
+    for init_n in rtd10m:1 rtd10m:2 rtd10m:4 mlm10m:4; do
+      local_init=${init_n%:*} n=${init_n#*:}
+      wanted $local_init && job "reinit/${local_init}_top$n/ncbi_disease" --task ncbi_disease \
+        ${INIT[$local_init]} --reinit-layers $n --lr 1e-3 $NER --seeds 1
     done ;;
   *) echo "usage: bash records/electra_claim/queue.sh curve|full|few|probe" >&2; exit 2 ;;
 esac
