@@ -11,7 +11,7 @@ records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this scrip
   compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
   label_efficiency.csv        test F1 per seed against labelled sentences (bench/plots.py --label-efficiency)
   full.md                     the full-data table, test set, mean ± std over 3 seeds
-  probe.md                    dev F1 of a head on each frozen encoder; lr 2e-4; top layers re-drawn (queue.sh probe)
+  probe.md                    dev F1: frozen encoders; lr 2e-4; layers re-drawn or swapped (queue.sh probe)
 """
 import csv
 import json
@@ -178,6 +178,10 @@ def probe_table(probe: dict) -> str:
         out += ["", "Top layers of 4 drawn afresh, lr 1e-3 (NCBI-disease dev F1, seed 1; all 4: only the embeddings "
                 "kept): " + ", ".join(f"{INITS[name.split('_top')[0]]} top {name.split('_top')[1]} "
                                       f"{100 * s['dev']['1']['f1']:.2f}" for name, s in redrawn.items())]
+    swapped = {job.split("/")[1]: s for job, s in summaries("transplant").items()}
+    if swapped:
+        out += ["", "One model's layers on the other's embeddings, lr 1e-3 (NCBI-disease dev F1, seed 1): " + ", ".join(
+            f"{name.replace('_', ' ')} {100 * s['dev']['1']['f1']:.2f}" for name, s in swapped.items())]
     return "\n".join(out) + "\n"
 
 

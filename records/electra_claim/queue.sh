@@ -8,7 +8,7 @@
 #   bash records/electra_claim/queue.sh curve     # dev F1 against pre-training FLOPs (1 seed)
 #   bash records/electra_claim/queue.sh full      # full training data, 3 seeds, test
 #   bash records/electra_claim/queue.sh few       # 250 / 500 / 1,000 labelled sentences, 3 seeds, test
-#   bash records/electra_claim/queue.sh probe     # frozen encoders; lr 2e-4; top layers re-drawn (dev, 1 seed)
+#   bash records/electra_claim/queue.sh probe     # frozen encoders; lr 2e-4; layers re-drawn or swapped (dev, 1 seed)
 #   bash records/electra_claim/queue.sh full random mini1m   # only these inits (the others need their runs)
 #
 # Two queues may run side by side (one per core): a job is claimed by creating its .lock directory, and a
@@ -129,6 +129,16 @@ case "$WHAT" in
       local_init=${init_n%:*} n=${init_n#*:}
       wanted $local_init && job "reinit/${local_init}_top$n/ncbi_disease" --task ncbi_disease \
         ${INIT[$local_init]} --reinit-layers $n --lr 1e-3 $NER --seeds 1
+    done
+    # and the two swapped: one model's layers on the other's embeddings (transplant.py)
+    for pair in rtd10m:mlm10m mlm10m:rtd10m; do
+      layers=${pair%:*} embeddings=${pair#*:}
+      model=$OUT/models/${layers}_layers_${embeddings}_embeddings
+      wanted $layers || continue
+      [ -f "$model/pytorch_model.bin" ] || python records/electra_claim/transplant.py \
+        --layers records/electra_claim/models/$layers --embeddings records/electra_claim/models/$embeddings --out "$model"
+      job "transplant/${layers}_layers_${embeddings}_embeddings/ncbi_disease" --task ncbi_disease --init "$model" \
+        --lr 1e-3 $NER --seeds 1
     done ;;
   *) echo "usage: bash records/electra_claim/queue.sh curve|full|few|probe" >&2; exit 2 ;;
 esac
