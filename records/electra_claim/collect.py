@@ -169,19 +169,20 @@ def probe_table(probe: dict) -> str:
             s = probe.get(f"probe/{init}/{task}")
             cells.append(f"{100 * s['dev']['1']['f1']:.2f}" if s else "–")
         out.append(f"| {task} | " + " | ".join(cells) + " |")
-    low = {job.split("/")[1]: s for job, s in summaries("lowlr").items()}
-    if low:
-        out += ["", "Fine-tuned at lr 2e-4 (NCBI-disease dev F1, seed 1): " + ", ".join(
-            f"{INITS[init]} {100 * s['dev']['1']['f1']:.2f}" for init, s in low.items())]
-    redrawn = {job.split("/")[1]: s for job, s in summaries("reinit").items()}
-    if redrawn:
-        out += ["", "Top layers of 4 drawn afresh, lr 1e-3 (NCBI-disease dev F1, seed 1; all 4: only the embeddings "
-                "kept): " + ", ".join(f"{INITS[name.split('_top')[0]]} top {name.split('_top')[1]} "
-                                      f"{100 * s['dev']['1']['f1']:.2f}" for name, s in redrawn.items())]
-    swapped = {job.split("/")[1]: s for job, s in summaries("transplant").items()}
-    if swapped:
-        out += ["", "One model's layers on the other's embeddings, lr 1e-3 (NCBI-disease dev F1, seed 1): " + ", ".join(
-            f"{name.replace('_', ' ')} {100 * s['dev']['1']['f1']:.2f}" for name, s in swapped.items())]
+    def top_layers(name):          # rtd10m_top2 -> "RTD-10M top 2"
+        init, n = name.split("_top")
+        return f"{INITS[init]} top {n}"
+
+    diagnostics = (   # (queue.sh kind, the line's heading, how a job's name reads)
+        ("lowlr", "Fine-tuned at lr 2e-4", INITS.get),
+        ("reinit", "Top layers of 4 drawn afresh, lr 1e-3", top_layers),
+        ("transplant", "One model's layers on the other's embeddings, lr 1e-3", lambda n: n.replace("_", " ")))
+    for kind, heading, label in diagnostics:
+        found = {job.split("/")[1]: s for job, s in summaries(kind).items()}
+        if found:
+            note = "; all 4: only the embeddings kept" if kind == "reinit" else ""
+            out += ["", f"{heading} (NCBI-disease dev F1, seed 1{note}): " + ", ".join(
+                f"{label(name)} {100 * s['dev']['1']['f1']:.2f}" for name, s in found.items())]
     return "\n".join(out) + "\n"
 
 

@@ -126,9 +126,9 @@ case "$WHAT" in
     done
     # and which part holds RTD back: its top layers drawn afresh (1, 2), or all 4 (only the embeddings kept)
     for init_n in rtd10m:1 rtd10m:2 rtd10m:4 mlm10m:4; do
-      local_init=${init_n%:*} n=${init_n#*:}
-      wanted $local_init && job "reinit/${local_init}_top$n/ncbi_disease" --task ncbi_disease \
-        ${INIT[$local_init]} --reinit-layers $n --lr 1e-3 $NER --seeds 1
+      init=${init_n%:*} n=${init_n#*:}
+      wanted $init && job "reinit/${init}_top$n/ncbi_disease" --task ncbi_disease \
+        ${INIT[$init]} --reinit-layers $n --lr 1e-3 $NER --seeds 1
     done
     # and the two swapped: one model's layers on the other's embeddings (transplant.py)
     for pair in rtd10m:mlm10m mlm10m:rtd10m; do
