@@ -78,11 +78,13 @@ def heldout_tables() -> str:
 
 
 def summaries(kind: str) -> dict[str, dict]:
-    """Every finished job under runs/claim/<kind>: {job path: summary}; copied beside this script."""
+    """Every finished job under runs/claim/<kind>: {job path: summary}; copied beside this script, with
+    the summaries of its one-process-per-lr-and-seed parts (queue.sh's sweep), which are not jobs."""
     found = {}
     for path in sorted((CLAIM / kind).glob("**/summary.json")):
         job = str(path.parent.relative_to(CLAIM))
-        found[job] = json.loads(path.read_text())
+        if "/parts/" not in job:
+            found[job] = json.loads(path.read_text())
         target = HERE / "finetune" / job
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target / "summary.json")

@@ -11,6 +11,8 @@
 #   bash records/electra_claim/queue.sh probe     # frozen encoders; lr 2e-4; layers re-drawn or swapped (dev, 1 seed)
 #   bash records/electra_claim/queue.sh full random mini1m   # only these inits (the others need their runs)
 #
+# A job that sweeps the lr runs as one process per lr and seed (sweep, merge_parts.py), so a session that
+# ends mid-job loses at most one training; run a mode twice to finish the seeds whose sweep another queue held.
 # Two queues may run side by side (one per core): a job is claimed by creating its .lock directory, and a
 # lock whose process has died (a session that ended) is taken over.
 set -euo pipefail
@@ -30,7 +32,7 @@ declare -A INIT=(
 # epochs 4-9 of 10; RE up to 10)
 NER="--epochs 20 --patience 3 --length-buckets"
 RE="--epochs 10 --patience 3 --length-buckets"
-LRS="--lr 5e-4,1e-3,2e-3"
+LR_GRID="5e-4 1e-3 2e-3"
 
 wanted() {   # wanted INIT: true when no init filter was given, or INIT is in it
   [ ${#ONLY[@]} -eq 0 ] && return 0
@@ -56,6 +58,18 @@ job() {   # job NAME ARGS...: run finetune.py unless NAME already has a summary 
   python finetune.py --data-dir "$DATA" --out-dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1 \
     || echo "!! $name failed: see $OUT/$name.log"
   rm -rf "$OUT/$name.lock"
+}
+
+sweep() {   # sweep NAME ARGS...: finetune.py's `--lr 5e-4,1e-3,2e-3 --seeds 1,2,3`, as one process per lr and
+            # seed under NAME/parts (a session that ends loses one training, not five), merged by merge_parts.py
+  local name=$1; shift
+  [ -f "$OUT/$name/summary.json" ] && return 0
+  local lr best seed
+  for lr in $LR_GRID; do job "$name/parts/lr_$lr" "$@" --lr $lr --seeds 1; done
+  best=$(python records/electra_claim/merge_parts.py best-lr "$OUT/$name" $LR_GRID 2>/dev/null) || return 0
+  for seed in 2 3; do job "$name/parts/seed_$seed" "$@" --lr $best --seeds $seed; done
+  [ -f "$OUT/$name/parts/seed_2/summary.json" ] && [ -f "$OUT/$name/parts/seed_3/summary.json" ] || return 0
+  python records/electra_claim/merge_parts.py merge "$OUT/$name" || echo "!! $name: merge failed"
 }
 
 export_step() {   # export_step RUN STEP: Hugging Face directories of a kept checkpoint
@@ -91,23 +105,23 @@ case "$WHAT" in
     for init in random rtd10m mlm10m mini1m; do
       wanted $init || continue
       for task in ncbi_disease bc5cdr; do
-        job "full/$init/$task" --task $task ${INIT[$init]} $LRS $NER --seeds 1,2,3
+        sweep "full/$init/$task" --task $task ${INIT[$init]} $NER
       done
       for task in chemprot ddi; do
-        job "full/$init/$task" --task $task ${INIT[$init]} $LRS $RE --seeds 1,2,3
+        sweep "full/$init/$task" --task $task ${INIT[$init]} $RE
       done
     done
     for init in random rtd10m; do
       wanted $init || continue
-      job "full/$init/bioasq" --task bioasq ${INIT[$init]} $LRS $RE --seeds 1,2,3
+      sweep "full/$init/bioasq" --task bioasq ${INIT[$init]} $RE
     done ;;
   few)
     for n in 250 500 1000; do
       for init in random rtd10m mlm10m; do
         wanted $init || continue
         for task in bc5cdr ncbi_disease; do
-          job "few/$init/${task}_$n" --task $task ${INIT[$init]} --max-train-examples $n $LRS \
-            --epochs 30 --patience 5 --length-buckets --seeds 1,2,3
+          sweep "few/$init/${task}_$n" --task $task ${INIT[$init]} --max-train-examples $n \
+            --epochs 30 --patience 5 --length-buckets
         done
       done
     done ;;
