@@ -5,7 +5,7 @@ Collect the evidence for ELECTRA's claim at CPU scale (RESULTS.md section 2) fro
 
 Reads the two pre-training logs (runs/rtd10m, runs/mlm10m) and every fine-tuning summary that
 records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this script:
-  rtd10m/, mlm10m/            log.jsonl and args.json of each pre-training run
+  rtd10m/, mlm10m/, rtd10m_g50_m15/   log.jsonl and args.json of each pre-training run (the last: ablation.py)
   finetune/<job>/summary.json every finished fine-tuning job's summary
   heldout.md                  the held-out curves of both runs at every 500 steps
   compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
@@ -29,7 +29,7 @@ import eval as scoring  # noqa: E402
 
 INITS = {"random": "random init", "mini1m": "mini, 1.33M words (RTD)", "rtd10m": "RTD-10M", "mlm10m": "MLM-10M"}
 TASKS = ["bc5cdr", "ncbi_disease", "chemprot", "ddi", "bioasq"]
-CURVE_RUNS = {"rtd10m": "rtd", "mlm10m": "mlm"}
+CURVE_RUNS = {"rtd10m": "rtd", "mlm10m": "mlm", "rtd10m_g50_m15": "rtd, generator 1/2, mask 15%"}   # the last: ablation.py
 FULL_SENTENCES = {"bc5cdr": "all", "ncbi_disease": "all"}
 
 
@@ -57,15 +57,15 @@ def copy_logs():
 def heldout_tables() -> str:
     """Markdown: both runs' held-out measures every 500 steps and at the last evaluated step."""
     out = []
-    for run, columns in (("rtd10m", ["heldout_disc_auc", "heldout_rtd_loss", "heldout_gen_acc"]),
-                         ("mlm10m", ["heldout_mlm_loss", "heldout_mlm_acc"])):
+    rtd = ["heldout_disc_auc", "heldout_rtd_loss", "heldout_gen_acc"]
+    for run, columns in (("rtd10m", rtd), ("mlm10m", ["heldout_mlm_loss", "heldout_mlm_acc"]), ("rtd10m_g50_m15", rtd)):
         if not (RUNS / run / "log.jsonl").exists():
             continue
         rows = [r for r in read_log(run) if columns[0] in r]
         keep = [r for r in rows if r["step"] % 500 == 0 or r is rows[-1]]
         per_step = flops_per_step(run)
         names = [c.removeprefix("heldout_") for c in columns]
-        extra = " | BCE − base-rate entropy" if run == "rtd10m" else ""
+        extra = " | BCE − base-rate entropy" if columns is rtd else ""
         out += [f"| {run} step | FLOPs | " + " | ".join(names) + extra + " |",
                 "|---" * (2 + len(columns) + bool(extra)) + "|"]
         for r in keep:

@@ -9,6 +9,7 @@
 #   bash records/electra_claim/queue.sh full      # full training data, 3 seeds, test
 #   bash records/electra_claim/queue.sh few       # 250 / 500 / 1,000 labelled sentences, 3 seeds, test
 #   bash records/electra_claim/queue.sh probe     # frozen encoders; lr 2e-4; layers re-drawn or swapped (dev, 1 seed)
+#   bash records/electra_claim/queue.sh ablation  # RTD with generator 1/2 and mask 15%, to 1/4 of the FLOPs, and its curve point
 #   bash records/electra_claim/queue.sh full random mini1m   # only these inits (the others need their runs)
 #
 # A job that sweeps the lr runs as one process per lr and seed (sweep, merge_parts.py), so a session that
@@ -154,5 +155,21 @@ case "$WHAT" in
       job "transplant/${layers}_layers_${embeddings}_embeddings/ncbi_disease" --task ncbi_disease --init "$model" \
         --lr 1e-3 $NER --seeds 1
     done ;;
-  *) echo "usage: bash records/electra_claim/queue.sh curve|full|few|probe" >&2; exit 2 ;;
+  ablation)   # RTD with a generator 1/2 as wide (64) and BERT's 15% mask (ablation.py): 6,733 steps are the
+              # RTD-10M run's FLOPs; a quarter of them (step 1,683) is fine-tuned as a point of the curve
+    run=rtd10m_g50_m15 stop=1683
+    ckpt=$(printf "runs/%s/checkpoints/step_%07d" $run $stop)
+    if [ ! -f "$ckpt.pt" ]; then
+      mkdir -p runs/$run
+      [ -d runs/$run/shards ] || cp -rp runs/rtd10m/shards runs/$run/      # the same packed text
+      python records/electra_claim/ablation.py --generator-fraction 0.5 -- --size mini --mask-prob 0.15 \
+        --data-dir "$DATA" --corpus "$DATA/pubmed/corpus_10m.txt" --out-dir runs/$run --steps 6733 \
+        --save-every 561 --keep-checkpoints 30 --resume >> runs/$run.out 2>&1 &
+      pid=$!
+      while kill -0 $pid 2>/dev/null && [ ! -f "$ckpt.pt" ]; do sleep 20; done
+      kill $pid 2>/dev/null || true
+      wait $pid || true
+    fi
+    curve_points $run discriminator $stop ;;
+  *) echo "usage: bash records/electra_claim/queue.sh curve|full|few|probe|ablation" >&2; exit 2 ;;
 esac
