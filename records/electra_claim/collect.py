@@ -11,7 +11,7 @@ records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this scrip
   compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
   label_efficiency.csv        test F1 per seed against labelled sentences (bench/plots.py --label-efficiency)
   full.md                     the full-data table, test set, mean ± std over 3 seeds
-  probe.md                    dev F1: frozen encoders; lr 2e-4; layers re-drawn or swapped (queue.sh probe)
+  probe.md                    dev F1: frozen encoders; lr 2e-4; layers or embedding parts re-drawn or swapped (queue.sh probe)
 """
 import csv
 import json
@@ -175,10 +175,16 @@ def probe_table(probe: dict) -> str:
         init, n = name.split("_top")
         return f"{INITS[init]} top {n}"
 
+    def kept_part(name):           # rtd10m_word -> "RTD-10M word embeddings kept"
+        init, kept = name.rsplit("_", 1)
+        return f"{INITS[init]} {'word' if kept == 'word' else 'position, type and LayerNorm'} embeddings kept"
+
     diagnostics = (   # (queue.sh kind, the line's heading, how a job's name reads)
         ("lowlr", "Fine-tuned at lr 2e-4", INITS.get),
         ("reinit", "Top layers of 4 drawn afresh, lr 1e-3", top_layers),
-        ("transplant", "One model's layers on the other's embeddings, lr 1e-3", lambda n: n.replace("_", " ")))
+        ("transplant", "One model's layers on the other's embeddings, lr 1e-3", lambda n: n.replace("_", " ")),
+        ("embparts", "Every layer drawn afresh and one part of the embedding block kept, the rest drawn afresh, "
+                     "lr 1e-3", kept_part))
     for kind, heading, label in diagnostics:
         found = {job.split("/")[1]: s for job, s in summaries(kind).items()}
         if found:

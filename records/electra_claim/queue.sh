@@ -154,6 +154,19 @@ case "$WHAT" in
         --layers records/electra_claim/models/$layers --embeddings records/electra_claim/models/$embeddings --out "$model"
       job "transplant/${layers}_layers_${embeddings}_embeddings/ncbi_disease" --task ncbi_disease --init "$model" \
         --lr 1e-3 $NER --seeds 1
+    done
+    # and which part of the embedding block: the word embeddings alone kept (position, type and LayerNorm
+    # drawn afresh), or all but the word embeddings kept; every layer drawn afresh as in reinit/*_top4
+    for init_kept in rtd10m:word mlm10m:word rtd10m:position; do
+      init=${init_kept%:*} kept=${init_kept#*:}
+      fresh=position_embeddings,token_type_embeddings,LayerNorm
+      [ $kept = position ] && fresh=word_embeddings
+      model=$OUT/models/${init}_${kept}_embeddings_kept
+      wanted $init || continue
+      [ -f "$model/pytorch_model.bin" ] || python records/electra_claim/transplant.py \
+        --layers records/electra_claim/models/$init --embeddings random --parts $fresh --out "$model"
+      job "embparts/${init}_${kept}/ncbi_disease" --task ncbi_disease --init "$model" --reinit-layers 4 \
+        --lr 1e-3 $NER --seeds 1
     done ;;
   ablation)   # RTD with a generator 1/2 as wide (64) and BERT's 15% mask (ablation.py): 6,733 steps are the
               # RTD-10M run's FLOPs; a quarter of them (step 1,683) is fine-tuned as a point of the curve
