@@ -11,6 +11,7 @@ records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this scrip
   compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
   label_efficiency.csv        test F1 per seed against labelled sentences (bench/plots.py --label-efficiency)
   full.md                     the full-data table, test set, mean ± std over 3 seeds
+  few.md                      the few-label table: test F1 per task and labelled sentences, 3 seeds
   probe.md                    dev F1: frozen encoders; lr 2e-4; layers or embedding parts re-drawn or swapped (queue.sh probe)
 """
 import csv
@@ -162,6 +163,32 @@ def full_table(full: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def few_table(rows: list[dict]) -> str:
+    """Markdown: test F1 mean ± std over the seeds per task and labelled sentences, one column per init;
+    **>** / < marks a pre-trained init above / below random init by more than the two stds added."""
+    inits = [INITS[i] for i in ("random", "rtd10m", "mlm10m")]
+    cell = {}
+    for r in rows:
+        cell.setdefault((r["task"], r["train_sentences"], r["init"]), []).append(100 * r["test_f1"])
+    out = ["| task | labelled sentences | " + " | ".join(inits) + " |", "|---" * (len(inits) + 2) + "|"]
+    for task, n in sorted({(t, n) for t, n, _ in cell}):
+        stats = {i: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+                 for i in inits if (v := cell.get((task, n, i)))}
+        cells = []
+        for init in inits:
+            if init not in stats:
+                cells.append("–")
+                continue
+            m, sd = stats[init]
+            mark = ""
+            if init != inits[0] and inits[0] in stats:
+                rm, rsd = stats[inits[0]]
+                mark = " **>**" if m - rm > sd + rsd else (" <" if rm - m > sd + rsd else "")
+            cells.append(f"{m:.2f} ± {sd:.2f}{mark}")
+        out.append(f"| {task} | {n:,} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def probe_table(probe: dict) -> str:
     """Markdown: dev F1 (seed 1, best epoch) of the head alone on each init's frozen encoder."""
     out = ["| task | " + " | ".join(INITS.values()) + " |", "|---" * (len(INITS) + 1) + "|"]
@@ -210,7 +237,12 @@ def main():
     print(heldout)
     full, curve, few, probe = summaries("full"), summaries("curve"), summaries("few"), summaries("probe")
     write_csv(HERE / "compute.csv", compute_rows(curve))
-    write_csv(HERE / "label_efficiency.csv", label_rows(few, full))
+    labels = label_rows(few, full)
+    write_csv(HERE / "label_efficiency.csv", labels)
+    if labels:
+        table = few_table(labels)
+        (HERE / "few.md").write_text(table)
+        print(table)
     if full:
         table = full_table(full)
         (HERE / "full.md").write_text(table)
