@@ -9,10 +9,12 @@ Copies the --layers directory (Hugging Face layout: config, vocabulary, tokenize
 `embeddings.*` tensor for the one of the same name in --embeddings (the two must share shapes and vocabulary).
 --embeddings random takes them from a freshly drawn encoder of the same config (BERT's init, as
 finetune.py's --init random); --parts swaps only some of them, to find which part of an embedding block
-holds a deficit:
+holds a deficit; --scale multiplies one part of the result (--embeddings the same model: only that):
 
     python records/electra_claim/transplant.py --layers records/electra_claim/models/rtd10m \
         --embeddings random --parts word_embeddings --out runs/claim/models/rtd10m_random_word_embeddings
+    python records/electra_claim/transplant.py --layers records/electra_claim/models/rtd10m \
+        --embeddings records/electra_claim/models/rtd10m --scale position_embeddings=3.2 --out ...
 """
 import argparse
 import shutil
@@ -48,6 +50,8 @@ def main():
     parser.add_argument("--layers", required=True, help="the model whose encoder layers are kept")
     parser.add_argument("--embeddings", required=True, help="the model whose embeddings are put in, or random")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"which embedding tensors to swap (default: all of {PARTS})")
+    parser.add_argument("--scale", action="append", default=[], metavar="PART=FACTOR",
+                        help="multiply one embedding tensor of the result, e.g. position_embeddings=3.2 (repeatable)")
     parser.add_argument("--out", required=True, help="the new model's directory")
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -70,6 +74,13 @@ def main():
                 raise SystemExit(f"{key}: shapes differ, {tuple(donor[name].shape)} and {tuple(state[key].shape)}")
             state[key] = donor[name].to(state[key].dtype)
             swapped += 1
+    for item in args.scale:
+        part, factor = item.split("=")
+        keys = [k for k in state if f"embeddings.{part}." in k]
+        if part not in PARTS or not keys:
+            raise SystemExit(f"--scale {item}: the part must be one of {PARTS}")
+        for key in keys:
+            state[key] = (state[key].float() * float(factor)).to(state[key].dtype)
     torch.save(state, Path(args.out) / "pytorch_model.bin")
     print(f"=> wrote {args.out}: {swapped} embedding tensors ({args.parts}) from {args.embeddings}, "
           f"the rest from {args.layers}")
