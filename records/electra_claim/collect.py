@@ -211,7 +211,9 @@ def probe_table(probe: dict) -> str:
         ("reinit", "Top layers of 4 drawn afresh, lr 1e-3", top_layers),
         ("transplant", "One model's layers on the other's embeddings, lr 1e-3", lambda n: n.replace("_", " ")),
         ("embparts", "Every layer drawn afresh and one part of the embedding block kept, the rest drawn afresh, "
-                     "lr 1e-3", kept_part))
+                     "lr 1e-3", kept_part),
+        ("embscale", "RTD-10M's position embeddings x3.2, lr 1e-3",
+         lambda n: "every layer drawn afresh" if n.endswith("fresh_layers") else "the whole model"))
     for kind, heading, label in diagnostics:
         found = {job.split("/")[1]: s for job, s in summaries(kind).items()}
         if found:
