@@ -8,7 +8,8 @@
 #   bash records/electra_claim/queue.sh curve     # dev F1 against pre-training FLOPs (1 seed)
 #   bash records/electra_claim/queue.sh full      # full training data, 3 seeds, test
 #   bash records/electra_claim/queue.sh few       # 250 / 500 / 1,000 labelled sentences, 3 seeds, test
-#   bash records/electra_claim/queue.sh probe     # frozen encoders; lr 2e-4; layers re-drawn or swapped (dev, 1 seed)
+#   bash records/electra_claim/queue.sh probe     # frozen encoders; lr 2e-4; layers or embedding parts re-drawn,
+#                                                 # swapped or scaled (dev, 1 seed)
 #   bash records/electra_claim/queue.sh ablation  # RTD with generator 1/2 and mask 15%, to 1/4 of the FLOPs, and its curve point
 #   bash records/electra_claim/queue.sh full random mini1m   # only these inits (the others need their runs)
 #
@@ -169,7 +170,8 @@ case "$WHAT" in
         --lr 1e-3 $NER --seeds 1
     done
     # and whether it is the position embeddings' scale: RTD-10M's position rows have a mean norm of 0.18
-    # against 0.57 for its word rows (MLM-10M: 0.72 and 0.84; random init: both 0.23); x3.2 evens them
+    # against 0.56 for its word rows (MLM-10M: 0.72 and 0.79; random init: both 0.23; embedding_norms.md);
+    # x3.2 evens them
     model=$OUT/models/rtd10m_position_x3.2
     if wanted rtd10m; then
       [ -f "$model/pytorch_model.bin" ] || python records/electra_claim/transplant.py --layers records/electra_claim/models/rtd10m \
@@ -184,7 +186,6 @@ case "$WHAT" in
     ckpt=$(printf "runs/%s/checkpoints/step_%07d" $run $stop)
     if [ ! -f "$ckpt.pt" ]; then
       mkdir -p runs/$run
-      [ -d runs/$run/shards ] || cp -rp runs/rtd10m/shards runs/$run/      # the same packed text
       python records/electra_claim/ablation.py --generator-fraction 0.5 -- --size mini --mask-prob 0.15 \
         --data-dir "$DATA" --corpus "$DATA/pubmed/corpus_10m.txt" --out-dir runs/$run --steps 6733 \
         --save-every 561 --keep-checkpoints 30 --resume >> runs/$run.out 2>&1 &
