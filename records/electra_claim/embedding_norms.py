@@ -16,7 +16,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE.parent.parent / "runs"
-STEPS = {"rtd10m": [250, 500, 1000, 1500, 3000, 4500, 6000], "mlm10m": [250, 500, 1000, 2000, 4000, 6000, 8006]}
+STEPS = {"rtd10m": [250, 500, 1000, 1500, 3000, 4500, 6000], "mlm10m": [250, 500, 1000, 2000, 4000, 6000, 8006],
+         "rtd10m_g50_m15": [561, 1122, 1683]}          # the last: ablation.py (generator 1/2, mask 15%)
 
 
 def seen_pieces() -> torch.Tensor:
