@@ -215,11 +215,12 @@ def probe_table(probe: dict) -> str:
         ("embscale", "RTD-10M's position embeddings x3.2, lr 1e-3",
          lambda n: "every layer drawn afresh" if n.endswith("fresh_layers") else "the whole model"))
     for kind, heading, label in diagnostics:
-        found = {job.split("/")[1]: s for job, s in summaries(kind).items()}
+        found = {tuple(job.split("/")[1:3]): s for job, s in summaries(kind).items()}   # (name, task)
         if found:
             note = "; all 4: only the embeddings kept" if kind == "reinit" else ""
-            out += ["", f"{heading} (NCBI-disease dev F1, seed 1{note}): " + ", ".join(
-                f"{label(name)} {100 * s['dev']['1']['f1']:.2f}" for name, s in found.items())]
+            out += ["", f"{heading} (NCBI-disease unless named, dev F1, seed 1{note}): " + ", ".join(
+                f"{label(name)}{'' if task == 'ncbi_disease' else f' ({task})'} {100 * s['dev']['1']['f1']:.2f}"
+                for (name, task), s in found.items())]
     return "\n".join(out) + "\n"
 
 

@@ -178,7 +178,9 @@ case "$WHAT" in
         --embeddings records/electra_claim/models/rtd10m --scale position_embeddings=3.2 --out "$model"
       job "embscale/rtd10m_position_x3.2_fresh_layers/ncbi_disease" --task ncbi_disease --init "$model" \
         --reinit-layers 4 --lr 1e-3 $NER --seeds 1
-      job "embscale/rtd10m_position_x3.2/ncbi_disease" --task ncbi_disease --init "$model" --lr 1e-3 $NER --seeds 1
+      for task in ncbi_disease bc5cdr; do
+        job "embscale/rtd10m_position_x3.2/$task" --task $task --init "$model" --lr 1e-3 $NER --seeds 1
+      done
     fi ;;
   ablation)   # RTD with a generator 1/2 as wide (64) and BERT's 15% mask (ablation.py): 6,733 steps are the
               # RTD-10M run's FLOPs; a quarter of them (step 1,683) is fine-tuned as a point of the curve
