@@ -127,9 +127,21 @@ def label_rows(few: dict, full: dict) -> list[dict]:
     return rows
 
 
+def spread(values: list[float]) -> tuple[float, float]:
+    """(mean, sample std) of per-seed scores, already in %."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def mean_std(s: dict) -> tuple[float, float]:
-    v = [100 * x for x in s["seeds"].values()]
-    return statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0
+    return spread([100 * x for x in s["seeds"].values()])
+
+
+def versus_random(stat: tuple[float, float], random: tuple[float, float] | None) -> str:
+    """' **>**' / ' <' when (mean, std) is above / below random init's by more than the two stds added."""
+    if random is None:
+        return ""
+    (m, sd), (rm, rsd) = stat, random
+    return " **>**" if m - rm > sd + rsd else (" <" if rm - m > sd + rsd else "")
 
 
 def full_table(full: dict) -> str:
@@ -147,12 +159,8 @@ def full_table(full: dict) -> str:
                 continue
             metric = s["metric"]
             m, sd = mean_std(s)
-            lr = s["lr"].get("1")
-            mark = ""
-            if random is not None and init != "random":
-                rm, rsd = mean_std(random)
-                mark = " **>**" if m - rm > sd + rsd else (" <" if rm - m > sd + rsd else "")
-            cells.append(f"{m:.2f} ± {sd:.2f} (lr {lr:g}){mark}")
+            mark = versus_random((m, sd), mean_std(random) if random is not None and init != "random" else None)
+            cells.append(f"{m:.2f} ± {sd:.2f} (lr {s['lr'].get('1'):g}){mark}")
         base = baselines.get(task, {}).get("f1")
         base = f"{100 * base:.2f}" if base is not None else "–"
         paper = scoring.PAPER_RESULTS.get(task, {}).get("scores", {}).get("ELECTRAMed")
@@ -172,18 +180,14 @@ def few_table(rows: list[dict]) -> str:
         cell.setdefault((r["task"], r["train_sentences"], r["init"]), []).append(100 * r["test_f1"])
     out = ["| task | labelled sentences | " + " | ".join(inits) + " |", "|---" * (len(inits) + 2) + "|"]
     for task, n in sorted({(t, n) for t, n, _ in cell}):
-        stats = {i: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
-                 for i in inits if (v := cell.get((task, n, i)))}
+        stats = {i: spread(v) for i in inits if (v := cell.get((task, n, i)))}
         cells = []
         for init in inits:
             if init not in stats:
                 cells.append("–")
                 continue
             m, sd = stats[init]
-            mark = ""
-            if init != inits[0] and inits[0] in stats:
-                rm, rsd = stats[inits[0]]
-                mark = " **>**" if m - rm > sd + rsd else (" <" if rm - m > sd + rsd else "")
+            mark = versus_random(stats[init], stats.get(inits[0]) if init != inits[0] else None)
             cells.append(f"{m:.2f} ± {sd:.2f}{mark}")
         out.append(f"| {task} | {n:,} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

@@ -44,12 +44,10 @@ def best_lr(job: Path, lrs: list[str]) -> str:
 
 
 def merge(job: Path) -> dict:
-    sweep_parts = {float(p.name.removeprefix("lr_")): json.loads((p / "summary.json").read_text())
+    sweep_parts = {float(p.name.removeprefix("lr_")): part(job, p.name)
                    for p in sorted((job / "parts").glob("lr_*")) if p.is_dir()}
     lr = json.loads((job / "parts" / "best_lr").read_text())
-    runs = {"1": next(s for x, s in sweep_parts.items() if x == float(lr))}
-    for p in sorted(p for p in (job / "parts").glob("seed_*") if p.is_dir()):
-        runs[p.name.removeprefix("seed_")] = json.loads((p / "summary.json").read_text())
+    runs = {"1": part(job, f"lr_{lr}"), "2": part(job, "seed_2"), "3": part(job, "seed_3")}
     seeds = {seed: s["seeds"][seed] for seed, s in sorted(runs.items())}
     per_seed = lambda key: {seed: s[key][seed] for seed, s in sorted(runs.items())}
     summary = {**runs["1"], "seeds": seeds, "mean": statistics.mean(seeds.values()),
