@@ -31,12 +31,28 @@ COUNT_EXAMPLES = 4096
 COUNT_STEP = tp.HELDOUT_STEP - 1      # noise for the counting slice: neither a training step nor the held-out's
 
 
+def special_ids(args) -> dict:
+    """{token: id} of [CLS], [SEP], [MASK] and [PAD] in the run's vocabulary."""
+    vocab = Path(args.vocab).read_text(encoding="utf-8").splitlines()
+    return {token: vocab.index(token) for token in ("[CLS]", "[SEP]", "[MASK]", "[PAD]")}
+
+
+def heldout_batches(raw, examples, args, step, batch_size=64):
+    """The batches of `examples` with the noise of `step`, as evaluate_heldout prepares them."""
+    for first in range(0, len(examples["input_ids"]), batch_size):
+        b = {k: v[first:first + batch_size] for k, v in examples.items()}
+        b["counts"] = tp.count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
+                                       args.num_predictions)
+        batch = tp.prepare_batch(b, args, step, first, torch.device("cpu"))
+        batch.update(mlm_denominator=torch.tensor(1.0), rtd_denominator=torch.tensor(1.0))
+        yield batch
+
+
 def load_run(path):
     """The checkpoint's generator and discriminator as one ReplacedTokenDetection, and its arguments."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     args = SimpleNamespace(**state["args"])
-    vocab = Path(args.vocab).read_text(encoding="utf-8").splitlines()
-    ids = {token: vocab.index(token) for token in ("[CLS]", "[SEP]", "[MASK]", "[PAD]")}
+    ids = special_ids(args)
     config = em.ModelConfig(**state["model_config"])
     raw = tp.ReplacedTokenDetection(em.Generator(em.ModelConfig(**state["generator_config"])),
                                     em.Discriminator(config), (ids["[CLS]"], ids["[SEP]"], ids["[MASK]"]),
@@ -52,12 +68,7 @@ def corrupt_and_score(raw, examples, args, step, batch_size=64):
     caught = []
     hook = raw.discriminator.register_forward_pre_hook(lambda module, inputs: caught.append(inputs[0]))
     tokens, labels, logits = [], [], []
-    for first in range(0, len(examples["input_ids"]), batch_size):
-        b = {k: v[first:first + batch_size] for k, v in examples.items()}
-        b["counts"] = tp.count_targets(b["input_ids"], raw.special_ids, raw.pad_id, args.mask_prob,
-                                       args.num_predictions)
-        batch = tp.prepare_batch(b, args, step, first, torch.device("cpu"))
-        batch.update(mlm_denominator=torch.tensor(1.0), rtd_denominator=torch.tensor(1.0))
+    for batch in heldout_batches(raw, examples, args, step, batch_size):
         out = raw(batch)
         real = out["real"]
         tokens.append(caught.pop()[real])

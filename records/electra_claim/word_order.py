@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 import electramed as em  # noqa: E402
 import train_pretrain as tp  # noqa: E402
-from lexical_auc import corrupt_and_score, load_run  # noqa: E402
+from lexical_auc import corrupt_and_score, heldout_batches, load_run, special_ids  # noqa: E402
 
 SEED = 0
 
@@ -65,8 +65,7 @@ def mlm_accuracies(path) -> tuple[float, float, int]:
     """(accuracy as trained, accuracy with shuffled positions, step) of an MLM checkpoint at its masks."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     run = SimpleNamespace(**state["args"])
-    vocab = Path(run.vocab).read_text(encoding="utf-8").splitlines()
-    ids = {t: vocab.index(t) for t in ("[CLS]", "[SEP]", "[MASK]", "[PAD]")}
+    ids = special_ids(run)
     raw = tp.MaskedLanguageModel(em.Generator(em.ModelConfig(**state["model_config"])),
                                  (ids["[CLS]"], ids["[SEP]"], ids["[MASK]"]), ids["[PAD]"], ids["[MASK]"])
     raw.load_state_dict(state["model"])
@@ -78,12 +77,7 @@ def mlm_accuracies(path) -> tuple[float, float, int]:
             embeddings = raw.masked_lm.encoder.embeddings
             embeddings.forward = shuffled_positions(embeddings, raw.pad_id, torch.Generator().manual_seed(SEED))
         correct = slots = 0.0
-        for first in range(0, len(heldout["input_ids"]), 64):
-            b = {k: v[first:first + 64] for k, v in heldout.items()}
-            b["counts"] = tp.count_targets(b["input_ids"], raw.special_ids, raw.pad_id, run.mask_prob,
-                                           run.num_predictions)
-            batch = tp.prepare_batch(b, run, tp.HELDOUT_STEP, first, torch.device("cpu"))
-            batch.update(mlm_denominator=torch.tensor(1.0), rtd_denominator=torch.tensor(1.0))
+        for batch in heldout_batches(raw, heldout, run, tp.HELDOUT_STEP):
             stats = raw(batch)["stats"]
             correct, slots = correct + stats[4].item(), slots + stats[2].item()
         scores.append(correct / slots)
