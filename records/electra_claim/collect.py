@@ -9,9 +9,11 @@ records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this scrip
   finetune/<job>/summary.json every finished fine-tuning job's summary
   heldout.md                  the held-out curves of both runs at every 500 steps
   compute.csv                 dev F1 against pre-training FLOPs (bench/plots.py --compute)
-  label_efficiency.csv        test F1 per seed against labelled sentences (bench/plots.py --label-efficiency)
+  label_efficiency.csv        test F1 per seed against labelled sentences, the picture's three arms (random init,
+                              RTD-10M, MLM-10M; bench/plots.py --label-efficiency)
   full.md                     the full-data table, test set, mean ± std over 3 seeds
-  few.md                      the few-label table: test F1 per task and labelled sentences, 3 seeds
+  few.md                      the few-label table: test F1 per task and labelled sentences, 3 seeds (and the
+                              1.33M-word model once queue.sh few has reached it)
   probe.md                    dev F1: frozen encoders; lr 2e-4; layers or embedding parts re-drawn or swapped (queue.sh probe)
 """
 import csv
@@ -32,6 +34,7 @@ INITS = {"random": "random init", "mini1m": "mini, 1.33M words (RTD)", "rtd10m":
 TASKS = ["bc5cdr", "ncbi_disease", "chemprot", "ddi", "bioasq"]
 CURVE_RUNS = {"rtd10m": "rtd", "mlm10m": "mlm", "rtd10m_g50_m15": "rtd, generator 1/2, mask 15%"}   # the last: ablation.py
 FULL_SENTENCES = {"bc5cdr": "all", "ncbi_disease": "all"}
+PICTURE = ("random", "rtd10m", "mlm10m")   # label_efficiency.png's curves, in this order
 
 
 def read_log(run: str) -> list[dict]:
@@ -121,7 +124,7 @@ def label_rows(few: dict, full: dict) -> list[dict]:
                  for v in s["seeds"].values()]
     for job, s in full.items():
         init, task = job.split("/")[1:3]
-        if task in FULL_SENTENCES and init != "mini1m" and len(s["seeds"]) > 1:
+        if task in FULL_SENTENCES and len(s["seeds"]) > 1:
             rows += [{"task": task, "train_sentences": s["train_features"], "init": INITS[init], "test_f1": v}
                      for v in s["seeds"].values()]
     return rows
@@ -174,7 +177,7 @@ def full_table(full: dict) -> str:
 def few_table(rows: list[dict]) -> str:
     """Markdown: test F1 mean ± std over the seeds per task and labelled sentences, one column per init;
     **>** / < marks a pre-trained init above / below random init by more than the two stds added."""
-    inits = [INITS[i] for i in ("random", "rtd10m", "mlm10m")]
+    inits = [INITS[i] for i in (*PICTURE, "mini1m") if any(r["init"] == INITS[i] for r in rows)]
     cell = {}
     for r in rows:
         cell.setdefault((r["task"], r["train_sentences"], r["init"]), []).append(100 * r["test_f1"])
@@ -245,7 +248,7 @@ def main():
     full, curve, few, probe = summaries("full"), summaries("curve"), summaries("few"), summaries("probe")
     write_csv(HERE / "compute.csv", compute_rows(curve))
     labels = label_rows(few, full)
-    write_csv(HERE / "label_efficiency.csv", labels)
+    write_csv(HERE / "label_efficiency.csv", [r for r in labels if r["init"] in {INITS[i] for i in PICTURE}])
     if labels:
         table = few_table(labels)
         (HERE / "few.md").write_text(table)
