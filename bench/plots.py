@@ -269,6 +269,16 @@ def label_panel(ax, xlabel, ylabel, title):
     ax.legend(fontsize=8)
 
 
+def arm_color(name: str) -> str:
+    """One colour per pre-training arm in every picture: random init grey, RTD and MLM as in the legend."""
+    name = name.lower()
+    if "random" in name:
+        return "grey"
+    if "rtd" in name:
+        return "tab:green" if "generator" in name else "tab:orange"
+    return "tab:blue" if "mlm" in name else "black"
+
+
 def plot_compute(rows, out_path):
     """Dev F1 (%) against pre-training FLOPs: a panel per task, a line per objective, random init dashed."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
@@ -278,9 +288,10 @@ def plot_compute(rows, out_path):
             points = sorted((r["pretrain_flops"], as_percent(r["dev_f1"])[0]) for r in rows
                             if (r["task"], r["objective"]) == (task, objective))
             if objective == "random":
-                ax.axhline(points[0][1], ls="--", color="grey", label="random init")
+                ax.axhline(points[0][1], ls="--", color=arm_color(objective), label="random init")
             else:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=objective)
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=objective,
+                        color=arm_color(objective))
         label_panel(ax, "pre-training FLOPs", "dev entity F1 (%)", task)
     fig.suptitle("Downstream dev F1 against pre-training compute", fontsize=11)
     save(fig, out_path)
@@ -297,7 +308,8 @@ def plot_label_efficiency(rows, out_path):
                        if (r["task"], r["init"], r["train_sentences"]) == (task, init, n)] for n in sizes]
             means = [statistics.fmean(v) for v in scores]
             stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in scores]
-            ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=init)
+            ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=init, color=arm_color(init),
+                        ls="--" if arm_color(init) == "grey" else "-")
         ax.set_xscale("log")
         ticks = sorted({r["train_sentences"] for r in rows if r["task"] == task})
         ax.set_xticks(ticks, [f"{n:,}" for n in ticks])

@@ -32,7 +32,7 @@ import eval as scoring  # noqa: E402
 
 INITS = {"random": "random init", "mini1m": "mini, 1.33M words (RTD)", "rtd10m": "RTD-10M", "mlm10m": "MLM-10M"}
 TASKS = ["bc5cdr", "ncbi_disease", "chemprot", "ddi", "bioasq"]
-CURVE_RUNS = {"rtd10m": "rtd", "mlm10m": "mlm", "rtd10m_g50_m15": "rtd, generator 1/2, mask 15%"}   # the last: ablation.py
+CURVE_RUNS = {"rtd10m": "RTD-10M", "mlm10m": "MLM-10M", "rtd10m_g50_m15": "RTD, generator 1/2, mask 15%"}   # the last: ablation.py
 FULL_SENTENCES = {"bc5cdr": "all", "ncbi_disease": "all"}
 PICTURE = ("random", "rtd10m", "mlm10m")   # label_efficiency.png's curves, in this order
 
