@@ -308,8 +308,9 @@ def plot_label_efficiency(rows, out_path):
                        if (r["task"], r["init"], r["train_sentences"]) == (task, init, n)] for n in sizes]
             means = [statistics.fmean(v) for v in scores]
             stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in scores]
-            ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=init, color=arm_color(init),
-                        ls="--" if arm_color(init) == "grey" else "-")
+            color = arm_color(init)
+            ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=init, color=color,
+                        ls="--" if color == "grey" else "-")   # random init dashed, as in the compute picture
         ax.set_xscale("log")
         ticks = sorted({r["train_sentences"] for r in rows if r["task"] == task})
         ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
