@@ -3,7 +3,7 @@ Collect the evidence for ELECTRA's claim at CPU scale (RESULTS.md section 2) fro
 
     python records/electra_claim/collect.py            # tables on stdout, files written beside this script
 
-Reads the two pre-training logs (runs/rtd10m, runs/mlm10m) and every fine-tuning summary that
+Reads the pre-training logs (runs/rtd10m, runs/mlm10m, or their copies here) and every fine-tuning summary that
 records/electra_claim/queue.sh wrote under runs/claim. Writes, beside this script:
   rtd10m/, mlm10m/, rtd10m_g50_m15/   log.jsonl and args.json of each pre-training run (the last: ablation.py)
   finetune/<job>/summary.json every finished fine-tuning job's summary
@@ -37,17 +37,23 @@ FULL_SENTENCES = {"bc5cdr": "all", "ncbi_disease": "all"}
 PICTURE = ("random", "rtd10m", "mlm10m")   # label_efficiency.png's curves, in this order
 
 
+def run_file(run: str, name: str) -> Path:
+    """A pre-training run's log.jsonl or args.json: from runs/ while it is there, else the copy beside this
+    script (a fresh machine)."""
+    return RUNS / run / name if (RUNS / run / name).exists() else HERE / run / name
+
+
 def read_log(run: str) -> list[dict]:
     """One row per logged step (a resumed run logs some steps twice: the last one wins)."""
     rows = {}
-    for line in (RUNS / run / "log.jsonl").read_text().splitlines():
+    for line in run_file(run, "log.jsonl").read_text().splitlines():
         row = json.loads(line)
         rows[row["step"]] = {**rows.get(row["step"], {}), **row}
     return [rows[s] for s in sorted(rows)]
 
 
 def flops_per_step(run: str) -> float:
-    return json.loads((RUNS / run / "args.json").read_text())["flops_per_step"]
+    return json.loads(run_file(run, "args.json").read_text())["flops_per_step"]
 
 
 def copy_logs():
@@ -63,7 +69,7 @@ def heldout_tables() -> str:
     out = []
     rtd = ["heldout_disc_auc", "heldout_rtd_loss", "heldout_gen_acc"]
     for run, columns in (("rtd10m", rtd), ("mlm10m", ["heldout_mlm_loss", "heldout_mlm_acc"]), ("rtd10m_g50_m15", rtd)):
-        if not (RUNS / run / "log.jsonl").exists():
+        if not run_file(run, "log.jsonl").exists():
             continue
         rows = [r for r in read_log(run) if columns[0] in r]
         keep = [r for r in rows if r["step"] % 500 == 0 or r is rows[-1]]
