@@ -28,7 +28,7 @@ declare -A INIT=(
   [random]="--init random --size mini"
   [mini1m]="--init runs/claim/mini1m"     # the 1.33M-word model as committed at ab5c8cd (see below)
   [rtd10m]="--init records/electra_claim/models/rtd10m"   # the final discriminator, fp16 (models/README.md)
-  [mlm10m]="--init records/electra_claim/models/mlm10m"   # the final MLM encoder, fp16
+  [mlm10m]="--init records/electra_claim/models/mlm10m"   # the final MLM encoder, fp16; not in git: rebuild it first (models/README.md)
 )
 # the same epochs and patience for every arm, long enough for dev to stop rising (RESULTS.md §5: NER best
 # epochs 4-9 of 10; RE up to 10)
@@ -93,6 +93,8 @@ curve_points() {   # curve_points RUN NETWORK STEP...: dev F1 of both NER sets f
 }
 
 mkdir -p "$OUT"
+# a fresh machine (no runs/): start from the committed summaries, which collect.py copies there
+[ -d "$OUT/full" ] || cp -r records/electra_claim/finetune/. "$OUT/"
 # models/electramed-mini-pubmed may be replaced by the 10M-word model: the mini1m arm reads the old one from git
 [ -f "$OUT/mini1m/config.json" ] || { mkdir -p "$OUT/mini1m" &&
   git archive ab5c8cd models/electramed-mini-pubmed | tar -x --strip-components=2 -C "$OUT/mini1m"; }
