@@ -11,6 +11,7 @@ Run: python -m pytest tests/test_electramed.py      (base-shaped parity: -m slow
 import json
 import math
 from dataclasses import asdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -160,6 +161,25 @@ def test_fp16_export_halves_the_file_and_loads_back_into_fp32(tmp_path):
         assert b.dtype == a.dtype and torch.equal(b, a.half().to(a.dtype) if a.is_floating_point() else a), name
     hf = HF_CLASSES["discriminator"].from_pretrained(tmp_path / "fp16", dtype=torch.float32)
     assert_same_outputs(loaded, hf.eval(), "discriminator", ours.config.vocab_size)
+
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED_MODELS = sorted(p.parent.relative_to(REPO) for p in [*REPO.glob("models/*/config.json"),
+                                                             *REPO.glob("records/*/models/*/config.json")])
+
+
+@pytest.mark.parametrize("folder", COMMITTED_MODELS, ids=str)
+@torch.no_grad()
+def test_every_committed_model_has_its_weights_and_loads_in_transformers(folder):
+    """Each model folder the repository ships holds its fp16 weights (.gitignore keeps *.bin out of git
+    except in these folders), and transformers loads them with no key missing and our outputs."""
+    folder = REPO / folder
+    assert (folder / "pytorch_model.bin").is_file(), f"{folder}: config.json without pytorch_model.bin"
+    kind = "discriminator" if "ElectraForPreTraining" in (folder / "config.json").read_text() else "encoder"
+    hf, info = HF_CLASSES[kind].from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"], info
+    ours = em.load_hf_checkpoint(folder) if kind == "discriminator" else em.load_hf_encoder(folder)
+    assert_same_outputs(ours.eval(), hf.eval(), kind, ours.config.vocab_size)
 
 
 class ClassifierHead(torch.nn.Module):

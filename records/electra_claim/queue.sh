@@ -24,11 +24,17 @@ OUT=runs/claim
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 # init name -> --init arguments
+# the two 10M-word models (records/electra_claim/models/README.md): RTD-10M is the committed model (a second
+# run of its command; the first run's weights were not kept), MLM-10M is not in git: rebuild it first
+declare -A MODEL=(
+  [rtd10m]=models/electramed-mini-pubmed
+  [mlm10m]=records/electra_claim/models/mlm10m
+)
 declare -A INIT=(
   [random]="--init random --size mini"
   [mini1m]="--init runs/claim/mini1m"     # the 1.33M-word model as committed at ab5c8cd (see below)
-  [rtd10m]="--init records/electra_claim/models/rtd10m"   # the final discriminator, fp16 (models/README.md)
-  [mlm10m]="--init records/electra_claim/models/mlm10m"   # the final MLM encoder, fp16; not in git: rebuild it first (models/README.md)
+  [rtd10m]="--init ${MODEL[rtd10m]}"      # the final discriminator, fp16
+  [mlm10m]="--init ${MODEL[mlm10m]}"      # the final MLM encoder, fp16
 )
 # the same epochs and patience for every arm, long enough for dev to stop rising (RESULTS.md §5: NER best
 # epochs 4-9 of 10; RE up to 10)
@@ -95,7 +101,7 @@ curve_points() {   # curve_points RUN NETWORK STEP...: dev F1 of both NER sets f
 mkdir -p "$OUT"
 # a fresh machine (no runs/): start from the committed summaries, which collect.py copies there
 [ -d "$OUT/full" ] || cp -r records/electra_claim/finetune/. "$OUT/"
-# models/electramed-mini-pubmed may be replaced by the 10M-word model: the mini1m arm reads the old one from git
+# models/electramed-mini-pubmed is now RTD-10M: the mini1m arm reads the 1.33M-word model from git
 [ -f "$OUT/mini1m/config.json" ] || { mkdir -p "$OUT/mini1m" &&
   git archive ab5c8cd models/electramed-mini-pubmed | tar -x --strip-components=2 -C "$OUT/mini1m"; }
 WHAT=${1:-}
@@ -156,7 +162,7 @@ case "$WHAT" in
       model=$OUT/models/${layers}_layers_${embeddings}_embeddings
       wanted $layers || continue
       [ -f "$model/pytorch_model.bin" ] || python records/electra_claim/transplant.py \
-        --layers records/electra_claim/models/$layers --embeddings records/electra_claim/models/$embeddings --out "$model"
+        --layers "${MODEL[$layers]}" --embeddings "${MODEL[$embeddings]}" --out "$model"
       job "transplant/${layers}_layers_${embeddings}_embeddings/ncbi_disease" --task ncbi_disease --init "$model" \
         --lr 1e-3 $NER --seeds 1
     done
@@ -169,7 +175,7 @@ case "$WHAT" in
       model=$OUT/models/${init}_${kept}_embeddings_kept
       wanted $init || continue
       [ -f "$model/pytorch_model.bin" ] || python records/electra_claim/transplant.py \
-        --layers records/electra_claim/models/$init --embeddings random --parts $fresh --out "$model"
+        --layers "${MODEL[$init]}" --embeddings random --parts $fresh --out "$model"
       job "embparts/${init}_${kept}/ncbi_disease" --task ncbi_disease --init "$model" --reinit-layers 4 \
         --lr 1e-3 $NER --seeds 1
     done
@@ -178,8 +184,8 @@ case "$WHAT" in
     # x3.2 evens them
     model=$OUT/models/rtd10m_position_x3.2
     if wanted rtd10m; then
-      [ -f "$model/pytorch_model.bin" ] || python records/electra_claim/transplant.py --layers records/electra_claim/models/rtd10m \
-        --embeddings records/electra_claim/models/rtd10m --scale position_embeddings=3.2 --out "$model"
+      [ -f "$model/pytorch_model.bin" ] || python records/electra_claim/transplant.py --layers "${MODEL[rtd10m]}" \
+        --embeddings "${MODEL[rtd10m]}" --scale position_embeddings=3.2 --out "$model"
       job "embscale/rtd10m_position_x3.2_fresh_layers/ncbi_disease" --task ncbi_disease --init "$model" \
         --reinit-layers 4 --lr 1e-3 $NER --seeds 1
       for task in ncbi_disease bc5cdr; do

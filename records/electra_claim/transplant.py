@@ -2,7 +2,7 @@
 One model's encoder layers on another model's embeddings (RESULTS.md section 2, "why RTD does not pay
 here"): does RTD-10M's encoder help once its embeddings are as good as MLM-10M's?
 
-    python records/electra_claim/transplant.py --layers records/electra_claim/models/rtd10m \
+    python records/electra_claim/transplant.py --layers models/electramed-mini-pubmed \
         --embeddings records/electra_claim/models/mlm10m --out runs/claim/models/rtd_layers_mlm_embeddings
 
 Copies the --layers directory (Hugging Face layout: config, vocabulary, tokenizer files) and swaps every
@@ -11,10 +11,10 @@ Copies the --layers directory (Hugging Face layout: config, vocabulary, tokenize
 finetune.py's --init random); --parts swaps only some of them, to find which part of an embedding block
 holds a deficit; --scale multiplies one part of the result (--embeddings the same model: only that):
 
-    python records/electra_claim/transplant.py --layers records/electra_claim/models/rtd10m \
+    python records/electra_claim/transplant.py --layers models/electramed-mini-pubmed \
         --embeddings random --parts word_embeddings --out runs/claim/models/rtd10m_random_word_embeddings
-    python records/electra_claim/transplant.py --layers records/electra_claim/models/rtd10m \
-        --embeddings records/electra_claim/models/rtd10m --scale position_embeddings=3.2 --out ...
+    python records/electra_claim/transplant.py --layers models/electramed-mini-pubmed \
+        --embeddings models/electramed-mini-pubmed --scale position_embeddings=3.2 --out ...
 """
 import argparse
 import shutil
