@@ -509,22 +509,26 @@ def test_profiler_records_the_asked_steps(small_corpus, scivocab, tmp_path):
     assert tp.learning_rate is learning_rate and "zero_grad" not in vars(tp.AdamWeightDecay)
 
 
-@pytest.mark.parametrize("objective, atol", [("rtd", 5e-7), ("mlm", 2.5e-6)])
-def test_unpadded_training_equals_padded(small_corpus, scivocab, tmp_path, monkeypatch, objective, atol):
+@pytest.mark.parametrize("objective", ["rtd", "mlm"])
+def test_unpadded_training_equals_padded(small_corpus, scivocab, tmp_path, monkeypatch, objective):
     """--unpad (the encoders on the real tokens only) trains the same weights as the padded step:
     3 steps of the tiny preset, batch 16, on real packed PubMed examples (padded tails), dropout 0.
-    Only the summation order differs (max seen for mlm: 5.6e-7 at 1 thread, 1.25e-6 at 2, in one of 1M
-    word-embedding entries)."""
+    Only the summation order differs. Adam divides each gradient by its own size, so an entry whose true
+    gradient is ~0 (rounding noise that cancels) can still step by a visible amount: pinned to lr 1e-3 without
+    bias correction (as the two-process test), a few entries in 10^6 differ by up to 5e-7 here. A real
+    unpadding bug moves nearly every weight: positions clamped at 60 moved 97% of them by > 1e-7, up to 1e-2."""
     common = ("--steps", "3", "--dropout", "0", "--warmup-steps", "0", "--save-every", "3", "--log-every", "1",
-              "--batch-size", "16", "--heldout-every", "0", "--objective", objective)
+              "--batch-size", "16", "--heldout-every", "0", "--objective", objective,
+              "--lr", "1e-3", "--no-bias-correction")
     tp.main(tiny_args(small_corpus, scivocab, tmp_path / "padded", *common))
     calls, unpad = [], em.unpad
     monkeypatch.setattr(em, "unpad", lambda mask: calls.append(mask) or unpad(mask))
     tp.main(tiny_args(small_corpus, scivocab, tmp_path / "unpadded", "--unpad", *common))
     assert len(calls) == 3                                             # every step had padding: ran unpadded
     padded, unpadded = (final_model(tmp_path / d) for d in ("padded", "unpadded"))
-    for k in padded:
-        torch.testing.assert_close(unpadded[k], padded[k], rtol=0, atol=atol, msg=lambda m: f"{k}: {m}")
+    difference = torch.cat([(unpadded[k] - padded[k]).abs().flatten() for k in padded])
+    assert difference.max() < 1e-5                                     # lr / 100: no weight took a real step apart
+    assert (difference > 1e-7).sum() <= difference.numel() // 10_000, (difference > 1e-7).sum()
     log = [json.loads(line) for line in (tmp_path / "unpadded" / "log.jsonl").read_text().splitlines()]
     reference = [json.loads(line) for line in (tmp_path / "padded" / "log.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in reference], rel=1e-5)
