@@ -182,8 +182,9 @@ def full_table(full: dict) -> str:
 
 def few_table(rows: list[dict]) -> str:
     """Markdown: test F1 mean ± std over the seeds per task and labelled sentences, one column per init;
-    **>** / < marks a pre-trained init above / below random init by more than the two stds added."""
-    inits = [INITS[i] for i in (*PICTURE, "mini1m") if any(r["init"] == INITS[i] for r in rows)]
+    **>** / < marks a pre-trained init above / below random init by more than the two stds added. The three
+    arms of the picture only: the 1.33M-word model's full-data rows are in the full table."""
+    inits = [INITS[i] for i in PICTURE if any(r["init"] == INITS[i] for r in rows)]
     cell = {}
     for r in rows:
         cell.setdefault((r["task"], r["train_sentences"], r["init"]), []).append(100 * r["test_f1"])

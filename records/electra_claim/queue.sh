@@ -125,15 +125,13 @@ case "$WHAT" in
       wanted $init || continue
       sweep "full/$init/bioasq" --task bioasq ${INIT[$init]} $RE
     done ;;
-  few)   # the three arms of the picture first, then the 1.33M-word model, which the 10M one may replace
-    for arms in "random rtd10m mlm10m" mini1m; do
-      for n in 250 500 1000; do
-        for init in $arms; do
-          wanted $init || continue
-          for task in bc5cdr ncbi_disease; do
-            sweep "few/$init/${task}_$n" --task $task ${INIT[$init]} --max-train-examples $n \
-              --epochs 30 --patience 5 --length-buckets
-          done
+  few)   # the three arms of the picture
+    for n in 250 500 1000; do
+      for init in random rtd10m mlm10m; do
+        wanted $init || continue
+        for task in bc5cdr ncbi_disease; do
+          sweep "few/$init/${task}_$n" --task $task ${INIT[$init]} --max-train-examples $n \
+            --epochs 30 --patience 5 --length-buckets
         done
       done
     done ;;
