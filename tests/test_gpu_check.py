@@ -44,6 +44,7 @@ def check_unpad_parts(parts):
 
 
 def test_cpu_mode_runs_the_unpadding_parts(data_dir, tmp_path):
+    """The parts no GPU has measured yet run whole on CPU, and --parts runs exactly them."""
     parts = run_cpu_mode(data_dir, tmp_path, "--parts", "env unpad_512 pretrain_unpad")
     assert list(parts) == ["env", "unpad_512", "pretrain_unpad"]
     check_unpad_parts(parts)
@@ -51,6 +52,7 @@ def test_cpu_mode_runs_the_unpadding_parts(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_cpu_mode_runs_every_part(data_dir, tmp_path):
+    """Every part: the compiled ones skip with their reason on CPU, the others pass their own checks."""
     parts = run_cpu_mode(data_dir, tmp_path)
     assert list(parts) == ["env", "unpad_512", "unpad_512_compile", "profile_512_compile", "pretrain", "pretrain_unpad", "bench_128_compile",
                            "bench_512_compile", "syncs", "resume", "finetune", "bench_512", "bench_128"]
