@@ -23,6 +23,7 @@ from transformers import (ElectraConfig, ElectraForMaskedLM, ElectraForPreTraini
 
 import electramed as em
 
+REPO = Path(__file__).resolve().parent.parent
 HF_CLASSES = {"discriminator": ElectraForPreTraining, "generator": ElectraForMaskedLM, "encoder": ElectraModel}
 OURS = {"discriminator": em.Discriminator, "generator": em.Generator, "encoder": em.Encoder}
 
@@ -163,7 +164,6 @@ def test_fp16_export_halves_the_file_and_loads_back_into_fp32(tmp_path):
     assert_same_outputs(loaded, hf.eval(), "discriminator", ours.config.vocab_size)
 
 
-REPO = Path(__file__).resolve().parent.parent
 COMMITTED_MODELS = sorted(p.parent.relative_to(REPO) for p in [*REPO.glob("models/*/config.json"),
                                                              *REPO.glob("records/*/models/*/config.json")])
 
